@@ -1,0 +1,3 @@
+from cctv_daemon.cli import main
+
+raise SystemExit(main())

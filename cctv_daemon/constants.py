@@ -1,0 +1,51 @@
+"""Every default and fixed name of the daemon. This module imports nothing."""
+
+# Exit codes of the command line (documented in README.md).
+EXIT_OK = 0
+EXIT_RUNTIME = 1
+EXIT_USAGE = 2  # bad usage or bad config
+EXIT_ALREADY_RUNNING = 3
+EXIT_NOT_RUNNING = 4
+EXIT_TIMEOUT = 5
+
+# Camera defaults.
+DEFAULT_VIDEO_DURATION_S = 600
+DEFAULT_RTSP_PORT = 554
+DEFAULT_STALL_TIMEOUT_S = 10.0
+DEFAULT_BACKOFF_BASE_S = 1.0
+DEFAULT_BACKOFF_CAP_S = 30.0
+DEFAULT_STEADY_AFTER_S = 60.0  # backoff resets only after recording this long
+DEFAULT_STOP_TIMEOUT_S = 5.0  # polite stop of ffmpeg, then SIGKILL
+BACKOFF_JITTER = 0.2  # +/- fraction of the delay
+RTSP_SOCKET_TIMEOUT_S = 5.0  # ffmpeg gives up on a silent socket after ~2x this
+PROGRESS_PERIOD_S = 1.0
+SUPERVISOR_TICK_S = 0.2
+
+# Transcoding (only when frameRate/resolution are set, or for the test source).
+X264_PRESET = "veryfast"
+AAC_BITRATE = "64k"
+MP4_COPYABLE_AUDIO = ("aac", "mp3", "opus", "alac", "ac3", "eac3", "flac")
+
+# Storage layout.
+STATE_DIRNAME = ".cctv"
+STAGING_DIRNAME = "staging"
+LOG_DIRNAME = "logs"
+CATALOG_FILENAME = "catalog.sqlite3"
+LOCK_FILENAME = "cctv-daemon.lock"
+STATUS_FILENAME = "status.json"
+CONTROL_DIRNAME = "control"
+LOG_FILENAME = "cctv-daemon.log"
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_LOG_BACKUP_COUNT = 5
+SEGMENT_EXT = ".mp4"
+TIME_FORMAT = "%Y%m%dT%H%M%SZ"  # UTC, sortable, Windows-safe
+DATE_DIR_FORMAT = "%Y-%m-%d"
+DEFAULT_MIN_FREE_GB = 1.0
+
+# Uploads.
+DEFAULT_MAX_CONCURRENT_UPLOADS = 2
+DEFAULT_MULTIPART_THRESHOLD_MB = 16
+UPLOAD_BACKOFF_BASE_S = 1.0
+UPLOAD_BACKOFF_CAP_S = 300.0
+
+REDACTED = "***"
