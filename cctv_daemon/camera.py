@@ -1,4 +1,4 @@
-"""A camera's life: an explicit state machine around its one long-lived ffmpeg.
+r"""A camera's life: an explicit state machine around its one long-lived ffmpeg.
 
     stopped -> starting -> recording -> (exit | stall) -> backoff -> starting ...
                         \-> auth_failed | not_found | disk_full (retry at the backoff cap)
