@@ -1,0 +1,125 @@
+"""The camera state machine with an injected clock around a real ffmpeg: time-based decisions (stall, backoff,
+steady reset, kill after stop timeout) are driven by the fake clock, processes and signals are real."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cctv_daemon.camera import Camera, State
+from cctv_daemon.clock import FakeClock
+from cctv_daemon.config import CameraConfig, SupervisorConfig
+from cctv_daemon.ffmpeg_locate import find_ffmpeg
+from tests.support.daemon import wait_for
+
+SUP = SupervisorConfig(backoffBase=1.0, backoffCap=8.0, steadyAfter=60.0, stopTimeout=5.0)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def ticks_until(cam: Camera, cond: object, timeout: float = 20) -> None:
+    assert callable(cond)
+    wait_for(lambda: (cam.tick(), cond())[1], timeout, f"camera condition (state {cam.state})", interval=0.05)
+
+
+@pytest.fixture
+def made(tmp_path: Path) -> Iterator[list[Camera]]:
+    cams: list[Camera] = []
+    yield cams
+    for cam in cams:
+        if cam.proc is not None:
+            cam.proc.kill()
+            cam.proc.proc.wait(5)
+
+
+def make(tmp_path: Path, clock: FakeClock, made: list[Camera], **kw: object) -> Camera:
+    cfg = CameraConfig(**{"cameraName": "c1", "videoFeedId": "c1", **kw})  # type: ignore[arg-type]
+    cam = Camera(cfg, SUP, find_ffmpeg(), tmp_path, clock)
+    made.append(cam)
+    return cam
+
+
+def test_stall_is_detected_from_media_time_and_ffmpeg_is_killed_then_restarted(
+    tmp_path: Path, made: list[Camera]
+) -> None:
+    clock = FakeClock()
+    cam = make(tmp_path, clock, made, source="test", videoDuration=5, stallTimeout=10.0, resolution="160x120")
+    cam.start()
+    assert cam.state == State.STARTING
+    ticks_until(cam, lambda: cam.state == State.RECORDING)
+    proc = cam.proc
+    assert proc is not None
+    os.kill(proc.pid, signal.SIGSTOP)  # silent stall: process alive, no media
+    clock.advance(9.0)
+    cam.tick()
+    assert cam.state == State.RECORDING  # not yet
+    clock.advance(1.5)
+    cam.tick()
+    assert cam.state == State.STOPPING and cam.reason == "stall"
+    assert cam.counters.stalls == 1
+    cam.tick()
+    assert proc.poll() is None  # SIGTERM is pending on a stopped process...
+    clock.advance(SUP.stopTimeout + 0.1)
+    ticks_until(cam, lambda: cam.state == State.BACKOFF)  # ...so it was killed after stopTimeout
+    assert proc.poll() == -signal.SIGKILL
+    assert 0.8 <= cam.retry_at - clock.monotonic() <= 1.2
+    clock.advance(1.3)
+    cam.tick()
+    assert cam.state == State.STARTING and cam.proc is not None and cam.proc.pid != proc.pid
+    assert cam.counters.reconnects == 1
+    ticks_until(cam, lambda: cam.state == State.RECORDING)
+
+
+def test_backoff_grows_on_repeated_failures_and_resets_only_after_steady_recording(
+    tmp_path: Path, made: list[Camera]
+) -> None:
+    clock = FakeClock()
+    cam = make(tmp_path, clock, made, ipAddress="127.0.0.1", port=closed_port())
+    cam.start()
+    delays = []
+    for _ in range(4):
+        ticks_until(cam, lambda: cam.state == State.BACKOFF)
+        delays.append(cam.retry_at - clock.monotonic())
+        assert cam.reason == "connection refused"
+        clock.advance(delays[-1] + 0.01)
+        cam.tick()
+        assert cam.state == State.STARTING
+    for n, d in enumerate(delays):
+        assert 0.8 * min(8, 2**n) <= d <= 1.2 * min(8, 2**n), delays
+    assert cam.counters.reconnects == 4
+    assert cam.counters.last_error and "refused" in cam.counters.last_error.lower()
+    # A recording that does not last steadyAfter keeps the backoff where it was.
+    ok = make(tmp_path, clock, made, cameraName="c2", source="test", resolution="160x120", stallTimeout=1000.0)
+    ok.backoff.failures = 3
+    ok.start()
+    ticks_until(ok, lambda: ok.state == State.RECORDING)
+    clock.advance(59)
+    ok.tick()
+    assert ok.backoff.failures == 3
+    clock.advance(2)
+    ok.tick()
+    assert ok.backoff.failures == 0
+
+
+def test_stop_is_polite_and_finalizes(tmp_path: Path, made: list[Camera]) -> None:
+    clock = FakeClock()
+    cam = make(tmp_path, clock, made, source="test", resolution="160x120")
+    ended: list[str] = []
+    cam.on_run_ended = lambda name, d, run: ended.append(run)
+    cam.start()
+    ticks_until(cam, lambda: cam.state == State.RECORDING)
+    cam.stop()
+    assert cam.state == State.STOPPING
+    ticks_until(cam, lambda: cam.state == State.STOPPED)
+    assert ended == [cam.run_id]
+    csv = (cam.staging_dir / f"{cam.run_id}.csv").read_text()
+    assert csv.count("\n") == 1  # ffmpeg listed the segment it finalized on SIGTERM
