@@ -13,6 +13,7 @@ from cctv_daemon import segment_names, staging
 from cctv_daemon.clock import Clock
 from cctv_daemon.events import FinishedSegment, SegmentBus
 from cctv_daemon.media_probe import probe_duration
+from cctv_daemon.mp4_tail import truncate_incomplete_tail
 from cctv_daemon.segment_watcher import StagedSegment, _ListReader
 
 log = structlog.get_logger("cctv_daemon.segment")
@@ -42,6 +43,12 @@ class SegmentFinisher:
             # No anchor recorded (the run never reported progress): the file's last write is its end.
             anchor = src.stat().st_mtime - staged.end_s
         start, end = anchor + staged.start_s, anchor + staged.end_s
+        removed, fragments = truncate_incomplete_tail(src)
+        if removed:
+            log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=str(src), bytes=removed)
+        if fragments == 0:
+            self._quarantine(src, "segment holds no complete fragment")
+            return None
         dest = self._free_dest(
             segment_names.final_path(self.save_path, meta.camera, meta.feed_id, start, end)
         )
@@ -58,6 +65,7 @@ class SegmentFinisher:
             duration=round(seg.duration, 3),
             bytes=size,
             recovered=recovered,
+            run_id=staged.run_id,
         )
         self.bus.publish(seg)
         return seg
@@ -100,6 +108,7 @@ class SegmentFinisher:
         return done
 
     def _finish_partial(self, path: Path, run_id: str, start_s: float) -> FinishedSegment | None:
+        truncate_incomplete_tail(path)  # so that the probed duration is what will play
         size = path.stat().st_size
         probe = probe_duration(self.ffmpeg_exe, path) if size > 0 else None
         if probe is None:

@@ -53,7 +53,7 @@ class DaemonProc:
         return self.save_path / ".cctv"
 
     def start(self) -> DaemonProc:
-        self.out_path = self.tmp / f"daemon-{int(time.time() * 1000)}.out"
+        self.out_path = self.tmp / f"daemon-{time.time_ns()}.out"
         self._out = self.out_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cctv_daemon", "run", "--config", str(self.config_path)],
@@ -76,10 +76,8 @@ class DaemonProc:
 
     # -- observing ------------------------------------------------------------------------------------
     def output(self) -> str:
-        text = ""
-        for p in sorted(self.tmp.glob("daemon-*.out")):
-            text += p.read_text(errors="replace")
-        return text
+        """What this process (the latest start()) printed."""
+        return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
 
     def events(self, event: str | None = None, **match: Any) -> list[dict[str, Any]]:
         out = []

@@ -91,3 +91,15 @@ def decode_ok(path: str | os.PathLike[str]) -> bool:
     cmd = [_tool("ffmpeg"), "-nostdin", "-v", "error", "-i", str(path), "-f", "null", "-"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     return proc.returncode == 0 and proc.stderr.strip() == ""
+
+
+def coverage(segments: list[Path]) -> tuple[float, float, float]:
+    """(media seconds / wall seconds, media, wall) of consecutive segments of one run.
+
+    The wall clock is read from the files' mtimes, written by the kernel when ffmpeg flushed each segment's last
+    fragment (right before closing it), so it does not depend on the daemon's scheduling. The media between the
+    first and the second-to-last close is the sum of the durations of segments[1:-1]."""
+    closes = [p.stat().st_mtime for p in segments]
+    media = sum(float(probe(p)["duration"] or 0) for p in segments[1:-1])
+    wall = closes[-2] - closes[0]
+    return media / wall, media, wall

@@ -1,0 +1,48 @@
+"""Dropping an incomplete last fragment of a real fragmented MP4 made by ffmpeg."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from cctv_daemon.ffmpeg_command import SEGMENT_FORMAT_OPTIONS
+from cctv_daemon.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.mp4_tail import complete_length, truncate_incomplete_tail
+from tests.support.media import decode_ok
+
+
+def make_fmp4(path: Path) -> None:
+    opts = SEGMENT_FORMAT_OPTIONS.split(":")[0]
+    subprocess.run([find_ffmpeg(), "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10", "-t", "3",
+                    "-c:v", "libx264", "-g", "10", "-f", "mp4", "-movflags", opts.split("=", 1)[1], str(path)],
+                   check=True)
+
+
+def test_whole_file_is_left_alone(tmp_path: Path) -> None:
+    f = tmp_path / "a.mp4"
+    make_fmp4(f)
+    size = f.stat().st_size
+    assert truncate_incomplete_tail(f) == (0, 3)
+    assert f.stat().st_size == size
+
+
+def test_cut_in_the_middle_of_a_fragment_is_cut_back_to_the_last_whole_one(tmp_path: Path) -> None:
+    f = tmp_path / "a.mp4"
+    make_fmp4(f)
+    size = f.stat().st_size
+    with f.open("rb+") as fh:
+        fh.truncate(size - 700)  # like ENOSPC or a power cut mid-write
+    assert not decode_ok(f)
+    removed, kept = truncate_incomplete_tail(f)
+    assert removed > 0 and kept == 2
+    assert decode_ok(f)
+    assert complete_length(f) == (f.stat().st_size, 2)
+
+
+def test_header_only_file_has_no_fragment(tmp_path: Path) -> None:
+    f = tmp_path / "a.mp4"
+    make_fmp4(f)
+    assert complete_length(f)[1] == 3
+    with f.open("rb+") as fh:
+        fh.truncate(900)
+    assert truncate_incomplete_tail(f)[1] == 0
