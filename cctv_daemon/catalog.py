@@ -136,8 +136,9 @@ class Catalog:
                 raise RuntimeError(f"catalog {self.path} has schema {version}, newer than this program's "
                                    f"{SCHEMA_VERSION}")
             if version < 1:  # every statement is idempotent, so two processes migrating at once is harmless
-                self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA_V1 + "DELETE FROM catalog_schema;"
-                                       f"INSERT INTO catalog_schema (version) VALUES ({SCHEMA_VERSION}); COMMIT;")
+                self._db.executescript(
+                    "BEGIN IMMEDIATE;" + _SCHEMA_V1 + "DELETE FROM catalog_schema;"
+                    f"INSERT INTO catalog_schema (version) VALUES ({SCHEMA_VERSION}); COMMIT;")
                 log.info("catalog_schema", path=str(self.path), old=version, new=SCHEMA_VERSION)
             # future migrations: if version < 2: ...
 
@@ -167,11 +168,11 @@ class Catalog:
         return self.save_path.joinpath(*PurePosixPath(rel_path).parts)
 
     # -- writes ---------------------------------------------------------------------------------------
-    def add_segment(self, seg: FinishedSegment) -> bool:
-        """Bus subscriber (first one): catalogue a finished segment. Idempotent; True when a row was added."""
+    def add_segment(self, seg: FinishedSegment) -> None:
+        """Bus subscriber (first one): catalogue a finished segment. Idempotent."""
         crash_point("catalog.before_insert")
         row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size)
-        return self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered) == 1
+        self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered)
 
     def add_rows(self, rows: Iterable[SegmentRow], run_id: str | None = None, recovered: bool = False) -> int:
         """Insert rows (state 'complete'); an existing live row is kept, a 'deleted'/'missing' row whose file
@@ -181,8 +182,8 @@ class Catalog:
         with self.transaction() as db:
             for r in rows:
                 cur = db.execute(
-                    'INSERT INTO segments (path, camera, feed_id, start, "end", duration, size, state, run_id,'
-                    " recovered, added_at, state_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?)"
+                    'INSERT INTO segments (path, camera, feed_id, start, "end", duration, size, state,'
+                    " run_id, recovered, added_at, state_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?)"
                     " ON CONFLICT (path) DO UPDATE SET state = 'complete', size = excluded.size,"
                     " state_at = excluded.state_at, reason = NULL WHERE state IN ('deleted', 'missing')",
                     (r.path, r.camera, r.feed_id, r.start, r.end, r.end - r.start, r.size, run_id,
@@ -195,8 +196,8 @@ class Catalog:
                   abandon_upload: bool = False) -> None:
         assert state in STATES
         with self.transaction() as db:
-            db.execute("UPDATE segments SET state = ?, state_at = ?, reason = COALESCE(?, reason) WHERE path = ?",
-                       (state, self.clock.time(), reason, rel_path))
+            db.execute("UPDATE segments SET state = ?, state_at = ?, reason = COALESCE(?, reason)"
+                       " WHERE path = ?", (state, self.clock.time(), reason, rel_path))
             if abandon_upload and self._uploads_exists(db):
                 db.execute("UPDATE uploads SET state = 'abandoned' WHERE path = ? AND state != 'uploaded'",
                            (rel_path,))
@@ -212,8 +213,8 @@ class Catalog:
 
     @staticmethod
     def _uploads_exists(db: sqlite3.Connection) -> bool:
-        return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'uploads'").fetchone() \
-            is not None
+        sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'uploads'"
+        return db.execute(sql).fetchone() is not None
 
     # -- reads ----------------------------------------------------------------------------------------
     def get(self, rel_path: str) -> SegmentRow | None:
@@ -223,7 +224,8 @@ class Catalog:
     def segments(self, camera: str | None = None, start: float | None = None, end: float | None = None,
                  states: tuple[str, ...] = ("complete",)) -> list[SegmentRow]:
         """Segments overlapping [start, end), ordered by camera then start."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if camera is not None:
             where.append("s.camera = ?")
             params.append(camera)
@@ -232,9 +234,9 @@ class Catalog:
             params.append(end)
         if start is not None:
             # Bounded scan of the (camera, start) index: nothing starts earlier than start - longest segment.
-            longest = self.query("SELECT COALESCE(MAX(duration), 0) FROM segments")[0][0]
+            longest = float(str(self.query("SELECT COALESCE(MAX(duration), 0) FROM segments")[0][0]))
             where.append("s.start >= ? AND s.\"end\" > ?")
-            params += [start - float(longest or 0) - 1, start]
+            params += [start - longest - 1, start]
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._select(clause, params, states, order="ORDER BY s.camera, s.start")
 
@@ -256,7 +258,8 @@ class Catalog:
                before: float | None = None) -> list[SegmentRow]:
         """Deletion candidates: complete segments, oldest first; `uploaded` True = only those whose upload is
         verified, False = only the others, None = all."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[object] = []
         if camera is not None:
             where.append("s.camera = ?")
             params.append(camera)
@@ -268,7 +271,8 @@ class Catalog:
                 if uploaded:
                     return []
             else:
-                where.append("u.state = 'uploaded'" if uploaded else "(u.state IS NULL OR u.state != 'uploaded')")
+                where.append("u.state = 'uploaded'" if uploaded
+                             else "(u.state IS NULL OR u.state != 'uploaded')")
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._select(clause, params, ("complete",), order="ORDER BY s.start", limit=limit)
 

@@ -1,5 +1,5 @@
-"""Test hook: `CCTV_DAEMON_CRASH_AT=<point>` makes the process SIGKILL itself at that named point, so tests can
-crash the daemon exactly between two steps of docs/segment-lifecycle.md. Never set in production."""
+"""Test hook: `CCTV_DAEMON_CRASH_AT=<point>` makes the process SIGKILL itself at that named point, so tests
+can crash the daemon exactly between two steps of docs/segment-lifecycle.md. Never set in production."""
 
 from __future__ import annotations
 
