@@ -221,6 +221,10 @@ class Catalog:
         rows = self._select("WHERE s.path = ?", (rel_path,), states=STATES)
         return rows[0] if rows else None
 
+    def get_live(self, rel_path: str) -> SegmentRow | None:
+        row = self.get(rel_path)
+        return row if row is not None and row.state in ("complete", "deleting") else None
+
     def segments(self, camera: str | None = None, start: float | None = None, end: float | None = None,
                  states: tuple[str, ...] = ("complete",)) -> list[SegmentRow]:
         """Segments overlapping [start, end), ordered by camera then start."""
