@@ -107,10 +107,10 @@ def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool) -> None
     lines = [head + " PATH"]
     for _cam, _s, _k, item in items:
         if isinstance(item, Gap):
-            lines.append(f"{item.camera:<12} {iso(item.start)[:19]:<20} {iso(item.end)[:19]:<20} "
+            lines.append(f"{item.camera:<12} {iso(round(item.start))[:19]:<20} {iso(round(item.end))[:19]:<20} "
                          f"{item.seconds:>8.1f}  -- GAP: no footage --")
             continue
-        line = (f"{item.camera:<12} {iso(item.start)[:19]:<20} {iso(item.end)[:19]:<20} "
+        line = (f"{item.camera:<12} {iso(round(item.start))[:19]:<20} {iso(round(item.end))[:19]:<20} "
                 f"{item.duration:>8.1f} {_human_size(item.size):>9}")
         if uploads:
             line += f" {item.upload_state or '-':<9}"
