@@ -19,7 +19,8 @@ JSON_VERSION = 1
 
 
 def parse_time(text: str) -> float:
-    """ISO 8601 (`2026-11-21T10:02`, `...Z`, `...+01:00`, naive = UTC) or a segment stamp (`20261121T100200Z`)."""
+    """ISO 8601 (`2026-11-21T10:02`, `...Z`, `...+01:00`; naive = UTC) or a segment stamp
+    (`20261121T100200Z`)."""
     t = text.strip()
     try:
         return segment_names.parse_stamp(t)
@@ -59,7 +60,7 @@ def _human_size(n: int) -> str:
 # -- segments -------------------------------------------------------------------------------------------
 def _segments_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", help="only this camera")
-    p.add_argument("--from", dest="start", type=parse_time, help="start of the range (ISO 8601 or stamp; UTC)")
+    p.add_argument("--from", dest="start", type=parse_time, help="range start (ISO 8601 or stamp; UTC)")
     p.add_argument("--to", dest="end", type=parse_time, help="end of the range (ISO 8601 or stamp; UTC)")
     p.add_argument("--json", action="store_true", help="machine-readable output (see docs/cli.md)")
 

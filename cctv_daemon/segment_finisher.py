@@ -99,7 +99,8 @@ class SegmentFinisher:
         size = path.stat().st_size
         probe = probe_duration(self.ffmpeg_exe, path) if size > 0 else None
         if probe is None:
-            return self._quarantine(path, "unreadable partial segment")
+            self._quarantine(path, "unreadable partial segment")
+            return None
         staged = StagedSegment(path.parent.name, run_id, path, start_s, start_s + probe.duration)
         meta = self._run_meta(path.parent, run_id, path.parent.name)
         if meta.anchor is None:
