@@ -183,7 +183,8 @@ class Catalog:
             for r in rows:
                 cur = db.execute(
                     'INSERT INTO segments (path, camera, feed_id, start, "end", duration, size, state,'
-                    " run_id, recovered, added_at, state_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?)"
+                    " run_id, recovered, added_at, state_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?)"
                     " ON CONFLICT (path) DO UPDATE SET state = 'complete', size = excluded.size,"
                     " state_at = excluded.state_at, reason = NULL WHERE state IN ('deleted', 'missing')",
                     (r.path, r.camera, r.feed_id, r.start, r.end, r.end - r.start, r.size, run_id,

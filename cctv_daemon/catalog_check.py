@@ -58,8 +58,8 @@ def reconcile(catalog: Catalog, state_dir: Path, clock: Clock | None = None) -> 
                 if now - disk.mtime >= YOUNG_FILE_S and catalog.get_live(rel) is None:
                     problems.append(Problem("file-without-row", rel, f"{disk.row.size} bytes", disk.row))
             elif row.size != disk.row.size:
-                problems.append(Problem("size-mismatch", rel, f"catalog {row.size} bytes, disk {disk.row.size}",
-                                        disk.row))
+                detail = f"catalog {row.size} bytes, disk {disk.row.size}"
+                problems.append(Problem("size-mismatch", rel, detail, disk.row))
     for rel, row in live.items():
         if rel not in seen and not catalog.abs(rel).exists():
             problems.append(Problem("row-without-file", rel, "file is gone", row))
@@ -89,11 +89,13 @@ def _stray_staging(root: Path, now: float) -> list[Problem]:
                 continue
             mp4 = [f for f in files if f.suffix == ".mp4"]
             found.append(Problem("stray-staging", str(cam_dir / run),
-                                 f"run of a stopped daemon: {len(mp4)} segment file(s), {len(files)} file(s)"))
+                                 f"run of a stopped daemon: {len(mp4)} segment file(s), "
+                                 f"{len(files)} file(s)"))
     return found
 
 
-def repair(catalog: Catalog, state_dir: Path, problems: list[Problem], ffmpeg_exe: str | None) -> list[Problem]:
+def repair(catalog: Catalog, state_dir: Path, problems: list[Problem],
+           ffmpeg_exe: str | None) -> list[Problem]:
     """Fix what can be fixed; returns the problems left (e.g. stray staging without an ffmpeg to probe)."""
     deleter = SegmentDeleter(catalog)
     left: list[Problem] = []

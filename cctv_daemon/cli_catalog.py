@@ -108,8 +108,8 @@ def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool) -> None
     lines = [head + " PATH"]
     for _cam, _s, _k, item in items:
         if isinstance(item, Gap):
-            lines.append(f"{item.camera:<12} {iso(round(item.start))[:19]:<20} {iso(round(item.end))[:19]:<20} "
-                         f"{item.seconds:>8.1f}  -- GAP: no footage --")
+            lines.append(f"{item.camera:<12} {iso(round(item.start))[:19]:<20} "
+                         f"{iso(round(item.end))[:19]:<20} {item.seconds:>8.1f}  -- GAP: no footage --")
             continue
         line = (f"{item.camera:<12} {iso(round(item.start))[:19]:<20} {iso(round(item.end))[:19]:<20} "
                 f"{item.duration:>8.1f} {_human_size(item.size):>9}")
@@ -162,7 +162,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if not problems:
             print("catalog and disk agree: no problems")
         elif args.repair:
-            print(f"{len(problems)} problem(s) found, {len(problems) - len(left)} repaired, {len(left)} remaining")
+            fixed = len(problems) - len(left)
+            print(f"{len(problems)} problem(s) found, {fixed} repaired, {len(left)} remaining")
         else:
             print(f"{len(problems)} problem(s) found (run with --repair to fix)")
     return c.EXIT_CHECK_PROBLEMS if left else c.EXIT_OK

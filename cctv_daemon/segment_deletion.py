@@ -1,6 +1,7 @@
 """Deleting one finished segment, durably and in the order of docs/segment-lifecycle.md:
 mark the row 'deleting' (and its upload 'abandoned' unless uploaded) → unlink + fsync the folder
-→ mark 'deleted' → remove empty date/camera folders. Used by retention and by the uploader (clearAfterUpload)."""
+→ mark 'deleted' → remove empty date/camera folders. Used by retention and by the uploader
+(clearAfterUpload)."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ class SegmentDeleter:
 def remove_empty_dirs(date_dir: Path, save_path: Path, now: float | None = None) -> None:
     """Remove a date folder of ours (YYYY-MM-DD under a camera folder) if empty, then its camera folder if
     empty. rmdir only removes empty folders, so nothing that is not ours can be lost. With `now`, folders of
-    today and yesterday (UTC) are kept: the finisher may be about to move a segment into them (another thread)."""
+    today and yesterday (UTC) are kept: the finisher may be about to move a segment into them (another
+    thread)."""
     if date_dir.parent.parent != save_path or not _DATE_DIR.match(date_dir.name):
         return
     if now is not None and date_dir.name >= segment_names.date_dir(now - 86400):

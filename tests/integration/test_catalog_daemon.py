@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from cctv_daemon import catalog_recovery
 from cctv_daemon import constants as c
 from cctv_daemon.catalog import Catalog
 from cctv_daemon.config import load_config
@@ -38,8 +37,9 @@ def write_config(tmp: Path, cameras: list[str], cap_gb: float | None = None) -> 
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "cctv_daemon", *args], capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}, check=False)
+                          timeout=120, env=env, check=False)
 
 
 def start_daemon(cfg: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

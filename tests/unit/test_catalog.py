@@ -1,4 +1,4 @@
-"""The catalog: schema, idempotent inserts, totals kept by triggers, range queries and gaps, recovery scans."""
+"""The catalog: schema, idempotent inserts, totals kept by triggers, range queries, gaps, recovery."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ T0 = 1_800_000_000.0
 
 @pytest.fixture
 def cat(tmp_path: Path) -> Catalog:
-    return Catalog(tmp_path / "rec" / ".cctv" / "catalog.sqlite3", tmp_path / "rec", FakeClock(T0 + 86400 * 30))
+    save = tmp_path / "rec"
+    return Catalog(save / ".cctv" / "catalog.sqlite3", save, FakeClock(T0 + 86400 * 30))
 
 
 def test_schema_version_and_reopen(cat: Catalog) -> None:

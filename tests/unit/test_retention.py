@@ -1,4 +1,4 @@
-"""Retention policies with an injected clock and an injected free-space function; real SQLite and real files."""
+"""Retention policies with an injected clock and free-space function; real SQLite and real files."""
 
 from __future__ import annotations
 
