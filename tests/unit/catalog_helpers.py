@@ -24,7 +24,8 @@ def make_uploads_table(catalog: Catalog) -> None:
     with catalog.transaction() as db:
         db.execute(
             "CREATE TABLE IF NOT EXISTS uploads(path TEXT PRIMARY KEY, camera TEXT NOT NULL,"
-            " start REAL NOT NULL, size INTEGER NOT NULL, s3_key TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL"
+            " start REAL NOT NULL, size INTEGER NOT NULL, s3_key TEXT NOT NULL, state TEXT NOT NULL,"
+            " attempts INTEGER NOT NULL"
             " DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT, etag TEXT, sha256 TEXT,"
             " queued_at REAL NOT NULL, uploaded_at REAL)")
 
