@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import structlog
 
@@ -68,8 +69,7 @@ END;
 """
 
 
-@dataclass(frozen=True)
-class SegmentRow:
+class SegmentRow(NamedTuple):  # a NamedTuple: 100 000 of them are built in well under a second
     path: str  # relative, POSIX
     camera: str
     feed_id: str
@@ -257,7 +257,8 @@ class Catalog:
             sql = (f'SELECT s.path, s.camera, s.feed_id, s.start, s."end", s.size, s.state, {up} '
                    f"FROM segments s {join} {clause} {order}" + (f" LIMIT {int(limit)}" if limit else ""))
             rows = self._db.execute(sql, params).fetchall()
-        return [SegmentRow(*r) for r in rows]
+        make = SegmentRow._make
+        return [make(r) for r in rows]
 
     def oldest(self, camera: str | None = None, uploaded: bool | None = None, limit: int = 100,
                before: float | None = None) -> list[SegmentRow]:

@@ -39,8 +39,20 @@ def parse_time(text: str) -> float:
     return dt.timestamp()
 
 
+_DAYS: dict[int, str] = {}
+
+
 def iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """UTC, milliseconds: 2026-11-21T10:02:00.000Z (fast: 100 000s of these per listing)."""
+    ms = round(epoch * 1000)
+    day, ms_of_day = divmod(ms, 86_400_000)
+    date = _DAYS.get(day)
+    if date is None:
+        date = _DAYS[day] = datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+    secs, milli = divmod(ms_of_day, 1000)
+    h, rest = divmod(secs, 3600)
+    m, s = divmod(rest, 60)
+    return f"{date}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
 
 
 def _open_catalog(config: Config) -> Catalog:
@@ -93,20 +105,26 @@ def cmd_segments(args: argparse.Namespace) -> int:
                "totals": {"segments": len(rows), "bytes": sum(r.size for r in rows),
                           "seconds": round(sum(r.duration for r in rows), 3),
                           "gaps": len(gaps), "gapSeconds": round(sum(g.seconds for g in gaps), 3)}}
-        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+        sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
         return c.EXIT_OK
     _print_table(rows, gaps, uploads)
     return c.EXIT_OK
 
 
 def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool) -> None:
-    items: list[tuple[str, float, int, SegmentRow | Gap]] = [(r.camera, r.start, 1, r) for r in rows]
-    items += [(g.camera, g.start, 0, g) for g in gaps]
-    items.sort(key=lambda t: (t[0], t[1], t[2]))
+    # rows and gaps are both ordered by (camera, start): merge them instead of sorting
+    items: list[SegmentRow | Gap] = []
+    gi = 0
+    for r in rows:
+        while gi < len(gaps) and (gaps[gi].camera, gaps[gi].start) <= (r.camera, r.start):
+            items.append(gaps[gi])
+            gi += 1
+        items.append(r)
+    items += gaps[gi:]
     head = f"{'CAMERA':<12} {'START (UTC)':<20} {'END (UTC)':<20} {'SECONDS':>8} {'SIZE':>9}"
     head += f" {'UPLOAD':<9}" if uploads else ""
     lines = [head + " PATH"]
-    for _cam, _s, _k, item in items:
+    for item in items:
         if isinstance(item, Gap):
             lines.append(f"{item.camera:<12} {iso(round(item.start))[:19]:<20} "
                          f"{iso(round(item.end))[:19]:<20} {item.seconds:>8.1f}  -- GAP: no footage --")
