@@ -42,17 +42,28 @@ def parse_time(text: str) -> float:
 _DAYS: dict[int, str] = {}
 
 
+_ISO: dict[int, str] = {}
+
+
 def iso(epoch: float) -> str:
-    """UTC, milliseconds: 2026-11-21T10:02:00.000Z (fast: 100 000s of these per listing)."""
+    """UTC, milliseconds: 2026-11-21T10:02:00.000Z. Memoized: in a listing, one segment's end is the next
+    one's start, and 100 000s of these are formatted."""
     ms = round(epoch * 1000)
-    day, ms_of_day = divmod(ms, 86_400_000)
-    date = _DAYS.get(day)
-    if date is None:
-        date = _DAYS[day] = datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
-    secs, milli = divmod(ms_of_day, 1000)
-    h, rest = divmod(secs, 3600)
-    m, s = divmod(rest, 60)
-    return f"{date}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+    text = _ISO.get(ms)
+    if text is None:
+        day, ms_of_day = divmod(ms, 86_400_000)
+        date = _DAYS.get(day)
+        if date is None:
+            date = _DAYS[day] = datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+        secs, milli = divmod(ms_of_day, 1000)
+        h, rest = divmod(secs, 3600)
+        m, s = divmod(rest, 60)
+        text = _ISO[ms] = f"{date}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+    return text
+
+
+def _table_time(epoch: float) -> str:
+    return iso(round(epoch))[:19]
 
 
 def _open_catalog(config: Config) -> Catalog:
@@ -126,11 +137,11 @@ def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool) -> None
     lines = [head + " PATH"]
     for item in items:
         if isinstance(item, Gap):
-            lines.append(f"{item.camera:<12} {iso(round(item.start))[:19]:<20} "
-                         f"{iso(round(item.end))[:19]:<20} {item.seconds:>8.1f}  -- GAP: no footage --")
+            lines.append(f"{item.camera:<12} {_table_time(item.start):<20} "
+                         f"{_table_time(item.end):<20} {item.seconds:>8.1f}  -- GAP: no footage --")
             continue
-        line = (f"{item.camera:<12} {iso(round(item.start))[:19]:<20} {iso(round(item.end))[:19]:<20} "
-                f"{item.duration:>8.1f} {_human_size(item.size):>9}")
+        line = (f"{item.camera:<12} {_table_time(item.start):<20} {_table_time(item.end):<20} "
+                f"{item.end - item.start:>8.1f} {item.size / 1e6:>6.1f} MB")
         if uploads:
             line += f" {item.upload_state or '-':<9}"
         lines.append(line + " " + item.path)
