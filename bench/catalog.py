@@ -69,7 +69,8 @@ def bench_catalog(tmp: Path, n: int) -> None:
                         ("segments --json (all rows)", ["segments", "--config", str(config), "--json"]),
                         ("segments --camera cam3 --from/--to one day", [
                             "segments", "--config", str(config), "--camera", "cam3",
-                            "--from", cli_catalog.iso(T0 + 86400 * 30), "--to", cli_catalog.iso(T0 + 86400 * 31)])]:
+                            "--from", cli_catalog.iso(T0 + 86400 * 30),
+                            "--to", cli_catalog.iso(T0 + 86400 * 31)])]:
         buf = io.StringIO()
         with contextlib.redirect_stdout(buf):
             timed(label, main, argv)
@@ -85,7 +86,8 @@ def bench_catalog(tmp: Path, n: int) -> None:
 
 def make_source_segment(ffmpeg: str, out: Path, seconds: int) -> None:
     """10 s of 720p25 H.264 ~2.8 Mbit/s (noise keeps the bitrate realistic), fragmented MP4, 1 s GOP."""
-    subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size=1280x720:rate=25:d={seconds}",
+    src = f"testsrc2=size=1280x720:rate=25:d={seconds}"
+    subprocess.run([ffmpeg, "-v", "error", "-y", "-f", "lavfi", "-i", src,
                     "-vf", "noise=alls=12:allf=t", "-c:v", "libx264", "-preset", "ultrafast", "-g", "25",
                     "-b:v", "2800k", "-maxrate", "2800k", "-bufsize", "5600k", "-pix_fmt", "yuv420p",
                     "-movflags", "+frag_keyframe+empty_moov+default_base_moof", str(out)], check=True)

@@ -96,9 +96,9 @@ def startup_recover(catalog: Catalog, deleter: SegmentDeleter, state_dir: Path,
                     cameras: Iterable[str]) -> int:
     """Run by Daemon.prepare() after the finisher's staging recovery. Returns rows added."""
     deleter.finish_all()
-    if catalog.created:
-        return rebuild(catalog, state_dir)
     newest = catalog.newest_start()
+    if catalog.created or not newest:  # no database, or an empty one (e.g. made by `segments`): rebuild
+        return rebuild(catalog, state_dir)
     added = 0
     for camera in sorted(set(cameras) | set(newest)):
         since = segment_names.date_dir(newest[camera]) if camera in newest else None
