@@ -107,5 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+from cctv_daemon import cli_catalog  # noqa: F401, E402  (segments, check, export)
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,6 +7,7 @@ EXIT_USAGE = 2  # bad usage or bad config
 EXIT_ALREADY_RUNNING = 3
 EXIT_NOT_RUNNING = 4
 EXIT_TIMEOUT = 5
+EXIT_CHECK_PROBLEMS = 6  # `check`: problems remain (found and not repaired)
 
 # Camera defaults.
 DEFAULT_VIDEO_DURATION_S = 600

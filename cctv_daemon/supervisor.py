@@ -15,8 +15,8 @@ from typing import Protocol
 
 import structlog
 
+from cctv_daemon import catalog_wiring, orphans, staging
 from cctv_daemon import constants as c
-from cctv_daemon import orphans, staging
 from cctv_daemon.camera import Camera, State
 from cctv_daemon.clock import Clock, SystemClock
 from cctv_daemon.config import Config
@@ -56,6 +56,7 @@ class Daemon:
         self.watcher = SegmentWatcher(self.staging_root, self._work.put)
         self.cameras: dict[str, Camera] = {}
         self.components: list[Component] = []
+        self.storage = catalog_wiring.attach(self)  # catalog: first bus subscriber; retention component
         self._signals: list[int] = []
         self._stop_requested = False
         self._force_exit = False
@@ -100,6 +101,7 @@ class Daemon:
         if stopped:
             log.warning("orphans_stopped", count=stopped)
         self.finisher.recover_all()
+        self.storage.recover()  # catalog startup recovery (docs/segment-lifecycle.md)
 
     def start(self) -> None:
         self.watcher.start()

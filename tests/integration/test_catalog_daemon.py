@@ -1,0 +1,222 @@
+"""The catalog and retention with the real daemon (real ffmpeg test source, real SQLite, real SIGKILL):
+a small cap stays respected and oldest footage goes first; crashes during a catalog insert and during a
+deletion leave a state that `check` reports clean after the startup recovery; rebuild; export."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cctv_daemon import constants as c
+from cctv_daemon.catalog import Catalog
+from cctv_daemon.config import load_config
+from cctv_daemon.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.supervisor import Daemon
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(tmp: Path, cameras: list[str], cap_gb: float | None = None) -> Path:
+    storage: dict[str, Any] = {"savePath": str(tmp / "rec")}
+    if cap_gb is not None:
+        storage["clearWhenFilePathReachGB"] = cap_gb
+    data = {"cameras": [{"cameraName": n, "source": "test", "videoDuration": 1} for n in cameras],
+            "storageConfig": storage, "logging": {"level": "info"}}
+    path = tmp / "config.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cctv_daemon", *args], capture_output=True, text=True,
+                          timeout=120, env=env, check=False)
+
+
+def start_daemon(cfg: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "cctv_daemon", "run", "--config", str(cfg)],
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def wait_for(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
+             ) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        if proc is not None and proc.poll() is not None and not cond():
+            raise AssertionError(f"daemon exited ({proc.returncode}) before: {what}")
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for: {what}")
+
+
+def count(db: Path, sql: str) -> int:
+    if not db.exists():
+        return 0
+    cat = Catalog(db, db.parent.parent)
+    try:
+        return int(str(cat.query(sql)[0][0] or 0))
+    finally:
+        cat.close()
+
+
+def our_files(save: Path) -> dict[str, int]:
+    return {p.relative_to(save).as_posix(): p.stat().st_size for p in save.glob("*/*/*.mp4")}
+
+
+@pytest.fixture
+def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for p in started:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def recover_like_startup(cfg: Path) -> None:
+    """What `cctv-daemon run` does before recording: Daemon.prepare() (staging + catalog recovery)."""
+    config = load_config(str(cfg))
+    daemon = Daemon(config, find_ffmpeg(config.ffmpegPath))
+    daemon.prepare()
+    daemon.storage.catalog.close()
+
+
+def test_small_cap_is_respected_and_oldest_go_first(tmp_path: Path, procs: list[Any]) -> None:
+    cap = 300_000
+    cfg = write_config(tmp_path, ["t1", "t2"], cap_gb=cap / 1e9)
+    save = tmp_path / "rec"
+    db = save / ".cctv" / c.CATALOG_FILENAME
+    proc = start_daemon(cfg)
+    procs.append(proc)
+    max_seg = 0
+    over: list[int] = []
+
+    def deleted_enough() -> bool:
+        nonlocal max_seg
+        files = our_files(save)
+        if files:
+            max_seg = max(max_seg, *files.values())
+            total = sum(files.values())
+            if total > cap + 2 * max_seg:  # at most one segment per camera above the cap
+                over.append(total)
+        return count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleted'") >= 6
+
+    wait_for(deleted_enough, 60, "retention deleting segments", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    assert over == []
+    cat = Catalog(db, save)
+    assert cat.total_bytes() <= cap
+    assert cat.total_bytes() == sum(our_files(save).values())
+    deleted = [r.start for r in cat.segments(states=("deleted",))]
+    kept = [r.start for r in cat.segments()]
+    assert max(deleted) <= min(kept)
+    assert {r.camera for r in cat.segments(states=("deleted",))} == {"t1", "t2"}
+    res = cli("check", "--config", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    seg = cli("segments", "--config", str(cfg), "--json")
+    out = json.loads(seg.stdout)
+    assert out["totals"]["segments"] == len(kept) and out["version"] == 1
+    # a file vanishes behind our back: check reports it (exit 6), --repair fixes it, then clean
+    victim = save / out["segments"][-1]["path"]
+    victim.unlink()
+    res = cli("check", "--config", str(cfg))
+    assert res.returncode == c.EXIT_CHECK_PROBLEMS and "row-without-file" in res.stdout
+    assert cli("check", "--repair", "--config", str(cfg)).returncode == 0
+    assert cli("check", "--config", str(cfg)).returncode == 0
+
+
+def test_crash_before_catalog_insert_then_startup_recovery_is_clean(tmp_path: Path, procs: list[Any]) -> None:
+    cfg = write_config(tmp_path, ["t1"])
+    save = tmp_path / "rec"
+    proc = start_daemon(cfg, {"CCTV_DAEMON_CRASH_AT": "catalog.before_insert"})
+    procs.append(proc)
+    assert proc.wait(60) == -signal.SIGKILL
+    files_after_crash = our_files(save)
+    assert len(files_after_crash) == 1  # renamed to its final place, no row
+    db = save / ".cctv" / c.CATALOG_FILENAME
+    assert count(db, "SELECT COUNT(*) FROM segments") == 0
+    wait_for(lambda: not catalog_recovery_orphans(save), 10, "ffmpeg of the killed daemon to exit")
+    recover_like_startup(cfg)
+    res = cli("check", "--config", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    files = our_files(save)
+    assert set(files_after_crash) <= set(files)
+    assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'complete'") == len(files)
+
+
+def catalog_recovery_orphans(save: Path) -> bool:
+    from cctv_daemon import orphans
+
+    return bool(orphans.find_orphans(save / ".cctv" / "staging"))
+
+
+@pytest.mark.parametrize("point", ["deletion.after_mark", "deletion.after_unlink"])
+def test_crash_during_deletion_then_startup_recovery_is_clean(tmp_path: Path, procs: list[Any],
+                                                               point: str) -> None:
+    cfg = write_config(tmp_path, ["t1"], cap_gb=40_000 / 1e9)
+    save = tmp_path / "rec"
+    db = save / ".cctv" / c.CATALOG_FILENAME
+    proc = start_daemon(cfg, {"CCTV_DAEMON_CRASH_AT": point})
+    procs.append(proc)
+    assert proc.wait(60) == -signal.SIGKILL
+    assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleting'") == 1
+    wait_for(lambda: not catalog_recovery_orphans(save), 10, "ffmpeg of the killed daemon to exit")
+    recover_like_startup(cfg)
+    assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleting'") == 0
+    assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleted'") >= 1
+    res = cli("check", "--config", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    cat = Catalog(db, save)
+    assert cat.total_bytes() == sum(our_files(save).values()) <= 40_000
+
+
+def test_rebuild_from_files_and_export(tmp_path: Path, procs: list[Any]) -> None:
+    cfg = write_config(tmp_path, ["t1"])
+    save = tmp_path / "rec"
+    db = save / ".cctv" / c.CATALOG_FILENAME
+    proc = start_daemon(cfg)
+    procs.append(proc)
+    wait_for(lambda: count(db, "SELECT COUNT(*) FROM segments") >= 7, 60, "7 segments", proc)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    before = {(r.path, r.size) for r in Catalog(db, save).segments()}
+    for f in save.joinpath(".cctv").glob(c.CATALOG_FILENAME + "*"):
+        f.unlink()  # the database is lost
+    res = cli("check", "--rebuild", "--config", str(cfg))
+    assert res.returncode == 0, res.stdout + res.stderr
+    cat = Catalog(db, save)
+    rows = cat.segments()
+    assert {(r.path, r.size) for r in rows} == before
+    # export from inside the 2nd segment to inside the 6th
+    start, end = rows[1].start + 0.3, rows[5].end - 0.2
+    out = tmp_path / "clip.mp4"
+    res = cli("export", "--config", str(cfg), "--camera", "t1", "--from", str(start_iso(start)),
+              "--to", str(start_iso(end)), "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                            str(out)], capture_output=True, text=True, check=True)
+    duration = float(probe.stdout.strip())
+    requested = end - start
+    gop = 1.0  # the test source has one keyframe a second
+    assert requested - 0.2 <= duration <= requested + gop + 0.2, (duration, requested)
+    decode = subprocess.run(["ffmpeg", "-v", "error", "-i", str(out), "-f", "null", "-"], capture_output=True,
+                            text=True, check=False)
+    assert decode.returncode == 0 and decode.stderr.strip() == ""
+
+
+def start_iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
