@@ -1,4 +1,4 @@
-"""A camera's life: an explicit state machine around its one long-lived ffmpeg.
+r"""A camera's life: an explicit state machine around its one long-lived ffmpeg.
 
     stopped -> starting -> recording -> (exit | stall) -> backoff -> starting ...
                         \-> auth_failed | not_found | disk_full (retry at the backoff cap)
@@ -140,13 +140,16 @@ class Camera:
         last_advance, out_us, _ = proc.snapshot()
         if self.state == State.STARTING and out_us > 0:
             self._recording(proc, out_us)
-        elif self.state == State.RECORDING:
-            if self._recording_since is not None and now - self._recording_since >= self.sup.steadyAfter:
-                if self.backoff.failures:
-                    self._log.debug("backoff_reset", after_s=self.sup.steadyAfter)
-                self.backoff.reset()
-                self._last_failure = None
-                self._recording_since = None
+        elif (
+            self.state == State.RECORDING
+            and self._recording_since is not None
+            and now - self._recording_since >= self.sup.steadyAfter
+        ):
+            if self.backoff.failures:
+                self._log.debug("backoff_reset", after_s=self.sup.steadyAfter)
+            self.backoff.reset()
+            self._last_failure = None
+            self._recording_since = None
         if now - last_advance > self.config.stallTimeout:
             self.counters.stalls += 1
             what = "no media" if self.state == State.STARTING else "media time stopped advancing"

@@ -24,14 +24,21 @@ def _redact_value(value: Any) -> Any:
     return value
 
 
-def redact_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_processor(
+    _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for key, value in list(event_dict.items()):
         event_dict[key] = _redact_value(value)
     return event_dict
 
 
-def setup_logging(level: str = "info", file: Path | None = None, max_bytes: int = 10_485_760,
-                  backup_count: int = 5, stream: Any = None) -> None:
+def setup_logging(
+    level: str = "info",
+    file: Path | None = None,
+    max_bytes: int = 10_485_760,
+    backup_count: int = 5,
+    stream: Any = None,
+) -> None:
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -56,8 +63,9 @@ def setup_logging(level: str = "info", file: Path | None = None, max_bytes: int 
     root.addHandler(out)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(file, maxBytes=max_bytes, backupCount=backup_count,
-                                                  encoding="utf-8")
+        fh = logging.handlers.RotatingFileHandler(
+            file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
+        )
         fh.setFormatter(formatter)
         root.addHandler(fh)
     root.setLevel(getattr(logging, level.upper()))

@@ -16,8 +16,25 @@ class ProbeResult:
 def probe_duration(ffmpeg_exe: str, path: Path, timeout: float = 120.0) -> ProbeResult | None:
     """Demux the whole file (stream copy to the null muxer, cheap) and read the last progress time.
     None when ffmpeg cannot read the file at all (e.g. an MP4 without its index)."""
-    args = [ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", "-i", str(path), "-map", "0:v:0",
-            "-c", "copy", "-f", "null", "-", "-progress", "pipe:1", "-nostats"]
+    args = [
+        ffmpeg_exe,
+        "-hide_banner",
+        "-nostdin",
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-map",
+        "0:v:0",
+        "-c",
+        "copy",
+        "-f",
+        "null",
+        "-",
+        "-progress",
+        "pipe:1",
+        "-nostats",
+    ]
     try:
         done = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired):

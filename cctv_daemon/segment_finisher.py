@@ -19,7 +19,9 @@ log = structlog.get_logger("cctv_daemon.segment")
 
 
 class SegmentFinisher:
-    def __init__(self, save_path: Path, state_dir: Path, ffmpeg_exe: str, bus: SegmentBus, clock: Clock) -> None:
+    def __init__(
+        self, save_path: Path, state_dir: Path, ffmpeg_exe: str, bus: SegmentBus, clock: Clock
+    ) -> None:
         self.save_path = save_path
         self.state_dir = state_dir
         self.root = staging.staging_root(state_dir)
@@ -40,7 +42,9 @@ class SegmentFinisher:
             # No anchor recorded (the run never reported progress): the file's last write is its end.
             anchor = src.stat().st_mtime - staged.end_s
         start, end = anchor + staged.start_s, anchor + staged.end_s
-        dest = self._free_dest(segment_names.final_path(self.save_path, meta.camera, meta.feed_id, start, end))
+        dest = self._free_dest(
+            segment_names.final_path(self.save_path, meta.camera, meta.feed_id, start, end)
+        )
         dest.parent.mkdir(parents=True, exist_ok=True)
         size = src.stat().st_size
         _move(src, dest)
@@ -99,14 +103,20 @@ class SegmentFinisher:
         size = path.stat().st_size
         probe = probe_duration(self.ffmpeg_exe, path) if size > 0 else None
         if probe is None:
-            return self._quarantine(path, "unreadable partial segment")
+            self._quarantine(path, "unreadable partial segment")
+            return None
         staged = StagedSegment(path.parent.name, run_id, path, start_s, start_s + probe.duration)
         meta = self._run_meta(path.parent, run_id, path.parent.name)
         if meta.anchor is None:
             # Unknown anchor: the file's last write is its end, so that the name carries the real end time.
             meta.anchor = path.stat().st_mtime - staged.end_s
-        log.warning("partial_segment_finalized", camera=meta.camera, staging=str(path),
-                    duration=round(probe.duration, 3), errors=probe.errors[:500] or None)
+        log.warning(
+            "partial_segment_finalized",
+            camera=meta.camera,
+            staging=str(path),
+            duration=round(probe.duration, 3),
+            errors=probe.errors[:500] or None,
+        )
         return self.finish(staged, recovered=True)
 
     def _quarantine(self, path: Path, why: str) -> None:
@@ -115,9 +125,13 @@ class SegmentFinisher:
         dest_dir.mkdir(parents=True, exist_ok=True)
         dest = dest_dir / path.name
         _move(path, dest)
-        log.error("segment_quarantined", camera=path.parent.name, path=str(dest), reason=why,
-                  bytes=dest.stat().st_size)
-        return None
+        log.error(
+            "segment_quarantined",
+            camera=path.parent.name,
+            path=str(dest),
+            reason=why,
+            bytes=dest.stat().st_size,
+        )
 
     def _run_meta(self, cam_dir: Path, run_id: str, camera: str) -> staging.RunMeta:
         key = (cam_dir.name, run_id)

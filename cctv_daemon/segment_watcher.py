@@ -56,7 +56,9 @@ class _ListReader:
                 log.warning("bad_segment_list_line", list=str(self.path), line=raw)
                 continue
             self.seen.add(name)
-            out.append(StagedSegment(self.path.parent.name, self.path.stem, self.path.parent / name, start, end_s))
+            out.append(
+                StagedSegment(self.path.parent.name, self.path.stem, self.path.parent / name, start, end_s)
+            )
         return out
 
 

@@ -21,7 +21,12 @@ def staging_root(state_dir: Path) -> Path:
 
 
 def new_run_id(now: float) -> str:
-    return "r" + datetime.fromtimestamp(now, tz=timezone.utc).strftime(c.TIME_FORMAT) + "-" + secrets.token_hex(3)
+    return (
+        "r"
+        + datetime.fromtimestamp(now, tz=timezone.utc).strftime(c.TIME_FORMAT)
+        + "-"
+        + secrets.token_hex(3)
+    )
 
 
 def run_of_segment(path: Path) -> str | None:
@@ -56,7 +61,9 @@ def read_meta(cam_dir: Path, run_id: str) -> RunMeta | None:
     try:
         data = json.loads(meta_path(cam_dir, run_id).read_text(encoding="utf-8"))
         anchor = data.get("anchor")
-        return RunMeta(str(data["camera"]), str(data["feedId"]), float(anchor) if anchor is not None else None)
+        return RunMeta(
+            str(data["camera"]), str(data["feedId"]), float(anchor) if anchor is not None else None
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

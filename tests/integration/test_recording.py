@@ -1,0 +1,212 @@
+"""The recording core against a real RTSP server and the real ffmpeg (issue: gapless, crash-safe segments)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+import pytest
+
+from cctv_daemon import segment_names
+from tests.conftest import RTSP_PASSWORD, RTSP_USER
+from tests.support.daemon import DaemonProc, wait_for
+from tests.support.media import decode_ok, probe
+from tests.support.rtsp import RtspServer
+
+
+def rtsp_camera(
+    server: RtspServer, name: str, mount: str, duration: int = 2, **extra: object
+) -> dict[str, object]:
+    return {
+        "cameraName": name,
+        "videoFeedId": f"{name}-main",
+        "url": server.url(mount),
+        "userName": RTSP_USER,
+        "password": RTSP_PASSWORD,
+        "videoDuration": duration,
+        **extra,
+    }
+
+
+def our_ffmpegs(state_dir: Path) -> list[psutil.Process]:
+    marker = str(state_dir.resolve())
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if "ffmpeg" in (p.info["name"] or "") and any(marker in a for a in p.info["cmdline"] or []):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
+def assert_contiguous(paths: list[Path], camera: str) -> None:
+    parsed = [segment_names.parse_file_name(p.name, camera) for p in paths]
+    assert all(parsed), [p.name for p in paths]
+    for a, b in itertools.pairwise(parsed):
+        assert a is not None and b is not None
+        assert a.end == b.start, f"segments do not touch: {a} then {b}"
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> object:
+    made: list[DaemonProc] = []
+
+    def make(config: dict[str, object], env: dict[str, str] | None = None) -> DaemonProc:
+        d = DaemonProc(tmp_path, config, env)
+        made.append(d)
+        return d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+def test_two_rtsp_cameras_record_contiguous_valid_segments(rtsp_server: RtspServer, daemon: object) -> None:
+    d = daemon(
+        {"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1"), rtsp_camera(rtsp_server, "yard", "/cam2")]}
+    )
+    d.start()
+    for cam in ("gate", "yard"):
+        d.wait_segments(cam, 8, timeout=60)
+    assert d.stop() == 0
+    for cam in ("gate", "yard"):
+        segs = d.segments(cam)
+        today = {p.parent.name for p in segs}
+        assert all(datetime.strptime(day, "%Y-%m-%d") for day in today)
+        assert all(p.name.startswith(f"{cam}_{cam}-main_") for p in segs)
+        assert_contiguous(segs, cam)
+        for p in segs:
+            info = probe(p)
+            assert info["video_codec"] == "h264", (p, info)
+        # Coverage: media seconds of the segments closed between the first and the last close, against the
+        # wall time between those closes as the daemon logged them.
+        events = [e for e in d.events("segment_finished", camera=cam) if not e["recovered"]]
+        assert len(events) >= 7
+        closes = [datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")).timestamp() for e in events]
+        media = sum(float(probe(Path(e["path"]))["duration"] or 0) for e in events[1:-1])
+        wall = closes[-2] - closes[0]
+        assert media / wall >= 0.999, (
+            f"{cam}: coverage {media / wall:.5f} ({media:.3f}s media / {wall:.3f}s wall)"
+        )
+    assert not our_ffmpegs(d.state_dir)
+
+
+def test_sigterm_finalizes_last_segment_and_leaves_no_ffmpeg(rtsp_server: RtspServer, daemon: object) -> None:
+    d = daemon({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
+    d.start()
+    d.wait_event("camera_state", 30, state="recording")
+    wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")
+    d.wait_event("camera_state", 10)
+    wait_for(lambda: any((d.state_dir / "staging" / "gate").glob("*.mp4")), 10, "a segment being written")
+    assert d.stop(timeout=10) == 0
+    segs = d.segments("gate")
+    assert len(segs) == 1, segs
+    assert decode_ok(segs[0])
+    assert not our_ffmpegs(d.state_dir)
+    assert not list((d.state_dir / "staging" / "gate").glob("*.mp4"))
+
+
+def test_sigkill_of_ffmpeg_leaves_playable_segment_and_recording_resumes(
+    rtsp_server: RtspServer, daemon: object
+) -> None:
+    d = daemon({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
+    d.start()
+    d.wait_event("camera_state", 30, state="recording")
+    ff = wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")[0]
+    wait_for(
+        lambda: (
+            ff.is_running()
+            and any((d.state_dir / "staging" / "gate").glob("*.mp4"))
+            and next((d.state_dir / "staging" / "gate").glob("*.mp4")).stat().st_size > 50_000
+        ),
+        20,
+        "some seconds recorded",
+    )
+    ff.send_signal(signal.SIGKILL)
+    seg = d.wait_event("partial_segment_finalized", 20)[0]
+    assert seg["duration"] > 1.0
+    segs = d.wait_segments("gate", 1, 10)
+    assert decode_ok(segs[0]), segs[0]
+    d.wait_event("camera_state", 30, count=2, state="recording")
+    assert d.stop() == 0
+
+
+def test_sigkill_of_daemon_leaves_playable_segment_no_orphan(rtsp_server: RtspServer, daemon: object) -> None:
+    d = daemon({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
+    d.start()
+    d.wait_event("camera_state", 30, state="recording")
+    wait_for(
+        lambda: any(p.stat().st_size > 30_000 for p in (d.state_dir / "staging" / "gate").glob("*.mp4")),
+        20,
+        "some seconds recorded",
+    )
+    d.kill()
+    # ffmpeg is told by the kernel that its parent died (SIGTERM) and finalizes.
+    wait_for(lambda: not our_ffmpegs(d.state_dir), 10, "ffmpeg gone after the daemon was killed")
+    d.start()
+    d.wait_event("staging_recovered", 30)
+    segs = d.wait_segments("gate", 1, 10)
+    assert decode_ok(segs[0])
+    assert d.stop() == 0
+    assert_contiguous(d.segments("gate")[:1], "gate")
+
+
+def test_g711_audio_camera_records_with_aac(rtsp_server: RtspServer, daemon: object) -> None:
+    d = daemon({"cameras": [rtsp_camera(rtsp_server, "door", "/audio", duration=2)]})
+    d.start()
+    segs = d.wait_segments("door", 2, timeout=60)
+    info = probe(segs[-1])
+    assert info["video_codec"] == "h264"
+    assert info["audio_codec"] == "aac"
+    assert d.events("audio_transcode", codec="pcm_mulaw")
+    assert d.stop() == 0
+
+
+def test_wrong_password_and_unknown_path_are_clear_and_secret_free(
+    rtsp_server: RtspServer, daemon: object
+) -> None:
+    bad_pw = "wr0ng-Pa55word"
+    cams = [
+        {**rtsp_camera(rtsp_server, "badauth", "/cam1"), "password": bad_pw},
+        rtsp_camera(rtsp_server, "nopath", "/nosuchpath"),
+    ]
+    d = daemon(
+        {"cameras": cams, "supervisor": {"backoffBase": 0.2, "backoffCap": 1}, "logging": {"level": "debug"}}
+    )
+    d.start()
+    d.wait_event("camera_state", 30, camera="badauth", state="auth_failed")
+    d.wait_event("camera_state", 30, camera="nopath", state="not_found")
+    d.wait_event("camera_state", 30, count=3, camera="badauth", state="auth_failed")  # it kept retrying...
+    errors = [
+        e for e in d.events(level="error") if e.get("camera") == "badauth" and e["event"] == "camera_state"
+    ]
+    assert len(errors) == 1, errors  # ...but said so once
+    assert errors[0]["reason"] == "authentication failed"
+    assert d.stop() == 0
+    everything = d.output() + "".join(p.read_text() for p in (d.state_dir / "logs").glob("*.log*"))
+    assert bad_pw not in everything and RTSP_PASSWORD not in everything
+    assert "401" in everything and "404" in everything
+
+
+def test_shipped_config_records_test_pattern(tmp_path: Path, daemon: object) -> None:
+    shipped = json.loads((Path(__file__).resolve().parents[2] / "config.json").read_text())
+    assert [c["source"] for c in shipped["cameras"]] == ["test"]
+    d = daemon(shipped)
+    assert d.cli("check-config").returncode == 0
+    d.start()
+    d.wait_event("camera_state", 30, state="recording")
+    wait_for(
+        lambda: any(p.stat().st_size > 10_000 for p in (d.state_dir / "staging").glob("*/*.mp4")),
+        20,
+        "test pattern recorded",
+    )
+    assert d.stop() == 0
+    segs = d.segments(shipped["cameras"][0]["cameraName"])
+    assert len(segs) == 1 and decode_ok(segs[0])
+    assert os.path.getsize(segs[0]) > 10_000
