@@ -48,5 +48,6 @@ def schtasks_create(xml_file: Path, task_name: str) -> subprocess.CompletedProce
 
 def pythonw_path(python_exe: str) -> str:
     """pythonw.exe next to python.exe (no console window); the same path if there is none."""
-    p = Path(python_exe)
-    return str(p.with_name("pythonw.exe")) if p.name.lower() == "python.exe" else str(p)
+    if python_exe.lower().endswith(("\\python.exe", "/python.exe")):
+        return python_exe[: -len("python.exe")] + "pythonw.exe"
+    return python_exe
