@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from cctv_daemon import constants as c
 from cctv_daemon import instance_lock, service_install, status_report, winapi
 from cctv_daemon.cli import command, load_or_report
-from cctv_daemon.config import Config
+from cctv_daemon.config import Config, ConfigError, load_config
 from cctv_daemon.control import ControlChannel, send_request
 from cctv_daemon.instance_lock import AlreadyRunning, InstanceLock, Owner
 
@@ -74,11 +74,30 @@ def summary(daemon: Daemon) -> str:
     return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cameras"
 
 
+def state_dir_for(config_path: str) -> tuple[Path, Path] | None:
+    """(savePath, state dir) of a config. status/stop must work even while the file has errors elsewhere
+    (e.g. being edited for a reload), so on errors they are read leniently from storageConfig alone."""
+    try:
+        config = load_config(config_path)
+        return config.storageConfig.savePath, config.storageConfig.state_dir
+    except ConfigError:
+        pass
+    try:
+        storage = json.loads(Path(config_path).read_text(encoding="utf-8"))["storageConfig"]
+        base = Path(config_path).resolve().parent
+        save = base / Path(storage["savePath"]).expanduser()
+        state = base / Path(storage["stateDir"]).expanduser() if storage.get("stateDir") else save / c.STATE_DIRNAME
+        return save, state
+    except (OSError, ValueError, TypeError, KeyError):
+        load_or_report(config_path)  # prints every error
+        return None
+
+
 # -- status --------------------------------------------------------------------------------------------------
-def _not_running(args: argparse.Namespace, reason: str, config: Config) -> int:
+def _not_running(args: argparse.Namespace, reason: str, save_path: Path) -> int:
     if getattr(args, "json", False):
         print(json.dumps({"schema": c.STATUS_SCHEMA, "running": False, "reason": reason,
-                          "save_path": str(config.storageConfig.savePath)}, indent=1, sort_keys=True))
+                          "save_path": str(save_path)}, indent=1, sort_keys=True))
     else:
         print(f"cctv-daemon is not running ({reason})")
     return c.EXIT_NOT_RUNNING
@@ -90,22 +109,22 @@ def _status_args(p: argparse.ArgumentParser) -> None:
 
 @command("status", "show what the running daemon is doing (exit 4 if it is not running)", _status_args)
 def cmd_status(args: argparse.Namespace) -> int:
-    config = load_or_report(args.config)
-    if config is None:
+    dirs = state_dir_for(args.config)
+    if dirs is None:
         return c.EXIT_USAGE
-    state_dir = config.storageConfig.state_dir
+    save_path, state_dir = dirs
     owner = instance_lock.running_owner(state_dir)
     if owner is None:
-        return _not_running(args, f"no daemon holds {instance_lock.lock_path(state_dir)}", config)
+        return _not_running(args, f"no daemon holds {instance_lock.lock_path(state_dir)}", save_path)
     data = status_report.read_status(state_dir)
     now = time.time()
     if data is None:
         return _not_running(args, f"pid {owner.pid} holds the lock but wrote no status yet "
-                                  f"({status_report.status_path(state_dir)})", config)
+                                  f"({status_report.status_path(state_dir)})", save_path)
     age = now - float(data.get("updated_at", 0))
     if age > c.STATUS_STALE_S or data.get("pid") != owner.pid:
         return _not_running(args, f"status.json is {age:.0f} s old (pid {owner.pid} holds the lock but is "
-                                  "not updating it: hung?)", config)
+                                  "not updating it: hung?)", save_path)
     data.update(running=True, age_s=round(age, 1))
     if args.json:
         print(json.dumps(data, indent=1, sort_keys=True))
@@ -127,10 +146,10 @@ def _gone(state_dir: Path, owner: Owner) -> bool:
 
 @command("stop", "stop the running daemon gracefully and wait until it has exited", _stop_args)
 def cmd_stop(args: argparse.Namespace) -> int:
-    config = load_or_report(args.config)
-    if config is None:
+    dirs = state_dir_for(args.config)
+    if dirs is None:
         return c.EXIT_USAGE
-    state_dir = config.storageConfig.state_dir
+    _save_path, state_dir = dirs
     owner = instance_lock.running_owner(state_dir)
     if owner is None:
         print("cctv-daemon is not running")
