@@ -65,6 +65,7 @@ def attach(daemon: Daemon) -> None:
     writer = status_report.StatusWriter(daemon)
     daemon.stopping_callbacks.append(lambda: writer.write(stopping=True))
     daemon.components += [control, reloader, notifier, writer]
+    writer.write(starting=True)  # `status` works during prepare() (orphans, recovery) already
 
 
 def summary(daemon: Daemon) -> str:
@@ -122,7 +123,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         return _not_running(args, f"pid {owner.pid} holds the lock but wrote no status yet "
                                   f"({status_report.status_path(state_dir)})", save_path)
     age = now - float(data.get("updated_at", 0))
-    if age > c.STATUS_STALE_S or data.get("pid") != owner.pid:
+    if data.get("pid") != owner.pid:
+        return _not_running(args, f"pid {owner.pid} holds the lock but status.json is from pid "
+                                  f"{data.get('pid')}", save_path)
+    if age > c.STATUS_STALE_S:
         return _not_running(args, f"status.json is {age:.0f} s old (pid {owner.pid} holds the lock but is "
                                   "not updating it: hung?)", save_path)
     data.update(running=True, age_s=round(age, 1))
