@@ -182,3 +182,17 @@ def test_reload_adds_removes_changes_and_keeps_unchanged_recording(daemons: Any)
     for (_, prev_end), (start, _) in itertools.pairwise(spans):
         assert start == prev_end
     assert os.path.isdir(d.save_path / "gone")
+
+
+def test_stop_times_out_on_a_frozen_daemon_then_request_is_honoured(daemons: Any) -> None:
+    d = daemons(_config(pattern_camera("f1"))).start()
+    assert d.proc is not None
+    wait_for(lambda: _recording(d, "f1"), 30, "f1 recording")
+    d.signal(signal.SIGSTOP)  # the main loop cannot poll the control folder
+    try:
+        res = d.cli("stop", "--timeout", "1")
+        assert res.returncode == c.EXIT_TIMEOUT, res.stdout + res.stderr
+        assert f"pid {d.proc.pid} still running" in res.stderr
+    finally:
+        d.signal(signal.SIGCONT)
+    assert d.proc.wait(20) == 0  # the pending request is acted on once it runs again
