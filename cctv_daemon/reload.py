@@ -68,6 +68,13 @@ class ConfigReloader:
         pass
 
     def reload(self) -> bool:
+        try:
+            return self._reload()
+        except Exception:  # a reload must never take the recording loop down
+            log.exception("reload_failed", action="keeping the running config")
+            return False
+
+    def _reload(self) -> bool:
         d = self.daemon
         path = d.config.path
         if path is None:
