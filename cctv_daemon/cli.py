@@ -66,6 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except FfmpegNotFound as exc:
         print(f"cctv-daemon: {exc}", file=sys.stderr)
         return c.EXIT_USAGE
+    lock = cli_service.acquire_or_report(config)  # single instance: before anything touches the folder
+    if isinstance(lock, int):
+        return lock
     lc = config.logging
     log_file = None
     if lc.fileEnabled:
@@ -74,12 +77,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         setup_logging(lc.level, log_file, lc.maxBytes, lc.backupCount)
     except OSError as exc:
         print(f"cctv-daemon: cannot open log file {log_file}: {exc.strerror}", file=sys.stderr)
+        lock.release()
         return c.EXIT_RUNTIME
     from cctv_daemon.supervisor import Daemon
 
     daemon = Daemon(config, ffmpeg_exe)
+    cli_service.attach(daemon)
     daemon.install_signal_handlers()
-    return daemon.run()
+    try:
+        return daemon.run()
+    finally:
+        lock.release()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 from cctv_daemon import cli_catalog  # noqa: F401, E402  (segments, check, export)
+from cctv_daemon import cli_service  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

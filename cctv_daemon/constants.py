@@ -50,3 +50,17 @@ UPLOAD_BACKOFF_BASE_S = 1.0
 UPLOAD_BACKOFF_CAP_S = 300.0
 
 REDACTED = "***"
+
+# Running as a service (lock, status, control channel, systemd, Task Scheduler).
+SERVICE_NAME = "cctv-daemon"
+STATUS_PERIOD_S = 2.0  # status.json is rewritten this often
+STATUS_STALE_S = 15.0  # older than this: the daemon is not running (or hung)
+STATUS_SCHEMA = 1
+DEFAULT_STOP_WAIT_S = 30.0  # `cctv-daemon stop --timeout`
+LOCK_RETRY_S = 0.5  # a status probe may hold a shared lock for microseconds
+SERVICE_USER = "cctv"
+SYSTEMD_WATCHDOG_S = 30
+SYSTEMD_STOP_TIMEOUT_S = 45
+TASK_RESTART_INTERVAL = "PT1M"
+TASK_RESTART_COUNT = 999
+TASK_REPEAT_INTERVAL = "PT5M"  # the boot trigger repeats: a dead daemon is started again within 5 min

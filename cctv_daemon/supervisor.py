@@ -63,6 +63,8 @@ class Daemon:
         self._worker: threading.Thread | None = None
         self.bus.subscribe("camera_counters", self._count_segment)
         self.ready_callbacks: list[Callable[[], None]] = []
+        self.reload_callbacks: list[Callable[[], object]] = []  # config reload (SIGHUP, control request)
+        self.stopping_callbacks: list[Callable[[], None]] = []  # called as shutdown begins
 
     # -- signals ------------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -91,7 +93,10 @@ class Daemon:
                 self._stop_requested = True
 
     def on_reload_signal(self) -> None:
-        log.info("reload_not_supported_yet")
+        if not self.reload_callbacks:
+            log.info("reload_not_supported")
+        for cb in self.reload_callbacks:
+            cb()
 
     # -- life -----------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -157,6 +162,8 @@ class Daemon:
 
     def shutdown(self) -> int:
         log.info("daemon_stopping", cameras=len(self.cameras))
+        for stopping_cb in self.stopping_callbacks:
+            stopping_cb()
         for cam in self.cameras.values():
             cam.stop()
         while any(cam.state != State.STOPPED for cam in self.cameras.values()):

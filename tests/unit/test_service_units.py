@@ -1,0 +1,198 @@
+"""Unit tests of the service layer: lock, control channel, sd_notify, reload diff, status formatting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cctv_daemon import instance_lock, sd_notify
+from cctv_daemon.clock import FakeClock
+from cctv_daemon.config import parse_config
+from cctv_daemon.control import ControlChannel, send_request
+from cctv_daemon.instance_lock import AlreadyRunning, InstanceLock
+from cctv_daemon.reload import diff_cameras, needs_restart
+from cctv_daemon.status_report import component_name, format_human
+
+
+# -- instance lock ---------------------------------------------------------------------------------------
+def test_second_lock_is_refused_and_names_the_holder(tmp_path: Path) -> None:
+    first = InstanceLock(tmp_path)
+    owner = first.acquire(save_path=tmp_path)
+    assert owner.pid == os.getpid()
+    with pytest.raises(AlreadyRunning) as exc:
+        InstanceLock(tmp_path).acquire()  # flock is per open file: a second open conflicts even in-process
+    assert exc.value.owner is not None and exc.value.owner.pid == os.getpid()
+    assert instance_lock.running_owner(tmp_path) == owner
+    first.release()
+    assert instance_lock.running_owner(tmp_path) is None
+    assert instance_lock.lock_path(tmp_path).exists()  # never deleted
+    InstanceLock(tmp_path).acquire()  # free again
+
+
+def test_stale_lockfile_of_a_dead_process_does_not_block(tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    path = instance_lock.lock_path(tmp_path)
+    path.write_text(json.dumps({"pid": int(dead.stdout), "create_time": 1.0, "started_at": 1.0}))
+    assert instance_lock.running_owner(tmp_path) is None
+    # pid reused by a live process with another start time (ours): still not "running"
+    path.write_text(json.dumps({"pid": os.getpid(), "create_time": 1.0, "started_at": 1.0}))
+    assert instance_lock.running_owner(tmp_path) is None
+    owner = InstanceLock(tmp_path).acquire()
+    assert instance_lock.read_owner(path) == owner
+
+
+def test_garbage_lockfile_is_not_an_owner(tmp_path: Path) -> None:
+    path = instance_lock.lock_path(tmp_path)
+    path.write_text("not json")
+    assert instance_lock.read_owner(path) is None
+    assert instance_lock.running_owner(tmp_path) is None
+
+
+def test_windows_lock_calls_use_msvcrt_past_the_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """msvcrt does not exist on Linux: this test MOCKS it to check winapi's calls (offset, mode, unlock)."""
+    import types
+
+    from cctv_daemon import winapi
+
+    calls: list[tuple[int, int, int]] = []
+    held: set[int] = set()
+
+    def locking(fd: int, mode: int, nbytes: int) -> None:
+        pos = os.lseek(fd, 0, os.SEEK_CUR)
+        calls.append((pos, mode, nbytes))
+        if mode == 2 and pos in held:
+            raise OSError("locked")
+        (held.add if mode == 2 else held.discard)(pos)
+
+    fake = types.SimpleNamespace(LK_NBLCK=2, LK_UNLCK=0, locking=locking)
+    monkeypatch.setitem(sys.modules, "msvcrt", fake)
+    fd = os.open(tmp_path / "f", os.O_RDWR | os.O_CREAT)
+    try:
+        assert winapi.lock_nb(fd) is True
+        assert winapi.lock_nb(fd) is False
+        assert os.lseek(fd, 0, os.SEEK_CUR) == 0  # position restored: the pid text goes at the start
+        winapi.unlock(fd)
+        assert winapi.lock_nb(fd) is True
+    finally:
+        os.close(fd)
+    assert calls[0] == (winapi.LOCK_OFFSET, 2, 1)
+    assert (winapi.LOCK_OFFSET, 0, 1) in calls
+
+
+# -- control channel ---------------------------------------------------------------------------------------
+def test_control_requests_for_another_pid_and_leftovers_are_ignored(tmp_path: Path) -> None:
+    hits: list[str] = []
+    send_request(tmp_path, "stop", 4242)  # leftover from an earlier daemon
+    ch = ControlChannel(tmp_path, {"stop": lambda: hits.append("stop"), "reload": lambda: hits.append("r")},
+                        pid=1000)
+    ch.start()
+    ch.tick()
+    assert hits == [] and not (ch.folder / "stop").exists()
+    send_request(tmp_path, "reload", 999)
+    ch.tick()
+    assert hits == []
+    send_request(tmp_path, "reload", 1000)
+    send_request(tmp_path, "stop", 1000)
+    ch.tick()
+    assert hits == ["stop", "r"] and ch.handled == {"stop": 1, "reload": 1}
+    assert list(ch.folder.iterdir()) == []
+
+
+# -- sd_notify -----------------------------------------------------------------------------------------------
+def test_notify_socket_address_and_watchdog_interval() -> None:
+    assert sd_notify.socket_address({"NOTIFY_SOCKET": "@abc"}) == "\0abc"
+    assert sd_notify.socket_address({"NOTIFY_SOCKET": "/run/x"}) == "/run/x"
+    assert sd_notify.socket_address({}) is None
+    assert sd_notify.watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert sd_notify.watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, pid=2) is None
+    assert sd_notify.watchdog_interval({"WATCHDOG_USEC": "0"}) is None
+
+
+def test_notifier_sends_ready_watchdog_status_stopping_to_a_real_socket(tmp_path: Path) -> None:
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(2)
+    clock = FakeClock()
+    state = {"s": "1 starting"}
+    n = sd_notify.SystemdNotifier(lambda: state["s"], env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "2000000"},
+                                  clock=clock)
+    try:
+        n.ready()
+        assert sock.recv(4096) == b"READY=1\nSTATUS=1 starting"
+        n.tick()
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        n.tick()  # < 1 s later: no ping, no status change
+        clock.advance(1.0)
+        state["s"] = "1 recording"
+        n.tick()
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        assert sock.recv(4096) == b"STATUS=1 recording"
+        n.stopping()
+        assert sock.recv(4096).startswith(b"STOPPING=1")
+    finally:
+        sock.close()
+
+
+def test_notifier_without_socket_is_silent() -> None:
+    n = sd_notify.SystemdNotifier(lambda: "x", env={})
+    n.ready()
+    n.tick()
+    assert n.send("READY=1") is False
+
+
+# -- reload diff ---------------------------------------------------------------------------------------------
+def _cfg(cameras: list[dict[str, object]], **top: object) -> object:
+    return parse_config({"cameras": cameras, "storageConfig": {"savePath": "/tmp/rec"}, **top})
+
+
+def test_diff_cameras_added_removed_changed_unchanged() -> None:
+    old = _cfg([{"cameraName": "a", "source": "test"}, {"cameraName": "b", "source": "test"},
+                {"cameraName": "c", "source": "test"}, {"cameraName": "e", "source": "test"}])
+    new = _cfg([{"cameraName": "a", "source": "test"}, {"cameraName": "c", "source": "test", "videoDuration": 5},
+                {"cameraName": "d", "source": "test"}, {"cameraName": "e", "source": "test", "enabled": False}])
+    d = diff_cameras(old, new)  # type: ignore[arg-type]
+    assert [x.cameraName for x in d.added] == ["d"]
+    assert sorted(d.removed) == ["b", "e"]
+    assert [x.cameraName for x in d.changed] == ["c"] and d.changed[0].videoDuration == 5
+    assert d.unchanged == ["a"]
+
+
+def test_needs_restart_lists_sections_not_applied_live() -> None:
+    old = _cfg([{"cameraName": "a", "source": "test"}])
+    new = _cfg([{"cameraName": "a", "source": "test"}], logging={"level": "debug"},
+               s3Config={"s3Bucket": "my-bucket"})
+    assert needs_restart(old, new) == ["s3Config", "logging"]  # type: ignore[arg-type]
+    assert needs_restart(old, dataclasses.replace(old)) == []  # type: ignore[type-var]
+
+
+# -- status output ---------------------------------------------------------------------------------------------
+def test_component_name_and_human_table() -> None:
+    class UploadQueueThing:
+        pass
+
+    assert component_name(UploadQueueThing()) == "upload_queue_thing"
+    now = 1_800_000_100.0
+    text = format_human({
+        "pid": 7, "started_at": now - 100, "config": "/c.json", "save_path": "/rec",
+        "cameras": {"gate": {"state": "backoff", "since": now - 5, "last_segment_at": now - 30, "segments": 12,
+                             "reconnects": 3, "stalls": 1, "last_error": "connection refused"}},
+        "disk": {"path": "/rec", "used_bytes": 5e9, "total_bytes": 10e9, "free_bytes": 0.5e9, "min_free_gb": 1.0,
+                 "cap_gb": 100, "low_space": True},
+        "components": {"uploader": {"pending": 4, "failed": 0}},
+    }, now=now)
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("CAMERA"))
+    row = next(line for line in lines if line.startswith("gate"))
+    assert header.index("STATE") == row.index("backoff")
+    assert "(30s ago)" in row and "connection refused" in row
+    assert "5.0 GB used of 10.0 GB, 0.5 GB free (min free 1.0 GB, cap 100 GB)  LOW SPACE" in text
+    assert "uploader: pending=4, failed=0" in text
