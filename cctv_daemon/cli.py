@@ -76,9 +76,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cctv-daemon: cannot open log file {log_file}: {exc.strerror}", file=sys.stderr)
         return c.EXIT_RUNTIME
+    from cctv_daemon.secret_file_check import warn_if_secrets_readable
     from cctv_daemon.supervisor import Daemon
+    from cctv_daemon.uploader import attach_uploader
 
+    warn_if_secrets_readable(config, Path(args.config))
     daemon = Daemon(config, ffmpeg_exe)
+    attach_uploader(daemon)  # only when config.s3Config is set
     daemon.install_signal_handlers()
     return daemon.run()
 

@@ -1,5 +1,5 @@
-"""The boto3 S3 client from the config: credentials (config or boto3's standard chain), endpoint and addressing
-style for S3-compatible stores (MinIO, Backblaze B2, Cloudflare R2, Wasabi), timeouts and retries."""
+"""The boto3 S3 client from the config: credentials (config or boto3's standard chain), endpoint and
+addressing style for S3-compatible stores (MinIO, Backblaze B2, Cloudflare R2, Wasabi), timeouts, retries."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 
 def make_session(creds: AwsCredentials | None, region: str | None) -> boto3.session.Session:
-    """Explicit credentials when the config has them, else boto3's chain (env, shared profile, instance role)."""
+    """Explicit credentials when the config has them, else boto3's chain (env, shared profile, role)."""
     region = region or (creds.region if creds else None)
     if creds is not None:
         return boto3.session.Session(
@@ -30,15 +30,13 @@ def make_session(creds: AwsCredentials | None, region: str | None) -> boto3.sess
 
 def make_client(s3: S3Config, creds: AwsCredentials | None, max_pool: int = 10) -> S3Client:
     session = make_session(creds, s3.region)
-    s3_options: dict[str, Any] = {}
-    if s3.addressingStyle != "auto":
-        s3_options["addressing_style"] = s3.addressingStyle
+    s3_options: Any = {"addressing_style": s3.addressingStyle} if s3.addressingStyle != "auto" else None
     cfg = BotoConfig(
         connect_timeout=c.UPLOAD_CONNECT_TIMEOUT_S,
         read_timeout=c.UPLOAD_READ_TIMEOUT_S,
         retries={"max_attempts": c.UPLOAD_BOTO_MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=max(10, max_pool),
-        s3=s3_options or None,
+        s3=s3_options,
     )
     region = s3.region or (creds.region if creds else None)
     if region is None and s3.endpointUrl is not None:

@@ -1,12 +1,12 @@
 """The durable upload queue: an upload's life in SQL (table ``uploads`` of {state_dir}/catalog.sqlite3).
 
-States: ``pending`` -> ``uploading`` -> ``uploaded``; a transient failure sends the row back to ``pending`` with a
-later ``next_attempt_at``; a permanent one (bad credentials, missing bucket) to ``failed`` (retried at the backoff
-cap); ``abandoned`` when the local file is gone before it was uploaded (retention, an operator). Rows found in
-``uploading`` at startup belong to a killed run and go back to ``pending``.
+States: ``pending`` -> ``uploading`` -> ``uploaded``; a transient failure sends the row back to ``pending``
+with a later ``next_attempt_at``; a permanent one (bad credentials, missing bucket) to ``failed`` (retried at
+the backoff cap); ``abandoned`` when the local file is gone before it was uploaded (retention, an operator).
+Rows found in ``uploading`` at startup belong to a killed run and go back to ``pending``.
 
-Durability: ``synchronous=FULL`` so that a queued row survives a power cut, not only a crash of the process (one
-small transaction per segment; the cost is one fsync per segment, negligible next to writing the segment).
+Durability: ``synchronous=FULL`` so that a queued row survives a power cut, not only a crash of the process
+(one small transaction per segment; the cost is one fsync per segment, negligible next to writing it).
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ class UploadQueue:
         """Queue a finished segment (committed when this returns); False when it was queued already."""
         return (
             self._write(
-                "INSERT INTO uploads(path, camera, start, size, s3_key, state, queued_at) VALUES (?,?,?,?,?,?,?)"
-                " ON CONFLICT(path) DO NOTHING",
+                "INSERT INTO uploads(path, camera, start, size, s3_key, state, queued_at)"
+                " VALUES (?,?,?,?,?,?,?) ON CONFLICT(path) DO NOTHING",
                 (path, camera, start, size, s3_key, PENDING, now),
             )
             == 1
