@@ -37,11 +37,11 @@ BUCKET = "cctv-unit"
 
 
 def client_error(code: str, status: int, op: str = "PutObject") -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
-                       op)  # type: ignore[arg-type]
+    response: Any = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, op)
 
 
-# -- keys ------------------------------------------------------------------------------------------------
+# -- keys ----------
 def test_object_key_uses_utc_date_of_start() -> None:
     start = 1795564799.6  # 2026-11-24T23:59:59.6Z rounds to 2026-11-25T00:00:00Z, like the file's folder
     name = "gate_main_20261125T000000Z_20261125T001000Z.mp4"
@@ -69,7 +69,7 @@ def test_local_etag_matches_store(moto_server: MotoServer, tmp_path: Path, size:
     assert len(sha) == 64
 
 
-# -- classification ---------------------------------------------------------------------------------------
+# -- classification ----------
 @pytest.mark.parametrize(
     ("exc", "permanent", "code"),
     [
@@ -184,7 +184,7 @@ def test_vanished_file_is_abandoned(rig: tuple[Uploader, FakeClock, Any]) -> Non
     assert up.state == OK
 
 
-# -- the durable queue ---------------------------------------------------------------------------------------
+# -- the durable queue ----------
 def test_queue_recovers_uploading_rows_and_orders_by_start(tmp_path: Path) -> None:
     db = tmp_path / "catalog.sqlite3"
     queue = q.UploadQueue(db)
@@ -208,26 +208,28 @@ def test_queue_recovers_uploading_rows_and_orders_by_start(tmp_path: Path) -> No
     assert queue.backlog() == (0, None)
 
 
-# -- bandwidth ------------------------------------------------------------------------------------------------
+# -- bandwidth ----------
 def test_token_bucket_limits_rate() -> None:
     clock = FakeClock()
     bucket = TokenBucket(100_000.0, clock, sleep=clock.advance)
     t0 = clock.monotonic()
     for _ in range(100):
-        bucket.consume(10_000)  # 1 MB at 100 kB/s: ~10 s minus the initial burst
+        bucket.consume(10_000)  # 1 MB at 100 kB/s: 10 s minus the burst
     elapsed = clock.monotonic() - t0
     burst = bucket.capacity / 100_000.0
     assert 10.0 - burst - 0.01 <= elapsed <= 10.0 + 0.01
 
 
-# -- config permissions ------------------------------------------------------------------------------------------
+# -- config permissions ----------
 @pytest.mark.skipif(os.name != "posix", reason="POSIX modes")
-def test_warns_when_config_with_secrets_is_readable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_warns_when_config_with_secrets_is_readable(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from cctv_daemon.log_setup import setup_logging
 
     setup_logging("info", None, stream=None)
-    data = {"cameras": [{"cameraName": "t1", "source": "test"}], "storageConfig": {"savePath": str(tmp_path)},
-            "s3Config": {"s3Bucket": "abc"},
+    data = {"cameras": [{"cameraName": "t1", "source": "test"}],
+            "storageConfig": {"savePath": str(tmp_path)}, "s3Config": {"s3Bucket": "abc"},
             "awsCredentials": {"accessKeyId": "AKIAEXAMPLE1", "secretAccessKey": "very-secret-key"}}
     path = tmp_path / "config.json"
     path.write_text(json.dumps(data))
@@ -239,6 +241,7 @@ def test_warns_when_config_with_secrets_is_readable(tmp_path: Path, capsys: pyte
     assert "very-secret-key" not in out and "AKIAEXAMPLE1" not in out
     path.chmod(0o600)
     assert not warn_if_secrets_readable(config, path)
-    no_secrets = parse_config({k: v for k, v in data.items() if k != "awsCredentials"}, str(path), tmp_path, path)
+    plain = {k: v for k, v in data.items() if k != "awsCredentials"}
+    no_secrets = parse_config(plain, str(path), tmp_path, path)
     path.chmod(0o644)
     assert not warn_if_secrets_readable(no_secrets, path)
