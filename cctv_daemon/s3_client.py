@@ -37,6 +37,10 @@ def make_client(s3: S3Config, creds: AwsCredentials | None, max_pool: int = 10) 
         retries={"max_attempts": c.UPLOAD_BOTO_MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=max(10, max_pool),
         s3=s3_options,
+        # Checksums only where S3 requires them: the newer default (CRC32 trailers on every PutObject) is
+        # refused by several S3-compatible stores; integrity is verified after upload (ETag + size) anyway.
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
     )
     region = s3.region or (creds.region if creds else None)
     if region is None and s3.endpointUrl is not None:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import structlog
 from boto3.s3.transfer import TransferConfig
@@ -154,7 +154,7 @@ class TokenBucket:
 
     def __init__(self, rate_bytes_s: float, clock: Clock, sleep: Callable[[float], Any] = time.sleep) -> None:
         self.rate = rate_bytes_s
-        self.capacity = max(16 * 1024.0, rate_bytes_s * 0.2)
+        self.capacity = max(1024.0, rate_bytes_s * 0.2)  # a small burst: the limit holds from the start
         self.tokens = self.capacity
         self._clock = clock
         self._sleep = sleep
@@ -174,6 +174,47 @@ class TokenBucket:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+
+class ThrottledReader:
+    """The file as boto3 reads it: the bandwidth limit and the cancel point of an upload.
+
+    s3transfer's progress callbacks are aggregated (256 kB) and only fire after bytes were sent, so the limit
+    sits on ``read``. Each byte is charged once (up to the highest offset read): botocore may read a body
+    before sending it (payload hash over plain http) and rewind, which must not halve the rate."""
+
+    def __init__(self, raw: BinaryIO, bucket: TokenBucket | None, cancel: threading.Event) -> None:
+        self._raw = raw
+        self._bucket = bucket
+        self._cancel = cancel
+        self._charged = 0
+
+    def read(self, size: int = -1) -> bytes:
+        if self._cancel.is_set():
+            raise UploadCancelled
+        data = self._raw.read(size)
+        end = self._raw.tell()
+        if self._bucket is not None and end > self._charged:
+            self._bucket.consume(end - self._charged)
+            self._charged = end
+            if self._cancel.is_set():
+                raise UploadCancelled
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        """The caller owns the file."""
 
 
 def delete_local_copy(save_path: Path) -> Callable[[str], None]:
@@ -390,8 +431,10 @@ class Uploader:
             extra["SSEKMSKeyId"] = self.s3.sseKmsKeyId
         if size >= self.threshold and (row.path in self._recovered or row.attempts > 1):
             self._abort_stale_multipart(row)
-        self.client.upload_file(str(path), self.s3.s3Bucket, row.s3_key, ExtraArgs=extra,
-                                Config=self.transfer_config, Callback=self._progress)
+        with path.open("rb") as raw:
+            body: Any = ThrottledReader(raw, self.bucket, self._cancel)  # duck-typed IO
+            self.client.upload_fileobj(body, self.s3.s3Bucket, row.s3_key, ExtraArgs=extra,
+                                       Config=self.transfer_config)
         head = self.client.head_object(Bucket=self.s3.s3Bucket, Key=row.s3_key)
         got_size = int(head.get("ContentLength", -1))
         got_etag = str(head.get("ETag", "")).strip('"')
@@ -407,15 +450,6 @@ class Uploader:
             raise VerificationFailed(f"{row.s3_key}: " + "; ".join(problems))
         self._recovered.discard(row.path)
         return got_etag, sha
-
-    def _progress(self, amount: int) -> None:
-        """s3transfer's callback, called as bytes are sent: the bandwidth limit and the cancel point."""
-        if self._cancel.is_set():
-            raise UploadCancelled
-        if self.bucket is not None:
-            self.bucket.consume(amount)
-            if self._cancel.is_set():
-                raise UploadCancelled
 
     def _abort_stale_multipart(self, row: q.UploadRow) -> None:
         """A killed run may have left a multipart upload of this key open (invisible but billed): abort."""

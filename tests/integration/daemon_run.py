@@ -1,4 +1,4 @@
-"""Run the real daemon (``python -m cctv_daemon run``) as a subprocess for upload tests, and read its state."""
+"""Run the real daemon (`python -m cctv_daemon run`) as a subprocess for upload tests; read its state."""
 
 from __future__ import annotations
 

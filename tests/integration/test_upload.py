@@ -64,7 +64,9 @@ def test_happy_path_every_segment_lands_with_its_bytes(moto_server: MotoServer, 
     assert len(daemon.events("upload_error")) == 0
 
 
-def test_outage_every_segment_uploaded_once_recording_unaffected(moto_server: MotoServer, tmp_path: Path) -> None:
+def test_outage_every_segment_uploaded_once_recording_unaffected(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
     s3 = moto_server.client()
     s3.create_bucket(Bucket=BUCKET)
     save = tmp_path / "rec"
@@ -101,18 +103,16 @@ def test_sigkill_mid_upload_object_complete_exactly_once(moto_server: MotoServer
     s3 = moto_server.client()
     s3.create_bucket(Bucket=BUCKET)
     save = tmp_path / "rec"
-    slow = s3_cfg(moto_server, bandwidthLimitMBps=0.01)  # ~10 kB/s: every segment takes seconds
+    slow = s3_cfg(moto_server, bandwidthLimitMBps=0.002)  # ~2 kB/s: a 15 kB segment takes ~7 s
     cfg = write_config(tmp_path / "config.json", save, slow, creds=("testing", "testing"))
     daemon = DaemonProc(cfg, tmp_path / "daemon.log").start()
     try:
-        wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "uploading"], 60, "an upload in flight")
-        # hashing is instant: still 'uploading' a second later means bytes are on the wire
-        row = wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "uploading"], 5, "in flight")[0]
+        row = wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "uploading"], 60, "upload")[0]
         daemon.kill()
     finally:
         daemon.close()
     assert {r["path"]: r["state"] for r in upload_rows(save)}[row["path"]] == "uploading"
-    assert row["s3_key"] not in bucket_objects(s3, BUCKET)
+    assert row["s3_key"] not in bucket_objects(s3, BUCKET)  # killed mid-upload: no object yet
     write_config(cfg, save, s3_cfg(moto_server), creds=("testing", "testing"))  # full speed now
     daemon = DaemonProc(cfg, tmp_path / "daemon2.log").start()
     try:
