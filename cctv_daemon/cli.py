@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cctv_daemon import __version__
 from cctv_daemon import constants as c
@@ -79,10 +80,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"cctv-daemon: cannot open log file {log_file}: {exc.strerror}", file=sys.stderr)
         lock.release()
         return c.EXIT_RUNTIME
+    from cctv_daemon.secret_file_check import warn_if_secrets_readable
     from cctv_daemon.supervisor import Daemon
+    from cctv_daemon.uploader import attach_uploader
 
+    warn_if_secrets_readable(config, Path(args.config))
     daemon = Daemon(config, ffmpeg_exe)
     cli_service.attach(daemon)
+    attach_uploader(daemon)  # only when config.s3Config is set
     daemon.install_signal_handlers()
     try:
         return daemon.run()

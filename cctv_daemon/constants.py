@@ -64,3 +64,14 @@ SYSTEMD_STOP_TIMEOUT_S = 45
 TASK_RESTART_INTERVAL = "PT1M"
 TASK_RESTART_COUNT = 999
 TASK_REPEAT_INTERVAL = "PT5M"  # the boot trigger repeats: a dead daemon is started again within 5 min
+
+DEFAULT_MULTIPART_CHUNK_MB = 8  # part size of multipart uploads (the local ETag computation uses the same)
+UPLOAD_PART_CONCURRENCY = 4  # threads per multipart upload
+UPLOAD_STOP_GRACE_S = 3.0  # on shutdown: keep uploading this long, then cancel what is in flight
+UPLOAD_CANCEL_JOIN_S = 2.0
+UPLOAD_IDLE_WAIT_S = 1.0  # a worker with nothing to do looks again after this (or when woken)
+UPLOAD_CONNECT_TIMEOUT_S = 5.0
+UPLOAD_READ_TIMEOUT_S = 30.0
+UPLOAD_BOTO_MAX_ATTEMPTS = 2  # botocore's own quick retries; the uploader's backoff does the long ones
+UPLOAD_BACKOFF_ENV = "CCTV_UPLOAD_BACKOFF_S"  # "BASE,CAP" overrides the two constants above (tests, tuning)
+SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256 on every uploaded object
