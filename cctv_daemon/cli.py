@@ -120,8 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-from cctv_daemon import cli_catalog  # noqa: F401, E402  (segments, check, export)
-from cctv_daemon import cli_service  # noqa: E402
+from cctv_daemon import cli_catalog, cli_service  # noqa: E402, F401  (their commands register themselves)
 
 if __name__ == "__main__":
     sys.exit(main())
