@@ -217,24 +217,6 @@ class ThrottledReader:
         """The caller owns the file."""
 
 
-def delete_local_copy(save_path: Path) -> Callable[[str], None]:
-    """The default ``on_uploaded`` hook when clearAfterUpload is on: unlink the segment and fsync its folder.
-    (The daemon swaps it for the catalog's ``delete_segment`` once there is a catalog.)"""
-
-    def on_uploaded(rel_path: str) -> None:
-        path = save_path / rel_path
-        path.unlink(missing_ok=True)
-        if os.name == "posix":
-            fd = os.open(path.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        log.info("local_copy_deleted", path=rel_path, reason="clearAfterUpload")
-
-    return on_uploaded
-
-
 def backoff_limits() -> tuple[float, float]:
     """The upload backoff (base, cap); ``CCTV_UPLOAD_BACKOFF_S="BASE,CAP"`` overrides them (tests, tuning)."""
     raw = os.environ.get(c.UPLOAD_BACKOFF_ENV, "")
@@ -302,8 +284,7 @@ class Uploader:
         s3 = config.s3Config
         queue = q.UploadQueue(state_dir / c.CATALOG_FILENAME)
         client = make_client(s3, config.awsCredentials, s3.maxConcurrentUploads * c.UPLOAD_PART_CONCURRENCY)
-        hook = delete_local_copy(save_path) if config.storageConfig.clearAfterUpload else None
-        return cls(s3, queue, save_path, client, clock, on_uploaded=hook)
+        return cls(s3, queue, save_path, client, clock)
 
     # -- bus subscriber (the segment-finisher thread) --------------------------------------------------
     def enqueue_segment(self, seg: FinishedSegment) -> None:
@@ -516,6 +497,12 @@ def attach_uploader(daemon: Daemon) -> Uploader | None:
     if daemon.config.s3Config is None:
         return None
     up = Uploader.from_config(daemon.config, daemon.save_path, daemon.state_dir, daemon.clock)
+    if daemon.config.storageConfig.clearAfterUpload:
+        # Only after a verified upload, through the catalog's ordered, durable deletion (segment_deletion.py).
+        def delete_uploaded(rel_path: str) -> None:
+            daemon.storage.delete_segment(rel_path, "uploaded (clearAfterUpload)")
+
+        up.on_uploaded = delete_uploaded
     daemon.bus.subscribe("uploader", up.enqueue_segment)
     daemon.components.append(up)
     return up
