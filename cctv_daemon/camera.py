@@ -21,7 +21,7 @@ from cctv_daemon import staging
 from cctv_daemon.backoff import Backoff
 from cctv_daemon.clock import Clock
 from cctv_daemon.config import CameraConfig, SupervisorConfig
-from cctv_daemon.ffmpeg_command import SegmentOutput, audio_action, build_command
+from cctv_daemon.ffmpeg_command import SegmentOutput, audio_action, build_command, input_playlist
 from cctv_daemon.ffmpeg_process import FfmpegProcess
 from cctv_daemon.redact import redact
 
@@ -176,7 +176,7 @@ class Camera:
                                staging.RunMeta(self.name, self.config.videoFeedId))
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
                                  self._audio_codec)
-            self.proc = FfmpegProcess(args, self.name, self.clock)
+            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=input_playlist(self.config))
         except OSError as exc:
             self.proc = None
             kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None

@@ -16,6 +16,9 @@ from cctv_daemon.config import CameraConfig
 # Fragmented MP4 flushed at every keyframe: a segment cut by SIGKILL or power loss still plays up to its
 # last complete fragment (see docs/segment-lifecycle.md and FIELD-NOTES).
 SEGMENT_FORMAT_OPTIONS = "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1"
+# RTSP input goes through a one-entry concat playlist written to ffmpeg's stdin, so that the URL with its
+# credentials is never in ffmpeg's argv (visible to every user in `ps` and /proc) nor in any file.
+RTSP_PROTOCOLS = "pipe,rtsp,rtsps,tcp,udp,rtp,srtp,tls,crypto,httpproxy"
 TEST_SOURCE_SIZE = "640x360"
 TEST_SOURCE_RATE = 10
 
@@ -54,11 +57,21 @@ def camera_url(cam: CameraConfig) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
+def input_playlist(cam: CameraConfig) -> bytes | None:
+    """What to write to ffmpeg's stdin: for RTSP, the ffconcat playlist naming the camera URL (a secret)."""
+    if cam.source != "rtsp":
+        return None
+    url = camera_url(cam).replace("'", "'\\''")  # ffconcat: close the quote, escaped quote, reopen
+    # TCP, and a socket timeout so that ffmpeg itself gives up on a silent stream (after ~2x timeout).
+    timeout_us = int(max(1.0, cam.stallTimeout / 2) * 1_000_000)
+    return (
+        f"ffconcat version 1.0\nfile '{url}'\noption rtsp_transport tcp\noption timeout {timeout_us}\n"
+    ).encode()
+
+
 def _input(cam: CameraConfig) -> Any:
     if cam.source == "rtsp":
-        # TCP, and a socket timeout so that ffmpeg itself gives up on a silent stream (after ~2x timeout).
-        timeout_us = int(max(1.0, cam.stallTimeout / 2) * 1_000_000)
-        return ffmpeg.input(camera_url(cam), rtsp_transport="tcp", timeout=timeout_us)
+        return ffmpeg.input("pipe:0", f="concat", safe="0", protocol_whitelist=RTSP_PROTOCOLS)
     if cam.source == "webcam":
         opts: dict[str, Any] = {}
         if cam.frameRate is not None:

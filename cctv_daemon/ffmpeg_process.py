@@ -65,6 +65,7 @@ class FfmpegProcess:
         camera: str,
         clock: Clock,
         on_line: Callable[[str, str], None] | None = None,
+        stdin_data: bytes | None = None,
     ) -> None:
         self.args = args
         self.camera = camera
@@ -80,12 +81,18 @@ class FfmpegProcess:
         self.last_error: str | None = None
         self.proc: subprocess.Popen[bytes] = subprocess.Popen(
             args,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             **process_control.spawn_kwargs(),
         )
         self.pid = self.proc.pid
+        if stdin_data is not None and self.proc.stdin is not None:
+            try:  # a few hundred bytes: fits the pipe buffer, never blocks
+                self.proc.stdin.write(stdin_data)
+                self.proc.stdin.close()
+            except OSError:
+                pass  # ffmpeg died at once; its exit is handled like any other
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._threads = [
             threading.Thread(target=self._read_progress, args=(self.proc.stdout,), daemon=True),

@@ -94,8 +94,10 @@ def test_sigterm_finalizes_last_segment_and_leaves_no_ffmpeg(rtsp_server: RtspSe
     d = daemon({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
     d.start()
     d.wait_event("camera_state", 30, state="recording")
-    wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")
-    d.wait_event("camera_state", 10)
+    ff = wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")[0]
+    # The camera password is not on ffmpeg's command line (`ps`, /proc/PID/cmdline are world-readable).
+    assert RTSP_PASSWORD not in " ".join(ff.cmdline())
+    assert RTSP_PASSWORD not in Path(f"/proc/{ff.pid}/cmdline").read_text()
     wait_for(lambda: any((d.state_dir / "staging" / "gate").glob("*.mp4")), 10, "a segment being written")
     assert d.stop(timeout=10) == 0
     segs = d.segments("gate")

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from cctv_daemon.config import CameraConfig
-from cctv_daemon.ffmpeg_command import SegmentOutput, audio_action, build_command, camera_url
+from cctv_daemon.ffmpeg_command import SegmentOutput, audio_action, build_command, camera_url, input_playlist
 from cctv_daemon.ffmpeg_process import describe
 
 OUT = SegmentOutput(Path("/rec/.cctv/staging/gate"), "r20261121T100000Z-abcdef")
@@ -22,12 +22,16 @@ def opt(args: list[str], flag: str) -> str:
 
 
 def test_rtsp_stream_copy_segment_muxer_tcp_timeout() -> None:
-    args = build_command(cam(videoDuration=600, stallTimeout=10), "/usr/bin/ffmpeg", OUT)
+    c = cam(videoDuration=600, stallTimeout=10)
+    args = build_command(c, "/usr/bin/ffmpeg", OUT)
     assert args[0] == "/usr/bin/ffmpeg"
-    assert opt(args, "-rtsp_transport") == "tcp"
-    assert opt(args, "-timeout") == "5000000"  # ffmpeg gives up after ~2x: the stall timeout
+    assert opt(args, "-f") == "concat" and opt(args, "-i") == "pipe:0"  # the URL comes on stdin
+    playlist = (input_playlist(c) or b"").decode()
+    assert "file 'rtsp://10.0.0.5:554/'" in playlist
+    assert "option rtsp_transport tcp" in playlist
+    assert "option timeout 5000000" in playlist  # ffmpeg gives up after ~2x: the stall timeout
     assert opt(args, "-c:v") == "copy"
-    assert opt(args, "-f") == "segment"
+    assert args[args.index("-f", args.index("pipe:0")) + 1] == "segment"
     assert opt(args, "-segment_time") == "600"
     assert opt(args, "-reset_timestamps") == "1"
     assert "frag_keyframe" in opt(args, "-segment_format_options")
@@ -53,11 +57,21 @@ def test_ipv6_literal_is_bracketed() -> None:
     assert camera_url(cam(ipAddress="fe80::1")) == "rtsp://[fe80::1]:554/"
 
 
-def test_printed_command_never_holds_the_password() -> None:
-    args = build_command(cam(userName="admin", password="Sup3r-Secret"), "ffmpeg", OUT)
-    assert any("Sup3r-Secret" in a for a in args)  # ffmpeg needs it...
-    assert "Sup3r-Secret" not in describe(args)  # ...nobody else sees it
-    assert "admin:***@" in describe(args)
+def test_password_is_never_on_the_command_line() -> None:
+    c = cam(userName="admin", password="Sup3r-Secret")
+    args = build_command(c, "ffmpeg", OUT)
+    assert not any("Sup3r-Secret" in a or "admin" in a for a in args)  # not in `ps`, not in /proc/PID/cmdline
+    assert b"rtsp://admin:Sup3r-Secret@10.0.0.5:554/" in (input_playlist(c) or b"")  # only on ffmpeg's stdin
+    assert "Sup3r-Secret" not in describe(args)
+
+
+def test_playlist_quotes_are_escaped() -> None:
+    c = cam(ipAddress=None, url="rtsp://h/it's", userName="u", password="p")
+    assert b"file 'rtsp://u:p@h/it'\\''s'" in (input_playlist(c) or b"")
+
+
+def test_non_rtsp_sources_need_no_stdin() -> None:
+    assert input_playlist(cam(ipAddress=None, source="test")) is None
 
 
 def test_transcode_only_when_frame_rate_or_resolution_set() -> None:
