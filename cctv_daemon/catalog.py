@@ -15,6 +15,7 @@ from typing import NamedTuple
 import structlog
 
 from cctv_daemon import constants as c
+from cctv_daemon import sqlite_db
 from cctv_daemon.clock import Clock, SystemClock
 from cctv_daemon.crash_hook import crash_point
 from cctv_daemon.events import FinishedSegment
@@ -112,10 +113,7 @@ class Catalog:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.created = not path.exists()
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=5.0)
-        self._db.execute("PRAGMA busy_timeout = 5000")
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = FULL")  # see docs/segment-lifecycle.md
+        self._db = sqlite_db.connect(path, synchronous="FULL")  # see docs/segment-lifecycle.md
         self._migrate()
 
     @classmethod

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cctv_daemon import sqlite_db
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS uploads(
     path TEXT PRIMARY KEY,
@@ -66,11 +68,7 @@ _COLUMNS = ", ".join(UploadRow.__dataclass_fields__)
 
 def connect(db_path: Path) -> sqlite3.Connection:
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(db_path), timeout=5.0, check_same_thread=False, isolation_level=None)
-    conn.execute("PRAGMA busy_timeout=5000")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    return conn
+    return sqlite_db.connect(db_path, synchronous="FULL")
 
 
 class UploadQueue:

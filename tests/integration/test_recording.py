@@ -205,3 +205,20 @@ def test_shipped_config_records_test_pattern(tmp_path: Path, daemon: object) -> 
     segs = d.segments(shipped["cameras"][0]["cameraName"])
     assert len(segs) == 1 and decode_ok(segs[0])
     assert os.path.getsize(segs[0]) > 10_000
+
+
+def test_second_stop_signal_exits_at_once_and_leaves_no_ffmpeg(tmp_path: Path, daemon: object) -> None:
+    d = daemon({"cameras": [{"cameraName": "t1", "source": "test", "videoDuration": 30}],
+                "supervisor": {"stopTimeout": 30}})
+    d.start()
+    d.wait_event("camera_state", 30, state="recording")
+    ff = wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")[0]
+    ff.suspend()  # a stuck ffmpeg: the graceful stop would wait stopTimeout (30 s) for it
+    d.signal(signal.SIGTERM)
+    d.wait_event("daemon_stopping", 10)
+    d.signal(signal.SIGTERM)
+    assert d.proc is not None
+    assert d.proc.wait(5) == 1  # at once, not after 30 s
+    d.wait_event("second_stop_signal", 1)
+    ff.resume()  # the SIGTERM it was sent is delivered now
+    wait_for(lambda: not our_ffmpegs(d.state_dir), 10, "no ffmpeg left")

@@ -38,6 +38,8 @@ class DaemonProc:
         self.save_path = tmp / "rec"
         config.setdefault("storageConfig", {}).setdefault("savePath", str(self.save_path))
         self.save_path = Path(config["storageConfig"]["savePath"])
+        if not self.save_path.is_absolute():  # like the daemon: relative to the config file's folder
+            self.save_path = tmp / self.save_path
         self.config = config
         self.config_path = tmp / "config.json"
         self.write_config(config)
