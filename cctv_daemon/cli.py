@@ -41,16 +41,24 @@ def load_or_report(path: str) -> Config | None:
     return config
 
 
-@command("check-config", "validate the config file and report every error in it")
-def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load_or_report(args.config)
+def load_with_ffmpeg(path: str) -> tuple[Config, str] | None:
+    """The config and the ffmpeg binary it names (or finds), or None after printing what is wrong."""
+    config = load_or_report(path)
     if config is None:
-        return c.EXIT_USAGE
+        return None
     try:
-        ffmpeg_exe = find_ffmpeg(config.ffmpegPath)
+        return config, find_ffmpeg(config.ffmpegPath)
     except FfmpegNotFound as exc:
         print(f"cctv-daemon: {exc}", file=sys.stderr)
+        return None
+
+
+@command("check-config", "validate the config file and report every error in it")
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = load_with_ffmpeg(args.config)
+    if loaded is None:
         return c.EXIT_USAGE
+    config, ffmpeg_exe = loaded
     enabled = [cam.cameraName for cam in config.cameras if cam.enabled]
     print(f"{args.config}: OK ({len(enabled)} camera(s) enabled: {', '.join(enabled) or 'none'}; "
           f"ffmpeg: {ffmpeg_exe})")
@@ -59,14 +67,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 @command("run", "record in the foreground (what services start)")
 def cmd_run(args: argparse.Namespace) -> int:
-    config = load_or_report(args.config)
-    if config is None:
+    loaded = load_with_ffmpeg(args.config)
+    if loaded is None:
         return c.EXIT_USAGE
-    try:
-        ffmpeg_exe = find_ffmpeg(config.ffmpegPath)
-    except FfmpegNotFound as exc:
-        print(f"cctv-daemon: {exc}", file=sys.stderr)
-        return c.EXIT_USAGE
+    config, ffmpeg_exe = loaded
     lock = cli_service.acquire_or_report(config)  # single instance: before anything touches the folder
     if isinstance(lock, int):
         return lock

@@ -12,7 +12,7 @@ from pathlib import Path
 from cctv_daemon import catalog_check, catalog_recovery, segment_names
 from cctv_daemon import constants as c
 from cctv_daemon.catalog import Catalog, Gap, SegmentRow, with_gaps
-from cctv_daemon.cli import command, load_or_report
+from cctv_daemon.cli import command, load_or_report, load_with_ffmpeg
 from cctv_daemon.config import Config
 
 JSON_VERSION = 1
@@ -215,16 +215,11 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 @command("export", "one camera and a time range → one MP4 (no re-encode)", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
     from cctv_daemon import export
-    from cctv_daemon.ffmpeg_locate import FfmpegNotFound, find_ffmpeg
 
-    config = load_or_report(args.config)
-    if config is None:
+    loaded = load_with_ffmpeg(args.config)
+    if loaded is None:
         return c.EXIT_USAGE
-    try:
-        ffmpeg_exe = find_ffmpeg(config.ffmpegPath)
-    except FfmpegNotFound as exc:
-        print(f"cctv-daemon: {exc}", file=sys.stderr)
-        return c.EXIT_USAGE
+    config, ffmpeg_exe = loaded
     catalog = _open_catalog(config)
     try:
         plan = export.plan(catalog, args.camera, args.start, args.end)

@@ -198,6 +198,45 @@ def format_human(data: dict[str, Any], now: float | None = None) -> str:
                   f"{_gb(d.get('free_bytes'))} free ({', '.join(limits)})"
                   + ("  LOW SPACE" if d.get("low_space") else "")]
     for name, comp in sorted(data.get("components", {}).items()):
-        text = ", ".join(f"{k}={v}" for k, v in comp.items()) if isinstance(comp, dict) else str(comp)
-        lines.append(f"{name}: {text}")
+        render = _RENDER.get(name)
+        if render is not None and isinstance(comp, dict):
+            lines.append(render(comp, now))
+        else:
+            items = comp.items() if isinstance(comp, dict) else []
+            text = ", ".join(f"{k}={v}" for k, v in items if v not in (None, [], {})) if items else str(comp)
+            if text:
+                lines.append(f"{name}: {text}")
     return "\n".join(lines)
+
+
+def _size(n: Any) -> str:
+    if not isinstance(n, (int, float)):
+        return "?"
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{int(n)} B"
+
+
+def _retention_line(r: dict[str, Any], now: float) -> str:
+    cap = f" of cap {_size(r['limitBytes'])}" if r.get("limitBytes") else ""
+    text = f"footage: {_size(r.get('bytes'))}{cap} in {r.get('segments', 0)} segments"
+    text += f"; deleted {r.get('deleted', 0)} ({_size(r.get('deletedBytes', 0))})"
+    if r.get("unuploadedDeleted"):
+        text += f", {r['unuploadedDeleted']} of them NOT UPLOADED"
+    return text + ("; SHORT OF SPACE" if r.get("shortOfSpace") else "")
+
+
+def _uploader_line(u: dict[str, Any], now: float) -> str:
+    age = u.get("oldest_pending_age_s")
+    text = f"uploads: {u.get('state')}, queue {u.get('queue_length', 0)}"
+    if age is not None:
+        text += f" (oldest waiting {_ago(float(age))})"
+    text += f", done {u.get('uploads_done', 0)} ({_size(u.get('bytes_uploaded', 0))})"
+    return text + (f", last error: {u['last_error']}" if u.get("last_error") else "")
+
+
+_RENDER: dict[str, Callable[[dict[str, Any], float], str]] = {
+    "retention": _retention_line,
+    "uploader": _uploader_line,
+}

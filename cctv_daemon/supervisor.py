@@ -19,7 +19,7 @@ from cctv_daemon import catalog_wiring, orphans, staging
 from cctv_daemon import constants as c
 from cctv_daemon.camera import Camera, State
 from cctv_daemon.clock import Clock, SystemClock
-from cctv_daemon.config import Config
+from cctv_daemon.config import CameraConfig, Config
 from cctv_daemon.events import FinishedSegment, SegmentBus
 from cctv_daemon.segment_finisher import SegmentFinisher
 from cctv_daemon.segment_watcher import SegmentWatcher, StagedSegment
@@ -122,10 +122,7 @@ class Daemon:
         for cb in self.ready_callbacks:
             cb()
 
-    def add_camera(self, cam_cfg: object) -> Camera:
-        from cctv_daemon.config import CameraConfig
-
-        assert isinstance(cam_cfg, CameraConfig)
+    def add_camera(self, cam_cfg: CameraConfig) -> Camera:
         cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.state_dir, self.clock,
                      on_run_ended=self._run_ended)
         self.cameras[cam.name] = cam
