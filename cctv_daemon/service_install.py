@@ -105,8 +105,8 @@ NoNewPrivileges=yes
 ProtectSystem=strict
 ProtectHome={home}
 PrivateTmp=yes
-# Hides other users' processes from the daemon. Note: it does NOT hide ffmpeg's command line (which holds
-# camera URLs) from other users of the machine; that needs /proc mounted with hidepid=invisible system-wide.
+# Hides other users' processes from the daemon. Camera credentials are never on ffmpeg's command line (the
+# URL reaches ffmpeg on its stdin), so `ps` shows other users no secret either way.
 ProtectProc=invisible
 {devices}ProtectKernelTunables=yes
 ProtectKernelModules=yes

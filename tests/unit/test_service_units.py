@@ -187,7 +187,13 @@ def test_component_name_and_human_table() -> None:
                              "reconnects": 3, "stalls": 1, "last_error": "connection refused"}},
         "disk": {"path": "/rec", "used_bytes": 5e9, "total_bytes": 10e9, "free_bytes": 0.5e9, "min_free_gb": 1.0,
                  "cap_gb": 100, "low_space": True},
-        "components": {"uploader": {"pending": 4, "failed": 0}},
+        "components": {
+            "uploader": {"state": "retrying", "queue_length": 4, "oldest_pending_age_s": 30.0, "uploads_done": 2,
+                         "bytes_uploaded": 2_500_000, "last_error": "EndpointConnectionError"},
+            "retention": {"bytes": 1_500_000, "limitBytes": 100_000_000_000, "segments": 3, "deleted": 1,
+                          "deletedBytes": 500_000, "unuploadedDeleted": 1, "shortOfSpace": True},
+            "other": {"x": 1, "empty": None},
+        },
     }, now=now)
     lines = text.splitlines()
     header = next(line for line in lines if line.startswith("CAMERA"))
@@ -195,4 +201,8 @@ def test_component_name_and_human_table() -> None:
     assert header.index("STATE") == row.index("backoff")
     assert "(30s ago)" in row and "connection refused" in row
     assert "5.0 GB used of 10.0 GB, 0.5 GB free (min free 1.0 GB, cap 100 GB)  LOW SPACE" in text
-    assert "uploader: pending=4, failed=0" in text
+    assert ("uploads: retrying, queue 4 (oldest waiting 30s), done 2 (2.5 MB), last error: EndpointConnectionError"
+            in text)
+    assert "footage: 1.5 MB of cap 100.0 GB in 3 segments; deleted 1 (500.0 kB), 1 of them NOT UPLOADED" in text
+    assert "SHORT OF SPACE" in text
+    assert "other: x=1" in text and "empty" not in text
