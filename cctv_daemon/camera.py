@@ -172,6 +172,7 @@ class Camera:
         self.run_id = staging.new_run_id(self.clock.time())
         try:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
+            staging.lists_dir(self.staging_dir).mkdir(parents=True, exist_ok=True)
             staging.write_meta(self.staging_dir, self.run_id,
                                staging.RunMeta(self.name, self.config.videoFeedId))
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),

@@ -77,7 +77,7 @@ def _stray_staging(root: Path, now: float) -> list[Problem]:
         return []
     active = active_runs(root)
     found: list[Problem] = []
-    for cam_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+    for cam_dir in staging.camera_dirs(root):
         runs: dict[str, list[Path]] = {}
         for f in cam_dir.iterdir():
             m = _RUN.match(f.name)

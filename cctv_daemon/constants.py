@@ -30,6 +30,7 @@ MP4_COPYABLE_AUDIO = ("aac", "mp3", "opus", "alac", "ac3", "eac3", "flac")
 # Storage layout.
 STATE_DIRNAME = ".cctv"
 STAGING_DIRNAME = "staging"
+STAGING_LISTS_DIRNAME = ".lists"  # ffmpeg's segment lists, apart from the segments (camera names never start with ".")
 LOG_DIRNAME = "logs"
 CATALOG_FILENAME = "catalog.sqlite3"
 LOCK_FILENAME = "cctv-daemon.lock"

@@ -11,6 +11,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import ffmpeg
 
 from cctv_daemon import constants as c
+from cctv_daemon import staging
 from cctv_daemon.config import CameraConfig
 
 # Fragmented MP4 flushed at every keyframe: a segment cut by SIGKILL or power loss still plays up to its
@@ -30,7 +31,7 @@ class SegmentOutput:
 
     @property
     def list_file(self) -> Path:
-        return self.staging_dir / f"{self.run_id}.csv"
+        return staging.list_path(self.staging_dir, self.run_id)
 
     @property
     def pattern(self) -> Path:

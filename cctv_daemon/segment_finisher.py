@@ -75,7 +75,8 @@ class SegmentFinisher:
         """After a run's ffmpeg has exited (or at startup for runs of an earlier daemon): finish what its list
         names, finalize a partial last segment (ffmpeg killed), then remove the run's bookkeeping files."""
         done: list[FinishedSegment] = []
-        reader = _ListReader(cam_dir / f"{run_id}.csv")
+        list_file = staging.list_path(cam_dir, run_id)
+        reader = _ListReader(list_file, cam_dir)
         listed = reader.read_new()
         for staged in listed:
             seg = self.finish(staged, recovered=True)
@@ -88,7 +89,7 @@ class SegmentFinisher:
                 done.append(seg)
                 listed_end += seg.duration  # a later partial continues where this one ended
         if not any(cam_dir.glob(f"{run_id}_*.mp4")):
-            for leftover in (cam_dir / f"{run_id}.csv", staging.meta_path(cam_dir, run_id)):
+            for leftover in (list_file, staging.meta_path(cam_dir, run_id)):
                 leftover.unlink(missing_ok=True)
             self._meta.pop((cam_dir.name, run_id), None)
         return done
@@ -96,10 +97,8 @@ class SegmentFinisher:
     def recover_all(self) -> list[FinishedSegment]:
         """Startup: every run found in staging belongs to a dead ffmpeg (orphans were stopped first)."""
         done: list[FinishedSegment] = []
-        if not self.root.is_dir():
-            return done
-        for cam_dir in sorted(p for p in self.root.iterdir() if p.is_dir()):
-            runs = {p.stem for p in cam_dir.glob("*.csv")} | {p.stem for p in cam_dir.glob("*.json")}
+        for cam_dir in staging.camera_dirs(self.root):
+            runs = {p.stem for p in staging.lists_dir(cam_dir).glob("*.csv")} | {p.stem for p in cam_dir.glob("*.json")}
             runs |= {r for p in cam_dir.glob("*.mp4") if (r := staging.run_of_segment(p))}
             for run_id in sorted(runs):
                 done += self.close_run(cam_dir, run_id)

@@ -1,5 +1,6 @@
-"""Watches the staging folder (watchdog) for ffmpeg's segment lists: ffmpeg appends `name,start,end` to
-`{run}.csv` only after the segment file is closed, so each new line is an exact "segment finished" signal."""
+"""Watches ffmpeg's segment lists in the staging folder (watchdog): ffmpeg appends `name,start,end` to
+`.lists/{camera}/{run}.csv` only after the segment file is closed, so each new line is an exact "segment
+finished" signal."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+
+from cctv_daemon import staging
 
 log = structlog.get_logger("cctv_daemon.watcher")
 
@@ -26,8 +29,9 @@ class StagedSegment:
 
 
 class _ListReader:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, segment_dir: Path) -> None:
         self.path = path
+        self.segment_dir = segment_dir
         self.offset = 0
         self.seen: set[str] = set()
 
@@ -57,7 +61,7 @@ class _ListReader:
                 continue
             self.seen.add(name)
             out.append(
-                StagedSegment(self.path.parent.name, self.path.stem, self.path.parent / name, start, end_s)
+                StagedSegment(self.segment_dir.name, self.path.stem, self.segment_dir / name, start, end_s)
             )
         return out
 
@@ -65,16 +69,18 @@ class _ListReader:
 class SegmentWatcher:
     def __init__(self, staging_root: Path, on_segment: Callable[[StagedSegment], None]) -> None:
         self.root = staging_root
+        self.lists = staging.lists_root(staging_root)
         self.on_segment = on_segment
         self._readers: dict[Path, _ListReader] = {}
         self._lock = threading.Lock()
         self._observer: Any = None
 
     def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.lists.mkdir(parents=True, exist_ok=True)
         handler = _Handler(self)
         self._observer = Observer()
-        self._observer.schedule(handler, str(self.root), recursive=True)
+        # Only the lists: the segments' folders see a write per frame, which would wake this thread for nothing.
+        self._observer.schedule(handler, str(self.lists), recursive=True)
         self._observer.daemon = True
         self._observer.start()
 
@@ -89,14 +95,14 @@ class SegmentWatcher:
         with self._lock:
             reader = self._readers.get(list_path)
             if reader is None:
-                reader = self._readers[list_path] = _ListReader(list_path)
+                reader = self._readers[list_path] = _ListReader(list_path, self.root / list_path.parent.name)
             new = reader.read_new()
         for seg in new:
             self.on_segment(seg)
 
     def poll_all(self) -> None:
         """Read every list: at shutdown after ffmpeg exited, and as a periodic safety net."""
-        for list_path in sorted(self.root.glob("*/*.csv")):
+        for list_path in sorted(self.lists.glob("*/*.csv")):
             self.poll(list_path)
 
     def forget(self, list_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The staging folder where ffmpeg writes: {stateDir}/staging/{camera}/{run}_NNNNNN.mp4, the run's segment list
-{run}.csv (written by ffmpeg) and {run}.json (camera, feed id and the wall-clock anchor of media time 0)."""
+"""The staging folder where ffmpeg writes: {stateDir}/staging/{camera}/{run}_NNNNNN.mp4 and {run}.json (camera,
+feed id and the wall-clock anchor of media time 0); the run's segment list, written by ffmpeg, is kept apart in
+{stateDir}/staging/.lists/{camera}/{run}.csv so that watching the lists does not wake up on every media write."""
 
 from __future__ import annotations
 
@@ -18,6 +19,23 @@ _SEGMENT = re.compile(r"^(?P<run>r\d{8}T\d{6}Z-[0-9a-f]{6})_(?P<index>\d{6})\.mp
 
 def staging_root(state_dir: Path) -> Path:
     return state_dir / c.STAGING_DIRNAME
+
+
+def lists_root(root: Path) -> Path:
+    return root / c.STAGING_LISTS_DIRNAME
+
+
+def lists_dir(cam_dir: Path) -> Path:
+    """Where ffmpeg's segment lists of the runs whose segments are in ``cam_dir`` go."""
+    return lists_root(cam_dir.parent) / cam_dir.name
+
+
+def list_path(cam_dir: Path, run_id: str) -> Path:
+    return lists_dir(cam_dir) / f"{run_id}.csv"
+
+
+def camera_dirs(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")) if root.is_dir() else []
 
 
 def new_run_id(now: float) -> str:

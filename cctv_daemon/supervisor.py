@@ -189,7 +189,7 @@ class Daemon:
 
     # -- segment hand-off (one worker thread, in order) -------------------------------------------------
     def _run_ended(self, camera: str, cam_dir: Path, run_id: str) -> None:
-        self.watcher.poll(cam_dir / f"{run_id}.csv")
+        self.watcher.poll(staging.list_path(cam_dir, run_id))
         self._work.put((cam_dir, run_id))
 
     def _work_loop(self) -> None:
@@ -203,7 +203,7 @@ class Daemon:
                 else:
                     cam_dir, run_id = item
                     self.finisher.close_run(cam_dir, run_id)
-                    self.watcher.forget(cam_dir / f"{run_id}.csv")
+                    self.watcher.forget(staging.list_path(cam_dir, run_id))
             except Exception:
                 log.exception("segment_handoff_failed", item=str(item))
 

@@ -182,16 +182,19 @@ def test_orphan_ffmpeg_of_a_killed_run_is_stopped_and_no_other(daemons: list[Dae
     d = DaemonProc(tmp_path, {"cameras": [{"cameraName": "t1", "source": "test", "videoDuration": 2}]})
     staging = d.state_dir / "staging" / "t1"
     staging.mkdir(parents=True)
+    staging_lists = d.state_dir / "staging" / ".lists" / "t1"
+    staging_lists.mkdir(parents=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ffmpeg = find_ffmpeg()
 
     def fake_run(out: Path) -> subprocess.Popen[bytes]:
+        lists = staging_lists if out == staging else out
         return subprocess.Popen(
             [ffmpeg, "-nostdin", "-v", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=5",
              "-c:v", "libx264", "-g", "5", "-f", "segment", "-segment_time", "1", "-segment_format", "mp4",
              "-segment_format_options", "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
-             "-segment_list", str(out / "r20260101T000000Z-abcdef.csv"), "-segment_list_type", "csv",
+             "-segment_list", str(lists / "r20260101T000000Z-abcdef.csv"), "-segment_list_type", "csv",
              str(out / "r20260101T000000Z-abcdef_%06d.mp4")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from cctv_daemon import staging
 from cctv_daemon.camera import Camera, State
 from cctv_daemon.clock import FakeClock
 from cctv_daemon.config import CameraConfig, SupervisorConfig
@@ -121,5 +122,6 @@ def test_stop_is_polite_and_finalizes(tmp_path: Path, made: list[Camera]) -> Non
     assert cam.state == State.STOPPING
     ticks_until(cam, lambda: cam.state == State.STOPPED)
     assert ended == [cam.run_id]
-    csv = (cam.staging_dir / f"{cam.run_id}.csv").read_text()
+    assert cam.run_id is not None
+    csv = staging.list_path(cam.staging_dir, cam.run_id).read_text()
     assert csv.count("\n") == 1  # ffmpeg listed the segment it finalized on SIGTERM
