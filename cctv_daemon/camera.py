@@ -16,6 +16,7 @@ from pathlib import Path
 
 import structlog
 
+from cctv_daemon import constants as c
 from cctv_daemon import ffmpeg_process as fp
 from cctv_daemon import staging
 from cctv_daemon.backoff import Backoff
@@ -91,6 +92,8 @@ class Camera:
         self.retry_at = 0.0
         self.stop_deadline = 0.0
         self._after_stop = State.STOPPED
+        self._stop_started = 0.0
+        self._nudged = False
         self._recording_since: float | None = None
         self._anchored = False
         self._last_failure: str | None = None
@@ -132,6 +135,9 @@ class Camera:
             self._exited(proc)
             return
         if self.state == State.STOPPING:
+            if not self._nudged and now >= self._stop_started + c.SECOND_STOP_SIGNAL_AFTER_S:
+                self._nudged = True
+                proc.polite_stop()  # interrupts a read blocked on a stalled socket
             if now >= self.stop_deadline:
                 self._log.warning("ffmpeg_kill", pid=proc.pid, reason="did not stop in time")
                 proc.kill()
@@ -216,7 +222,9 @@ class Camera:
             return
         self._set(State.STOPPING, reason)
         proc.polite_stop()
-        self.stop_deadline = self.clock.monotonic() + self.sup.stopTimeout
+        self._stop_started = self.clock.monotonic()
+        self._nudged = False
+        self.stop_deadline = self._stop_started + self.sup.stopTimeout
 
     def _exited(self, proc: FfmpegProcess) -> None:
         code = proc.poll()

@@ -17,6 +17,8 @@ DEFAULT_BACKOFF_BASE_S = 1.0
 DEFAULT_BACKOFF_CAP_S = 30.0
 DEFAULT_STEADY_AFTER_S = 60.0  # backoff resets only after recording this long
 DEFAULT_STOP_TIMEOUT_S = 5.0  # polite stop of ffmpeg, then SIGKILL
+SECOND_STOP_SIGNAL_AFTER_S = 1.0  # ffmpeg's first SIGTERM does not interrupt blocking I/O (a stalled socket); a
+# second one does, and ffmpeg still finalizes the segment
 BACKOFF_JITTER = 0.2  # +/- fraction of the delay
 RTSP_SOCKET_TIMEOUT_S = 5.0  # ffmpeg gives up on a silent socket after ~2x this
 PROGRESS_PERIOD_S = 1.0

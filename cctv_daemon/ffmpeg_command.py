@@ -63,8 +63,9 @@ def input_playlist(cam: CameraConfig) -> bytes | None:
     if cam.source != "rtsp":
         return None
     url = camera_url(cam).replace("'", "'\\''")  # ffconcat: close the quote, escaped quote, reopen
-    # TCP, and a socket timeout so that ffmpeg itself gives up on a silent stream (after ~2x timeout).
-    timeout_us = int(max(1.0, cam.stallTimeout / 2) * 1_000_000)
+    # TCP, and a socket timeout as a safety net behind the daemon's own stall detection (which fires after
+    # stallTimeout): ffmpeg gives up on a silent socket after ~2x the timeout.
+    timeout_us = int(cam.stallTimeout * 1_000_000)
     return (
         f"ffconcat version 1.0\nfile '{url}'\noption rtsp_transport tcp\noption timeout {timeout_us}\n"
     ).encode()

@@ -64,6 +64,10 @@ def test_silent_stall_detected_fast_and_recording_resumes(
     rtsp_server.pause()
     stall = d.wait_event("stall_detected", 20)[0]
     assert ts(stall) - paused_at <= 6 + 2, f"stall seen after {ts(stall) - paused_at:.1f}s"
+    # The stalled ffmpeg stops on the second polite signal (it interrupts the blocked read) and finalizes:
+    # it is not killed.
+    d.wait_event("camera_state", 10, camera="gate", state="backoff", reason="stalled")
+    assert not d.events("ffmpeg_kill")
     wait_for(lambda: time.time() - paused_at >= 20, 25, "20 s of stall")
     resumed_at = time.time()
     rtsp_server.resume()
