@@ -4,7 +4,8 @@ a healthy camera recorded next to a chaotic one.  Usage:  .venv/bin/python -m be
 - silent stall: the RTSP server is SIGSTOPped; detection = time until the daemon logs stall_detected
   (stallTimeout is the default 10 s); resume = time from SIGCONT until the camera is `recording` again.
 - killed server: SIGKILL; detection = time until the camera leaves `recording`; resume = time from the server's
-  restart until `recording` again (backoff base 1 s, cap 30 s: the defaults).
+  restart until `recording` again (backoff base 1 s, cap 30 s: the defaults; steadyAfter 5 s so that every trial
+  starts from a reset backoff).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.support.media import coverage, make_h264
 from tests.support.rtsp import RtspServer
 
 USER, PASSWORD = "admin", "bench-pass"
+STEADY = 5.0
 
 
 def ts(e: dict[str, Any]) -> float:
@@ -54,7 +56,8 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cctv-bench-"))
     cams = [{"cameraName": name, "url": srv.url("/cam"), "userName": USER, "password": PASSWORD, "videoDuration": 5}
             for name, srv in (("chaotic", chaotic), ("healthy", healthy))]
-    d = DaemonProc(tmp, {"cameras": cams, "logging": {"file": None}})
+    # steadyAfter 5 s: each trial starts from a reset backoff ("not in a long backoff"); the benchmark waits for it.
+    d = DaemonProc(tmp, {"cameras": cams, "logging": {"file": None}, "supervisor": {"steadyAfter": STEADY}})
     stall_detect, stall_resume, kill_detect, kill_resume = [], [], [], []
     try:
         d.start()
@@ -68,7 +71,7 @@ def main() -> int:
             t = time.time()
             chaotic.resume()
             stall_resume.append(wait_recording_after(d, "chaotic", n) - t)
-            time.sleep(3)
+            time.sleep(STEADY + 1)
             n = len(states(d, "chaotic", "recording"))
             b = len(states(d, "chaotic", "backoff"))
             t = time.time()
@@ -78,7 +81,7 @@ def main() -> int:
             t = time.time()
             chaotic.start()
             kill_resume.append(wait_recording_after(d, "chaotic", n) - t)
-            time.sleep(3)
+            time.sleep(STEADY + 1)
         assert d.stop(60) == 0
     finally:
         d.close()
@@ -88,7 +91,7 @@ def main() -> int:
     def row(name: str, values: list[float]) -> None:
         print(f"{name:<28} median {statistics.median(values):6.2f} s   (all: {', '.join(f'{v:.2f}' for v in values)})")
 
-    print(f"trials={args.trials} stallTimeout=10s backoff base=1s cap=30s")
+    print(f"trials={args.trials} stallTimeout=10s backoff base=1s cap=30s steadyAfter={STEADY:g}s")
     row("silent stall: detection", stall_detect)
     row("silent stall: resume", stall_resume)
     row("killed server: detection", kill_detect)
