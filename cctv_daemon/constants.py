@@ -22,6 +22,9 @@ SECOND_STOP_SIGNAL_AFTER_S = 1.0  # ffmpeg's first SIGTERM does not interrupt bl
 BACKOFF_JITTER = 0.2  # +/- fraction of the delay
 RTSP_SOCKET_TIMEOUT_S = 5.0  # ffmpeg gives up on a silent socket after ~2x this
 PROGRESS_PERIOD_S = 1.0
+# ffmpeg analyses 3 s of a live stream by default before it starts writing; 1 s (a GOP of most cameras) is enough
+# with the codecs known from the SDP and cuts ~2 s from every (re)connect.
+RTSP_ANALYZE_DURATION_US = 1_000_000
 SUPERVISOR_TICK_S = 0.2
 
 # Transcoding (only when frameRate/resolution are set, or for the test source).

@@ -68,12 +68,14 @@ def input_playlist(cam: CameraConfig) -> bytes | None:
     timeout_us = int(cam.stallTimeout * 1_000_000)
     return (
         f"ffconcat version 1.0\nfile '{url}'\noption rtsp_transport tcp\noption timeout {timeout_us}\n"
+        f"option analyzeduration {c.RTSP_ANALYZE_DURATION_US}\n"
     ).encode()
 
 
 def _input(cam: CameraConfig) -> Any:
     if cam.source == "rtsp":
-        return ffmpeg.input("pipe:0", f="concat", safe="0", protocol_whitelist=RTSP_PROTOCOLS)
+        return ffmpeg.input("pipe:0", f="concat", safe="0", protocol_whitelist=RTSP_PROTOCOLS,
+                            analyzeduration=c.RTSP_ANALYZE_DURATION_US)
     if cam.source == "webcam":
         opts: dict[str, Any] = {}
         if cam.frameRate is not None:

@@ -29,6 +29,7 @@ def test_rtsp_stream_copy_segment_muxer_tcp_timeout() -> None:
     playlist = (input_playlist(c) or b"").decode()
     assert "file 'rtsp://10.0.0.5:554/'" in playlist
     assert "option rtsp_transport tcp" in playlist
+    assert "option analyzeduration 1000000" in playlist and opt(args, "-analyzeduration") == "1000000"
     assert "option timeout 10000000" in playlist  # ffmpeg gives up after ~2x: a safety net behind stall detection
     assert opt(args, "-c:v") == "copy"
     assert args[args.index("-f", args.index("pipe:0")) + 1] == "segment"
