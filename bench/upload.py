@@ -97,7 +97,7 @@ def main() -> None:
           f"ratio {base / t_two:.2f}")
     print(f"uploader, 4 workers:         {t_four:.2f} s ({total_mb / t_four:.1f} MB/s), "
           f"ratio {base / t_four:.2f}")
-    print(f"drain of a 10-minute backlog ({args.files} segments, default 2 workers): {t_two:.2f} s")
+    print(f"drain of a 10-minute backlog ({args.files} segments, default 4 workers): {t_four:.2f} s")
 
 
 if __name__ == "__main__":
