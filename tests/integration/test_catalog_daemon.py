@@ -9,8 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from cctv_daemon.catalog import Catalog
 from cctv_daemon.config import load_config
 from cctv_daemon.ffmpeg_locate import find_ffmpeg
 from cctv_daemon.supervisor import Daemon
+from tests.support.daemon import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,16 +48,6 @@ def start_daemon(cfg: Path, env: dict[str, str] | None = None) -> subprocess.Pop
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def wait_for(cond: Callable[[], bool], timeout: float, what: str, proc: subprocess.Popen[bytes] | None = None,
-             ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        if proc is not None and proc.poll() is not None and not cond():
-            raise AssertionError(f"daemon exited ({proc.returncode}) before: {what}")
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for: {what}")
 
 
 def count(db: Path, sql: str) -> int:
@@ -112,7 +102,7 @@ def test_small_cap_is_respected_and_oldest_go_first(tmp_path: Path, procs: list[
                 over.append(total)
         return count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleted'") >= 6
 
-    wait_for(deleted_enough, 60, "retention deleting segments", proc)
+    wait_for(deleted_enough, 60, "retention deleting segments", proc=proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     assert over == []
@@ -188,7 +178,7 @@ def test_rebuild_from_files_and_export(tmp_path: Path, procs: list[Any]) -> None
     db = save / ".cctv" / c.CATALOG_FILENAME
     proc = start_daemon(cfg)
     procs.append(proc)
-    wait_for(lambda: count(db, "SELECT COUNT(*) FROM segments") >= 7, 60, "7 segments", proc)
+    wait_for(lambda: count(db, "SELECT COUNT(*) FROM segments") >= 7, 60, "7 segments", proc=proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
     before = {(r.path, r.size) for r in Catalog(db, save).segments()}

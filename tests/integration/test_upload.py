@@ -14,9 +14,9 @@ from tests.integration.daemon_run import (
     bucket_objects,
     local_segments,
     upload_rows,
-    wait_for,
     write_config,
 )
+from tests.support.daemon import wait_for
 from tests.support.s3 import MotoServer
 
 BUCKET = "cctv-it"

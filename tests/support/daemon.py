@@ -16,13 +16,17 @@ T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_for(pred: Callable[[], T], timeout: float, what: str = "condition", interval: float = 0.1) -> T:
-    """Poll ``pred`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds."""
+def wait_for(pred: Callable[[], T], timeout: float, what: str = "condition", interval: float = 0.1,
+             proc: subprocess.Popen[bytes] | None = None) -> T:
+    """Poll ``pred`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds, or at once
+    when ``proc`` (the daemon under test) has exited first."""
     deadline = time.monotonic() + timeout
     while True:
         value = pred()
         if value:
             return value
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"daemon exited ({proc.returncode}) before: {what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(interval)
