@@ -19,12 +19,13 @@ from pathlib import Path
 
 import structlog
 
-from cctv_daemon import cli_catalog, segment_names
-from cctv_daemon.catalog import Catalog, SegmentRow
-from cctv_daemon.clock import FakeClock
-from cctv_daemon.export import export, plan
-from cctv_daemon.retention import Limits, Retention
-from cctv_daemon.segment_deletion import SegmentDeleter
+from cctv_daemon.catalog.deletion import SegmentDeleter
+from cctv_daemon.catalog.export import export, plan
+from cctv_daemon.catalog.retention import Limits, Retention
+from cctv_daemon.catalog.store import Catalog, SegmentRow
+from cctv_daemon.cli import catalog as cli_catalog
+from cctv_daemon.core.clock import FakeClock
+from cctv_daemon.segments import names as segment_names
 
 T0 = 1_800_000_000.0
 
@@ -63,7 +64,7 @@ def bench_catalog(tmp: Path, n: int) -> None:
     config = tmp / "config.json"
     config.write_text(f'{{"cameras":[{{"cameraName":"cam0","ipAddress":"10.0.0.1"}}],'
                       f'"storageConfig":{{"savePath":"{save}"}}}}')
-    from cctv_daemon.cli import main
+    from cctv_daemon.cli.main import main
 
     for label, argv in [("segments (all rows, table, gaps)", ["segments", "--config", str(config)]),
                         ("segments --json (all rows)", ["segments", "--config", str(config), "--json"]),

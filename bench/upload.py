@@ -16,10 +16,10 @@ from pathlib import Path
 
 import structlog
 
-from cctv_daemon import upload_queue as q
-from cctv_daemon.config import AwsCredentials, S3Config
-from cctv_daemon.s3_client import make_client
-from cctv_daemon.uploader import Uploader
+from cctv_daemon.config.model import AwsCredentials, S3Config
+from cctv_daemon.upload import queue as q
+from cctv_daemon.upload.s3_client import make_client
+from cctv_daemon.upload.uploader import Uploader
 from tests.support.s3 import MotoServer
 
 BUCKET = "bench-upload"

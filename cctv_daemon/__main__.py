@@ -1,3 +1,3 @@
-from cctv_daemon.cli import main
+from cctv_daemon.cli.main import main
 
 raise SystemExit(main())

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from cctv_daemon import constants as c
-from cctv_daemon.catalog import Catalog
-from cctv_daemon.config import load_config
-from cctv_daemon.ffmpeg_locate import find_ffmpeg
-from cctv_daemon.supervisor import Daemon
+from cctv_daemon.catalog.store import Catalog
+from cctv_daemon.config.model import load_config
+from cctv_daemon.core import constants as c
+from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.service.daemon import Daemon
 from tests.support.daemon import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def test_crash_before_catalog_insert_then_startup_recovery_is_clean(tmp_path: Pa
 
 
 def catalog_recovery_orphans(save: Path) -> bool:
-    from cctv_daemon import orphans
+    from cctv_daemon.recording import orphans
 
     return bool(orphans.find_orphans(save / ".cctv" / "staging"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from cctv_daemon import segment_names
+from cctv_daemon.segments import names as segment_names
 from tests.conftest import RTSP_PASSWORD, RTSP_USER
 from tests.support.daemon import DaemonProc, wait_for
 from tests.support.media import coverage, decode_ok, probe

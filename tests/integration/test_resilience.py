@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cctv_daemon import segment_names
-from cctv_daemon.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.segments import names as segment_names
 from tests.conftest import RTSP_PASSWORD, RTSP_USER
 from tests.integration.test_recording import assert_contiguous, our_ffmpegs, rtsp_camera
 from tests.support.daemon import DaemonProc, wait_for
@@ -264,9 +264,9 @@ def test_disk_full_backs_off_and_resumes_when_space_returns(daemons: list[Daemon
 
 def test_counters_for_status_are_kept(rtsp_server: RtspServer, tmp_path: Path) -> None:
     """Counters per camera (reconnects, stalls, last error, last segment) live on the Camera object."""
-    from cctv_daemon.camera import Camera, State
-    from cctv_daemon.clock import SystemClock
-    from cctv_daemon.config import CameraConfig, SupervisorConfig
+    from cctv_daemon.config.model import CameraConfig, SupervisorConfig
+    from cctv_daemon.core.clock import SystemClock
+    from cctv_daemon.recording.camera import Camera, State
 
     cfg = CameraConfig(cameraName="gate", videoFeedId="g", url=rtsp_server.url("/cam1"), userName=RTSP_USER,
                        password=RTSP_PASSWORD, videoDuration=2)

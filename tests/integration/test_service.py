@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cctv_daemon import constants as c
-from cctv_daemon.segment_names import parse_file_name
+from cctv_daemon.core import constants as c
+from cctv_daemon.segments.names import parse_file_name
 from tests.support.daemon import REPO, DaemonProc, pattern_camera, wait_for
 
 ENV = {"PYTHONPATH": str(REPO)}  # the worktree's code, not whatever the venv has installed

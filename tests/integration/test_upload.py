@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cctv_daemon.uploader import object_key
+from cctv_daemon.upload.uploader import object_key
 from tests.integration.daemon_run import (
     DaemonProc,
     bucket_objects,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cctv_daemon import segment_names
-from cctv_daemon.catalog import Catalog, SegmentRow
+from cctv_daemon.catalog.store import Catalog, SegmentRow
+from cctv_daemon.segments import names as segment_names
 
 
 def put_segment(catalog: Catalog, camera: str, start: float, size: int = 1000, duration: float = 10.0,

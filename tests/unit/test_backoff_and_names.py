@@ -4,8 +4,8 @@ import random
 
 import pytest
 
-from cctv_daemon import segment_names
-from cctv_daemon.backoff import Backoff
+from cctv_daemon.core.backoff import Backoff
+from cctv_daemon.segments import names as segment_names
 
 
 def test_backoff_doubles_to_the_cap_with_bounded_jitter() -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from cctv_daemon import staging
-from cctv_daemon.camera import Camera, State
-from cctv_daemon.clock import FakeClock
-from cctv_daemon.config import CameraConfig, SupervisorConfig
-from cctv_daemon.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.config.model import CameraConfig, SupervisorConfig
+from cctv_daemon.core.clock import FakeClock
+from cctv_daemon.recording.camera import Camera, State
+from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.segments import staging
 from tests.support.daemon import wait_for
 
 SUP = SupervisorConfig(backoffBase=1.0, backoffCap=8.0, steadyAfter=60.0, stopTimeout=5.0)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from cctv_daemon import catalog_check, catalog_recovery
-from cctv_daemon.catalog import Catalog, SegmentRow, with_gaps
-from cctv_daemon.cli_catalog import parse_time
-from cctv_daemon.clock import FakeClock
-from cctv_daemon.events import FinishedSegment
-from cctv_daemon.segment_deletion import SegmentDeleter
+from cctv_daemon.catalog import check as catalog_check
+from cctv_daemon.catalog import recovery as catalog_recovery
+from cctv_daemon.catalog.deletion import SegmentDeleter
+from cctv_daemon.catalog.store import Catalog, SegmentRow, with_gaps
+from cctv_daemon.cli.catalog import parse_time
+from cctv_daemon.core.clock import FakeClock
+from cctv_daemon.core.events import FinishedSegment
 from tests.unit.catalog_helpers import files_on_disk, put_segment
 
 T0 = 1_800_000_000.0

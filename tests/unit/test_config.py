@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from cctv_daemon import constants as c
-from cctv_daemon.config import (
+from cctv_daemon.config.model import (
     AwsCredentials,
     CameraConfig,
     ConfigError,
@@ -21,6 +20,7 @@ from cctv_daemon.config import (
     load_config,
     parse_config,
 )
+from cctv_daemon.core import constants as c
 
 BASE = Path("/srv/cctv")
 

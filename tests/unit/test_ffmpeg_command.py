@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from cctv_daemon.config import CameraConfig
-from cctv_daemon.ffmpeg_command import SegmentOutput, audio_action, build_command, camera_url, input_playlist
-from cctv_daemon.ffmpeg_process import describe
+from cctv_daemon.config.model import CameraConfig
+from cctv_daemon.recording.ffmpeg_command import SegmentOutput, audio_action, build_command, camera_url, input_playlist
+from cctv_daemon.recording.ffmpeg_process import describe
 
 OUT = SegmentOutput(Path("/rec/.cctv/staging/gate"), "r20261121T100000Z-abcdef")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from cctv_daemon.ffmpeg_command import SEGMENT_FORMAT_OPTIONS
-from cctv_daemon.ffmpeg_locate import find_ffmpeg
-from cctv_daemon.mp4_tail import complete_length, truncate_incomplete_tail
+from cctv_daemon.recording.ffmpeg_command import SEGMENT_FORMAT_OPTIONS
+from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.segments.mp4_tail import complete_length, truncate_incomplete_tail
 from tests.support.media import decode_ok
 
 

@@ -6,8 +6,8 @@ import logging
 
 import structlog
 
-from cctv_daemon.log_setup import setup_logging
-from cctv_daemon.redact import redact, register_secrets
+from cctv_daemon.core.log_setup import setup_logging
+from cctv_daemon.core.redact import redact, register_secrets
 
 
 def test_url_userinfo_is_redacted() -> None:

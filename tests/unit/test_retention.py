@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from cctv_daemon.catalog import Catalog
-from cctv_daemon.clock import FakeClock
-from cctv_daemon.retention import Limits, Retention
-from cctv_daemon.segment_deletion import SegmentDeleter
+from cctv_daemon.catalog.deletion import SegmentDeleter
+from cctv_daemon.catalog.retention import Limits, Retention
+from cctv_daemon.catalog.store import Catalog
+from cctv_daemon.core.clock import FakeClock
 from tests.unit.catalog_helpers import files_on_disk, make_uploads_table, put_segment, set_upload
 
 T0 = 1_800_000_000.0

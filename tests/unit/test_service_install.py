@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cctv_daemon import cli_service, service_install, winapi
-from cctv_daemon import constants as c
+from cctv_daemon.cli import service as cli_service
+from cctv_daemon.core import constants as c
+from cctv_daemon.core import winapi
+from cctv_daemon.service import install as service_install
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "systemd" / "cctv-daemon.service"

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from cctv_daemon import instance_lock, sd_notify
-from cctv_daemon.clock import FakeClock
-from cctv_daemon.config import parse_config
-from cctv_daemon.control import ControlChannel, send_request
-from cctv_daemon.instance_lock import AlreadyRunning, InstanceLock
-from cctv_daemon.reload import diff_cameras, needs_restart
-from cctv_daemon.status_report import component_name, format_human
+from cctv_daemon.config.model import parse_config
+from cctv_daemon.core.clock import FakeClock
+from cctv_daemon.service import instance_lock, sd_notify
+from cctv_daemon.service.control import ControlChannel, send_request
+from cctv_daemon.service.instance_lock import AlreadyRunning, InstanceLock
+from cctv_daemon.service.reload import diff_cameras, needs_restart
+from cctv_daemon.service.status import component_name, format_human
 
 
 # -- instance lock ---------------------------------------------------------------------------------------
@@ -60,7 +60,7 @@ def test_windows_lock_calls_use_msvcrt_past_the_text(tmp_path: Path, monkeypatch
     """msvcrt does not exist on Linux: this test MOCKS it to check winapi's calls (offset, mode, unlock)."""
     import types
 
-    from cctv_daemon import winapi
+    from cctv_daemon.core import winapi
 
     calls: list[tuple[int, int, int]] = []
     held: set[int] = set()

@@ -15,12 +15,12 @@ import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
-from cctv_daemon import upload_queue as q
-from cctv_daemon.backoff import Backoff
-from cctv_daemon.clock import FakeClock
-from cctv_daemon.config import S3Config, parse_config
-from cctv_daemon.secret_file_check import warn_if_secrets_readable
-from cctv_daemon.uploader import (
+from cctv_daemon.config.model import S3Config, parse_config
+from cctv_daemon.config.secret_file_check import warn_if_secrets_readable
+from cctv_daemon.core.backoff import Backoff
+from cctv_daemon.core.clock import FakeClock
+from cctv_daemon.upload import queue as q
+from cctv_daemon.upload.uploader import (
     ERROR,
     MB,
     OK,
@@ -225,7 +225,7 @@ def test_token_bucket_limits_rate() -> None:
 def test_warns_when_config_with_secrets_is_readable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from cctv_daemon.log_setup import setup_logging
+    from cctv_daemon.core.log_setup import setup_logging
 
     setup_logging("info", None, stream=None)
     data = {"cameras": [{"cameraName": "t1", "source": "test"}],

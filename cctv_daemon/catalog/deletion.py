@@ -1,0 +1,78 @@
+"""Deleting one finished segment, durably and in the order of docs/segment-lifecycle.md:
+mark the row 'deleting' (and its upload 'abandoned' unless uploaded) → unlink + fsync the folder
+→ mark 'deleted' → remove empty date/camera folders. Used by retention and by the uploader
+(clearAfterUpload)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import structlog
+
+from cctv_daemon.catalog.store import Catalog
+from cctv_daemon.core.crash_hook import crash_point
+from cctv_daemon.segments import names as segment_names
+from cctv_daemon.segments import staging
+
+log = structlog.get_logger("cctv_daemon.deletion")
+
+_DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+class SegmentDeleter:
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
+
+    def delete_segment(self, rel_path: str, reason: str) -> bool:
+        """Delete a catalogued segment (path relative to savePath). False when there is no live row for it
+        (unknown or already deleted): files the catalog does not know are never deleted."""
+        row = self.catalog.get(rel_path)
+        if row is None or row.state not in ("complete", "deleting"):
+            return False
+        self.catalog.set_state(rel_path, "deleting", reason, abandon_upload=True)
+        crash_point("deletion.after_mark")
+        self.finish(rel_path)
+        return True
+
+    def finish(self, rel_path: str) -> None:
+        """Steps after the 'deleting' mark; also what startup recovery runs for a crashed deletion."""
+        path = self.catalog.abs(rel_path)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        else:
+            staging.fsync_dir(path.parent)
+        crash_point("deletion.after_unlink")
+        self.catalog.set_state(rel_path, "deleted")
+        remove_empty_dirs(path.parent, self.catalog.save_path, self.catalog.clock.time())
+
+    def finish_all(self) -> int:
+        """Startup: finish every deletion a crash interrupted."""
+        pending = self.catalog.rows_in_state("deleting")
+        for rel_path, _at in pending:
+            self.finish(rel_path)
+        if pending:
+            log.warning("deletions_finished_after_crash", count=len(pending))
+        return len(pending)
+
+
+def remove_empty_dirs(date_dir: Path, save_path: Path, now: float | None = None) -> None:
+    """Remove a date folder of ours (YYYY-MM-DD under a camera folder) if empty, then its camera folder if
+    empty. rmdir only removes empty folders, so nothing that is not ours can be lost. With `now`, folders of
+    today and yesterday (UTC) are kept: the finisher may be about to move a segment into them (another
+    thread)."""
+    if date_dir.parent.parent != save_path or not _DATE_DIR.match(date_dir.name):
+        return
+    if now is not None and date_dir.name >= segment_names.date_dir(now - 86400):
+        return
+    for d in (date_dir, date_dir.parent):
+        try:
+            d.rmdir()
+        except OSError:
+            return  # not empty (or already gone)
+        log.debug("empty_folder_removed", path=str(d))
+    if os.name == "posix":
+        staging.fsync_dir(save_path)

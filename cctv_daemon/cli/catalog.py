@@ -1,0 +1,254 @@
+"""Commands over the catalog: `segments` (query footage and gaps), `check` (reconcile catalog and disk),
+`export` (camera + time range → one MP4). Registered in cli.py by importing this module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cctv_daemon.catalog import check as catalog_check
+from cctv_daemon.catalog import recovery as catalog_recovery
+from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, with_gaps
+from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
+from cctv_daemon.config.model import Config
+from cctv_daemon.core import constants as c
+from cctv_daemon.segments import names as segment_names
+
+JSON_VERSION = 1
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 (`2026-11-21T10:02`, `...Z`, `...+01:00`; naive = UTC) or a segment stamp
+    (`20261121T100200Z`)."""
+    t = text.strip()
+    try:
+        return segment_names.parse_stamp(t)
+    except ValueError:
+        pass
+    if t.endswith(("Z", "z")):
+        t = t[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid time {text!r}: use ISO 8601 (2026-11-21T10:02, ...Z, ...+01:00; naive = UTC) "
+            "or YYYYMMDDTHHMMSSZ") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+_DAYS: dict[int, str] = {}
+
+
+_ISO: dict[int, str] = {}
+
+
+def iso(epoch: float) -> str:
+    """UTC, milliseconds: 2026-11-21T10:02:00.000Z. Memoized: in a listing, one segment's end is the next
+    one's start, and 100 000s of these are formatted."""
+    ms = round(epoch * 1000)
+    text = _ISO.get(ms)
+    if text is None:
+        day, ms_of_day = divmod(ms, 86_400_000)
+        date = _DAYS.get(day)
+        if date is None:
+            date = _DAYS[day] = datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime("%Y-%m-%d")
+        secs, milli = divmod(ms_of_day, 1000)
+        h, rest = divmod(secs, 3600)
+        m, s = divmod(rest, 60)
+        text = _ISO[ms] = f"{date}T{h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+    return text
+
+
+def _table_time(epoch: float) -> str:
+    return iso(round(epoch))[:19]
+
+
+def _open_catalog(config: Config) -> Catalog:
+    sc = config.storageConfig
+    return Catalog.for_state_dir(sc.state_dir, sc.savePath)
+
+
+def _human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{n} B"
+
+
+# -- segments -------------------------------------------------------------------------------------------
+def _segments_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--camera", help="only this camera")
+    p.add_argument("--from", dest="start", type=parse_time, help="range start (ISO 8601 or stamp; UTC)")
+    p.add_argument("--to", dest="end", type=parse_time, help="end of the range (ISO 8601 or stamp; UTC)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (see docs/cli.md)")
+
+
+def segment_json(r: SegmentRow) -> dict[str, object]:
+    return {"camera": r.camera, "feedId": r.feed_id, "path": r.path, "start": iso(r.start), "end": iso(r.end),
+            "startEpoch": r.start, "endEpoch": r.end, "duration": round(r.duration, 3), "bytes": r.size,
+            "upload": r.upload_state}
+
+
+def gap_json(g: Gap) -> dict[str, object]:
+    return {"camera": g.camera, "start": iso(g.start), "end": iso(g.end), "startEpoch": g.start,
+            "endEpoch": g.end, "seconds": round(g.seconds, 3)}
+
+
+@command("segments", "list catalogued segments and the gaps between them", _segments_args)
+def cmd_segments(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config)
+    if config is None:
+        return c.EXIT_USAGE
+    catalog = _open_catalog(config)
+    rows = catalog.segments(camera=args.camera, start=args.start, end=args.end)
+    gaps = with_gaps(rows, args.start, args.end)
+    uploads = catalog.has_uploads_table()
+    if args.json:
+        out = {"version": JSON_VERSION,
+               "from": iso(args.start) if args.start is not None else None,
+               "to": iso(args.end) if args.end is not None else None,
+               "segments": [segment_json(r) for r in rows], "gaps": [gap_json(g) for g in gaps],
+               "totals": {"segments": len(rows), "bytes": sum(r.size for r in rows),
+                          "seconds": round(sum(r.duration for r in rows), 3),
+                          "gaps": len(gaps), "gapSeconds": round(sum(g.seconds for g in gaps), 3)}}
+        sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+        return c.EXIT_OK
+    _print_table(rows, gaps, uploads)
+    return c.EXIT_OK
+
+
+def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool) -> None:
+    # rows and gaps are both ordered by (camera, start): merge them instead of sorting
+    items: list[SegmentRow | Gap] = []
+    gi = 0
+    for r in rows:
+        while gi < len(gaps) and (gaps[gi].camera, gaps[gi].start) <= (r.camera, r.start):
+            items.append(gaps[gi])
+            gi += 1
+        items.append(r)
+    items += gaps[gi:]
+    head = f"{'CAMERA':<12} {'START (UTC)':<20} {'END (UTC)':<20} {'SECONDS':>8} {'SIZE':>9}"
+    head += f" {'UPLOAD':<9}" if uploads else ""
+    lines = [head + " PATH"]
+    for item in items:
+        if isinstance(item, Gap):
+            lines.append(f"{item.camera:<12} {_table_time(item.start):<20} "
+                         f"{_table_time(item.end):<20} {item.seconds:>8.1f}  -- GAP: no footage --")
+            continue
+        line = (f"{item.camera:<12} {_table_time(item.start):<20} {_table_time(item.end):<20} "
+                f"{item.end - item.start:>8.1f} {item.size / 1e6:>6.1f} MB")
+        if uploads:
+            line += f" {item.upload_state or '-':<9}"
+        lines.append(line + " " + item.path)
+    total = sum(r.size for r in rows)
+    lines.append(f"{len(rows)} segment(s), {_human_size(total)}, {sum(r.duration for r in rows):.0f} s; "
+                 f"{len(gaps)} gap(s), {sum(g.seconds for g in gaps):.0f} s missing")
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+# -- check ------------------------------------------------------------------------------------------------
+def _check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--repair", action="store_true", help="fix what is found (never touches files not ours)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild the catalog's segment rows from the files alone, then check")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
+
+@command("check", "reconcile the catalog with the files on disk (--repair to fix)", _check_args)
+def cmd_check(args: argparse.Namespace) -> int:
+    config = load_or_report(args.config)
+    if config is None:
+        return c.EXIT_USAGE
+    state_dir = config.storageConfig.state_dir
+    catalog = _open_catalog(config)
+    if args.rebuild:
+        added = catalog_recovery.rebuild(catalog, state_dir, replace=True)
+        print(f"catalog rebuilt from files: {added} segment(s)", file=sys.stderr)
+    problems = catalog_check.reconcile(catalog, state_dir)
+    left = problems
+    if args.repair and problems:
+        ffmpeg_exe: str | None
+        try:
+            from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+
+            ffmpeg_exe = find_ffmpeg(config.ffmpegPath)
+        except Exception:
+            ffmpeg_exe = None
+        catalog_check.repair(catalog, state_dir, problems, ffmpeg_exe)
+        left = catalog_check.reconcile(catalog, state_dir)
+    if args.json:
+        report = {"version": JSON_VERSION, "found": [_problem_json(p) for p in problems],
+                  "remaining": [_problem_json(p) for p in left], "repaired": bool(args.repair)}
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+    else:
+        for p in problems:
+            print(f"{p.kind:<20} {p.path}  ({p.detail})")
+        if not problems:
+            print("catalog and disk agree: no problems")
+        elif args.repair:
+            fixed = len(problems) - len(left)
+            print(f"{len(problems)} problem(s) found, {fixed} repaired, {len(left)} remaining")
+        else:
+            print(f"{len(problems)} problem(s) found (run with --repair to fix)")
+    return c.EXIT_CHECK_PROBLEMS if left else c.EXIT_OK
+
+
+def _problem_json(p: catalog_check.Problem) -> dict[str, str]:
+    return {"kind": p.kind, "path": p.path, "detail": p.detail}
+
+
+# -- export -----------------------------------------------------------------------------------------------
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--camera", required=True)
+    p.add_argument("--from", dest="start", type=parse_time, required=True)
+    p.add_argument("--to", dest="end", type=parse_time, required=True)
+    p.add_argument("-o", "--output", required=True, type=Path)
+    p.add_argument("--force", action="store_true", help="overwrite the output file")
+    p.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+@command("export", "one camera and a time range → one MP4 (no re-encode)", _export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from cctv_daemon.catalog import export
+
+    loaded = load_with_ffmpeg(args.config)
+    if loaded is None:
+        return c.EXIT_USAGE
+    config, ffmpeg_exe = loaded
+    catalog = _open_catalog(config)
+    try:
+        plan = export.plan(catalog, args.camera, args.start, args.end)
+    except export.ExportError as exc:
+        print(f"cctv-daemon: {exc}", file=sys.stderr)
+        return c.EXIT_USAGE if "must be after" in str(exc) else c.EXIT_RUNTIME
+    for g in plan.gaps:
+        print(f"gap: {iso(g.start)} → {iso(g.end)} ({g.seconds:.1f} s without footage)", file=sys.stderr)
+    show = not args.quiet and plan.duration >= 60
+    last = [-1]
+
+    def progress(done: float, total: float) -> None:
+        pct = int(100 * min(1.0, done / total)) if total > 0 else 100
+        if pct != last[0]:
+            last[0] = pct
+            sys.stderr.write(f"\rexporting {args.camera}: {pct:3d}% ({done:.0f}/{total:.0f} s)")
+            sys.stderr.flush()
+
+    try:
+        export.export(ffmpeg_exe, plan, args.output, progress if show else None, overwrite=args.force)
+    except export.ExportError as exc:
+        if show:
+            sys.stderr.write("\n")
+        print(f"cctv-daemon: {exc}", file=sys.stderr)
+        return c.EXIT_RUNTIME
+    if show:
+        sys.stderr.write("\n")
+    print(f"{args.output}: {len(plan.segments)} segment(s), {plan.duration:.1f} s, {len(plan.gaps)} gap(s)",
+          file=sys.stderr)
+    return c.EXIT_OK

@@ -1,0 +1,46 @@
+"""The command line: `cctv-daemon COMMAND [--config PATH]`. Exit codes are in core/constants.py and README.md."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from cctv_daemon import __version__
+from cctv_daemon.cli import catalog, run, service  # noqa: F401  (their commands register themselves)
+from cctv_daemon.cli.common import COMMANDS
+from cctv_daemon.core import constants as c
+
+ORDER = ("run", "check-config", "status", "stop", "reload", "segments", "export", "check",
+         "install-service")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cctv-daemon", description="Record cameras into catalogued MP4 segments.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    first = [n for n in ORDER if n in COMMANDS]
+    for name in first + sorted(set(COMMANDS) - set(first)):
+        help_text, _fn, arguments = COMMANDS[name]
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default="config.json", help="config file (default: ./config.json)")
+        if arguments is not None:
+            arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return c.EXIT_USAGE
+    _help, fn, _arguments = COMMANDS[args.command]
+    try:
+        return fn(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

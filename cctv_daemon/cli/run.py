@@ -1,0 +1,58 @@
+"""`run` (record in the foreground) and `check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cctv_daemon.cli import service as cli_service
+from cctv_daemon.cli.common import command, load_with_ffmpeg
+from cctv_daemon.core import constants as c
+from cctv_daemon.core.log_setup import setup_logging
+
+
+@command("check-config", "validate the config file and report every error in it")
+def cmd_check_config(args: argparse.Namespace) -> int:
+    loaded = load_with_ffmpeg(args.config)
+    if loaded is None:
+        return c.EXIT_USAGE
+    config, ffmpeg_exe = loaded
+    enabled = [cam.cameraName for cam in config.cameras if cam.enabled]
+    print(f"{args.config}: OK ({len(enabled)} camera(s) enabled: {', '.join(enabled) or 'none'}; "
+          f"ffmpeg: {ffmpeg_exe})")
+    return c.EXIT_OK
+
+
+@command("run", "record in the foreground (what services start)")
+def cmd_run(args: argparse.Namespace) -> int:
+    loaded = load_with_ffmpeg(args.config)
+    if loaded is None:
+        return c.EXIT_USAGE
+    config, ffmpeg_exe = loaded
+    lock = cli_service.acquire_or_report(config)  # single instance: before anything touches the folder
+    if isinstance(lock, int):
+        return lock
+    lc = config.logging
+    log_file = None
+    if lc.fileEnabled:
+        log_file = lc.file or config.storageConfig.state_dir / c.LOG_DIRNAME / c.LOG_FILENAME
+    try:
+        setup_logging(lc.level, log_file, lc.maxBytes, lc.backupCount)
+    except OSError as exc:
+        print(f"cctv-daemon: cannot open log file {log_file}: {exc.strerror}", file=sys.stderr)
+        lock.release()
+        return c.EXIT_RUNTIME
+    from cctv_daemon.config.secret_file_check import warn_if_secrets_readable
+    from cctv_daemon.service.daemon import Daemon
+    from cctv_daemon.upload.uploader import attach_uploader
+
+    warn_if_secrets_readable(config, Path(args.config))
+    daemon = Daemon(config, ffmpeg_exe)
+    cli_service.attach(daemon)
+    attach_uploader(daemon)  # only when config.s3Config is set
+    daemon.install_signal_handlers()
+    try:
+        return daemon.run()
+    finally:
+        lock.release()

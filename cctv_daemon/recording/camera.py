@@ -1,0 +1,266 @@
+r"""A camera's life: an explicit state machine around its one long-lived ffmpeg.
+
+    stopped -> starting -> recording -> (exit | stall) -> backoff -> starting ...
+                        \-> auth_failed | not_found | disk_full (retry at the backoff cap)
+    any running state -> stopping -> stopped            (polite stop, then kill after stopTimeout)
+
+The supervisor calls tick() from its one loop; nothing here blocks, so one camera never delays another.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from cctv_daemon.config.model import CameraConfig, SupervisorConfig
+from cctv_daemon.core import constants as c
+from cctv_daemon.core.backoff import Backoff
+from cctv_daemon.core.clock import Clock
+from cctv_daemon.core.redact import redact
+from cctv_daemon.recording import ffmpeg_process as fp
+from cctv_daemon.recording.ffmpeg_command import SegmentOutput, audio_action, build_command, input_playlist
+from cctv_daemon.recording.ffmpeg_process import FfmpegProcess
+from cctv_daemon.segments import staging
+
+log = structlog.get_logger("cctv_daemon.camera")
+
+
+class State(str, enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RECORDING = "recording"
+    BACKOFF = "backoff"
+    AUTH_FAILED = "auth_failed"
+    NOT_FOUND = "not_found"
+    DISK_FULL = "disk_full"
+    STOPPING = "stopping"
+
+
+_WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.DISK_FULL)
+_FAILURE_STATE = {
+    fp.AUTH_FAILED: (State.AUTH_FAILED, "authentication failed"),
+    fp.NOT_FOUND: (State.NOT_FOUND, "stream path not found"),
+    fp.DISK_FULL: (State.DISK_FULL, "disk full"),
+    fp.UNWRITABLE: (State.DISK_FULL, "recording folder not writable"),
+    fp.REFUSED: (State.BACKOFF, "connection refused"),
+    fp.NO_DEVICE: (State.BACKOFF, "device or file not found"),
+    "stall": (State.BACKOFF, "stalled"),
+}
+
+
+@dataclass
+class CameraCounters:
+    starts: int = 0
+    reconnects: int = 0
+    stalls: int = 0
+    segments: int = 0
+    last_error: str | None = None
+    last_segment_at: float | None = None  # wall clock
+    state_since: float = 0.0  # wall clock
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+RunEnded = Callable[[str, Path, str], None]  # (camera, staging dir, run id)
+
+
+class Camera:
+    def __init__(
+        self,
+        config: CameraConfig,
+        supervisor: SupervisorConfig,
+        ffmpeg_exe: str,
+        state_dir: Path,
+        clock: Clock,
+        on_run_ended: RunEnded | None = None,
+    ) -> None:
+        self.config = config
+        self.sup = supervisor
+        self.ffmpeg_exe = ffmpeg_exe
+        self.staging_dir = staging.staging_root(state_dir) / config.cameraName
+        self.clock = clock
+        self.on_run_ended = on_run_ended
+        self.backoff = Backoff(supervisor.backoffBase, supervisor.backoffCap)
+        self.state = State.STOPPED
+        self.reason = "not started"
+        self.counters = CameraCounters(state_since=clock.time())
+        self.proc: FfmpegProcess | None = None
+        self.run_id: str | None = None
+        self.retry_at = 0.0
+        self.stop_deadline = 0.0
+        self._after_stop = State.STOPPED
+        self._stop_started = 0.0
+        self._nudged = False
+        self._recording_since: float | None = None
+        self._anchored = False
+        self._last_failure: str | None = None
+        self._audio_codec: str | None = None
+        self._log = log.bind(camera=config.cameraName)
+
+    @property
+    def name(self) -> str:
+        return self.config.cameraName
+
+    # -- commands from the supervisor ----------------------------------------------------------------
+    def start(self) -> None:
+        if self.state in (State.STOPPED, *_WAITING):
+            self._spawn()
+
+    def stop(self) -> None:
+        if self.state in (State.STARTING, State.RECORDING):
+            self._begin_stop("shutdown", then=State.STOPPED)
+        elif self.state != State.STOPPING:
+            self._set(State.STOPPED, "shutdown")
+        else:
+            self._after_stop = State.STOPPED
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None
+
+    # -- the loop ---------------------------------------------------------------------------------------
+    def tick(self) -> None:
+        now = self.clock.monotonic()
+        if self.state in _WAITING:
+            if now >= self.retry_at:
+                self._spawn()
+            return
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is not None:
+            self._exited(proc)
+            return
+        if self.state == State.STOPPING:
+            if not self._nudged and now >= self._stop_started + c.SECOND_STOP_SIGNAL_AFTER_S:
+                self._nudged = True
+                proc.polite_stop()  # interrupts a read blocked on a stalled socket
+            if now >= self.stop_deadline:
+                self._log.warning("ffmpeg_kill", pid=proc.pid, reason="did not stop in time")
+                proc.kill()
+                self.stop_deadline = now + 3600
+            return
+        last_advance, out_us, _ = proc.snapshot()
+        if self.state == State.STARTING and out_us > 0:
+            self._recording(proc, out_us)
+        elif (
+            self.state == State.RECORDING
+            and self._recording_since is not None
+            and now - self._recording_since >= self.sup.steadyAfter
+        ):
+            if self.backoff.failures:
+                self._log.debug("backoff_reset", after_s=self.sup.steadyAfter)
+            self.backoff.reset()
+            self._last_failure = None
+            self._recording_since = None
+        if now - last_advance > self.config.stallTimeout:
+            self.counters.stalls += 1
+            what = "no media" if self.state == State.STARTING else "media time stopped advancing"
+            self.counters.last_error = f"stalled: {what} for {self.config.stallTimeout:g}s"
+            self._log.warning("stall_detected", seconds=round(now - last_advance, 1), state=self.state.value)
+            self._begin_stop("stall", then=State.BACKOFF)
+
+    # -- transitions ------------------------------------------------------------------------------------
+    def _set(self, state: State, reason: str, level: str = "info", **kw: object) -> None:
+        if state != self.state or reason != self.reason:
+            getattr(self._log, level)("camera_state", state=state.value, previous=self.state.value,
+                                      reason=reason, **kw)
+        if state != self.state:
+            self.counters.state_since = self.clock.time()
+        self.state = state
+        self.reason = reason
+
+    def _spawn(self) -> None:
+        now = self.clock.monotonic()
+        self.run_id = staging.new_run_id(self.clock.time())
+        try:
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            staging.lists_dir(self.staging_dir).mkdir(parents=True, exist_ok=True)
+            staging.write_meta(self.staging_dir, self.run_id,
+                               staging.RunMeta(self.name, self.config.videoFeedId))
+            args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
+                                 self._audio_codec)
+            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=input_playlist(self.config))
+        except OSError as exc:
+            self.proc = None
+            kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None
+            self._failed(kind, f"cannot start: {redact(str(exc))}")
+            return
+        if self.counters.starts:
+            self.counters.reconnects += 1
+        self.counters.starts += 1
+        self._anchored = False
+        self._recording_since = None
+        self._set(State.STARTING, "ffmpeg started", level="debug" if self._last_failure else "info",
+                  pid=self.proc.pid,
+                  audio=audio_action(self.config, self._audio_codec),
+                  transcode=self.config.transcodes or self.config.source != "rtsp")
+        self._log.debug("ffmpeg_command", args=fp.describe(args))
+        self.stop_deadline = now
+
+    def _recording(self, proc: FfmpegProcess, out_us: int) -> None:
+        if not self._anchored and self.run_id is not None:
+            # Media time 0 of this run on the wall clock: names of all its segments derive from it.
+            anchor = self.clock.time() - out_us / 1_000_000
+            try:
+                staging.write_meta(self.staging_dir, self.run_id,
+                                   staging.RunMeta(self.name, self.config.videoFeedId, anchor))
+            except OSError as exc:
+                self._log.warning("anchor_not_saved", error=str(exc))
+            self._anchored = True
+        self._recording_since = self.clock.monotonic()
+        self._set(State.RECORDING, "media flowing", audio_codec=proc.audio_codec)
+
+    def _begin_stop(self, reason: str, then: State) -> None:
+        proc = self.proc
+        self._after_stop = then
+        if proc is None:
+            self._set(then, reason)
+            return
+        self._set(State.STOPPING, reason)
+        proc.polite_stop()
+        self._stop_started = self.clock.monotonic()
+        self._nudged = False
+        self.stop_deadline = self._stop_started + self.sup.stopTimeout
+
+    def _exited(self, proc: FfmpegProcess) -> None:
+        code = proc.poll()
+        proc.join_readers(1.0)
+        fp.close_pipes(proc.proc)
+        _, _, failure = proc.snapshot()
+        run_id = self.run_id
+        self.proc = None
+        if proc.audio_codec:
+            self._audio_codec = proc.audio_codec
+        if run_id is not None and self.on_run_ended is not None:
+            self.on_run_ended(self.name, self.staging_dir, run_id)
+        if self.state == State.STOPPING:
+            after = self._after_stop
+            if after == State.STOPPED:
+                self._set(State.STOPPED, "stopped", exit_code=code)
+            else:
+                self._failed("stall", self.counters.last_error or "stalled", exit_code=code)
+            return
+        if failure == fp.AUDIO_UNSUPPORTED and audio_action(self.config, self._audio_codec) == "aac":
+            self._log.info("audio_transcode", codec=self._audio_codec,
+                           reason="codec cannot be stored in MP4; transcoding audio to AAC")
+            self._spawn()
+            return
+        last = proc.last_error or f"stream ended (exit status {code})"
+        self._failed(failure, last, exit_code=code)
+
+    def _failed(self, kind: str | None, detail: str, exit_code: int | None = None) -> None:
+        self.counters.last_error = detail
+        self._recording_since = None
+        state, label = _FAILURE_STATE.get(kind or "", (State.BACKOFF, "stream ended"))
+        at_cap = state in (State.AUTH_FAILED, State.NOT_FOUND)
+        delay = self.backoff.next_delay(at_cap=at_cap)
+        self.retry_at = self.clock.monotonic() + delay
+        # Say an error once per change of failure, not on every retry.
+        new_failure = (kind or "ended") != self._last_failure
+        self._last_failure = kind or "ended"
+        level = "debug" if not new_failure else ("warning" if state == State.BACKOFF else "error")
+        self._set(state, label, level=level, retry_in=round(delay, 2), detail=detail, exit_code=exit_code)

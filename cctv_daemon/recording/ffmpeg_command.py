@@ -1,0 +1,168 @@
+"""The ffmpeg command line for one camera: one long-lived `-f segment` process writing crash-safe segments."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import ffmpeg
+
+from cctv_daemon.config.model import CameraConfig
+from cctv_daemon.core import constants as c
+from cctv_daemon.segments import staging
+
+# Fragmented MP4 flushed at every keyframe: a segment cut by SIGKILL or power loss still plays up to its
+# last complete fragment (see docs/segment-lifecycle.md and FIELD-NOTES).
+SEGMENT_FORMAT_OPTIONS = "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1"
+# RTSP input goes through a one-entry concat playlist written to ffmpeg's stdin, so that the URL with its
+# credentials is never in ffmpeg's argv (visible to every user in `ps` and /proc) nor in any file.
+RTSP_PROTOCOLS = "pipe,rtsp,rtsps,tcp,udp,rtp,srtp,tls,crypto,httpproxy"
+TEST_SOURCE_SIZE = "640x360"
+TEST_SOURCE_RATE = 10
+
+
+@dataclass(frozen=True)
+class SegmentOutput:
+    staging_dir: Path
+    run_id: str
+
+    @property
+    def list_file(self) -> Path:
+        return staging.list_path(self.staging_dir, self.run_id)
+
+    @property
+    def pattern(self) -> Path:
+        return self.staging_dir / f"{self.run_id}_%06d{c.SEGMENT_EXT}"
+
+
+def camera_url(cam: CameraConfig) -> str:
+    """The RTSP URL with credentials inserted (a secret: only ever logged through redact())."""
+    if cam.url:
+        url = cam.url
+    else:
+        host = cam.ipAddress or ""
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # IPv6 literal
+        path = cam.path if cam.path.startswith("/") else "/" + cam.path
+        url = f"rtsp://{host}:{cam.port}{path}"
+    if cam.userName is None:
+        return url
+    parts = urlsplit(url)
+    userinfo = quote(cam.userName, safe="")
+    if cam.password is not None:
+        userinfo += ":" + quote(cam.password, safe="")
+    netloc = f"{userinfo}@{parts.netloc.rsplit('@', 1)[-1]}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def input_playlist(cam: CameraConfig) -> bytes | None:
+    """What to write to ffmpeg's stdin: for RTSP, the ffconcat playlist naming the camera URL (a secret)."""
+    if cam.source != "rtsp":
+        return None
+    url = camera_url(cam).replace("'", "'\\''")  # ffconcat: close the quote, escaped quote, reopen
+    # TCP, and a socket timeout as a safety net behind the daemon's own stall detection (which fires after
+    # stallTimeout): ffmpeg gives up on a silent socket after ~2x the timeout.
+    timeout_us = int(cam.stallTimeout * 1_000_000)
+    return (
+        f"ffconcat version 1.0\nfile '{url}'\noption rtsp_transport tcp\noption timeout {timeout_us}\n"
+        f"option analyzeduration {c.RTSP_ANALYZE_DURATION_US}\n"
+    ).encode()
+
+
+def _input(cam: CameraConfig) -> Any:
+    if cam.source == "rtsp":
+        return ffmpeg.input("pipe:0", f="concat", safe="0", protocol_whitelist=RTSP_PROTOCOLS,
+                            analyzeduration=c.RTSP_ANALYZE_DURATION_US)
+    if cam.source == "webcam":
+        opts: dict[str, Any] = {}
+        if cam.frameRate is not None:
+            opts["framerate"] = _num(cam.frameRate)
+        if cam.resolution is not None:
+            opts["video_size"] = cam.resolution
+        if sys.platform == "win32":
+            return ffmpeg.input(f"video={cam.device}", f="dshow", **opts)
+        return ffmpeg.input(cam.device or "/dev/video0", f="v4l2", **opts)
+    size = cam.resolution or TEST_SOURCE_SIZE
+    rate = _num(cam.frameRate or TEST_SOURCE_RATE)
+    # testsrc draws a running clock (seconds since start); -re paces it at real time.
+    return ffmpeg.input(f"testsrc=size={size}:rate={rate}", f="lavfi", re=None)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else str(v)
+
+
+def _video_opts(cam: CameraConfig) -> dict[str, Any]:
+    """Stream copy unless the camera must be (re-)encoded: test/webcam sources, or frameRate/resolution set."""
+    if cam.source == "rtsp" and not cam.transcodes:
+        return {"c:v": "copy"}
+    rate = cam.frameRate or (TEST_SOURCE_RATE if cam.source == "test" else None)
+    opts: dict[str, Any] = {
+        "c:v": "libx264",
+        "preset": c.X264_PRESET,
+        "tune": "zerolatency",
+        "pix_fmt": "yuv420p",
+        # A keyframe at every segment boundary, so segments are cut exactly at videoDuration.
+        "force_key_frames": f"expr:gte(t,n_forced*{cam.videoDuration})",
+    }
+    if rate is not None:
+        opts["r"] = _num(rate)
+        opts["g"] = max(1, round(rate))  # one keyframe a second: at most ~1 s lost on a crash
+    if cam.resolution is not None and cam.source == "rtsp":
+        opts["s"] = cam.resolution
+    return opts
+
+
+def audio_action(cam: CameraConfig, learned_codec: str | None) -> str:
+    """What to do with audio: 'none', 'copy' or 'aac'. In auto mode, copy unless the camera's codec (learned
+    from ffmpeg's own stream report) cannot go into MP4, e.g. G.711 (pcm_mulaw/pcm_alaw): then AAC."""
+    if cam.source != "rtsp" or cam.audio == "none":
+        return "none"
+    if cam.audio in ("copy", "aac"):
+        return cam.audio
+    if learned_codec is not None and learned_codec not in c.MP4_COPYABLE_AUDIO:
+        return "aac"
+    return "copy"
+
+
+def build_command(
+    cam: CameraConfig, ffmpeg_exe: str, out: SegmentOutput, learned_audio_codec: str | None = None
+) -> list[str]:
+    inp = _input(cam)
+    streams = [inp["v:0"]]
+    opts: dict[str, Any] = _video_opts(cam)
+    action = audio_action(cam, learned_audio_codec)
+    if action == "none":
+        opts["an"] = None
+    else:
+        streams.append(inp["a:0?"])
+        opts["c:a"] = "copy" if action == "copy" else "aac"
+        if action == "aac":
+            opts["b:a"] = c.AAC_BITRATE
+    opts.update(
+        {
+            "f": "segment",
+            "segment_time": str(cam.videoDuration),
+            "reset_timestamps": "1",
+            "segment_format": "mp4",
+            "segment_format_options": SEGMENT_FORMAT_OPTIONS,
+            "segment_list": str(out.list_file),
+            "segment_list_type": "csv",
+        }
+    )
+    stream = ffmpeg.output(*streams, str(out.pattern), **opts).global_args(
+        "-hide_banner",
+        "-nostdin",
+        "-loglevel",
+        "level+info",
+        "-nostats",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        str(c.PROGRESS_PERIOD_S),
+    )
+    args: list[str] = ffmpeg.compile(stream, cmd=ffmpeg_exe)
+    return args

@@ -1,0 +1,175 @@
+"""A segment's life from ffmpeg's staging folder to its final, named place, and the startup recovery of
+segments a crash left behind. See docs/segment-lifecycle.md for the order of steps and what is durable when."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import structlog
+
+from cctv_daemon.core.clock import Clock
+from cctv_daemon.core.events import FinishedSegment, SegmentBus
+from cctv_daemon.segments import names as segment_names
+from cctv_daemon.segments import staging
+from cctv_daemon.segments.media_probe import probe_duration
+from cctv_daemon.segments.mp4_tail import truncate_incomplete_tail
+from cctv_daemon.segments.watcher import StagedSegment, _ListReader
+
+log = structlog.get_logger("cctv_daemon.segment")
+
+
+class SegmentFinisher:
+    def __init__(
+        self, save_path: Path, state_dir: Path, ffmpeg_exe: str, bus: SegmentBus, clock: Clock
+    ) -> None:
+        self.save_path = save_path
+        self.state_dir = state_dir
+        self.root = staging.staging_root(state_dir)
+        self.ffmpeg_exe = ffmpeg_exe
+        self.bus = bus
+        self.clock = clock
+        self._meta: dict[tuple[str, str], staging.RunMeta] = {}
+
+    # -- normal path: ffmpeg listed the segment as closed --------------------------------------------
+    def finish(self, staged: StagedSegment, recovered: bool = False) -> FinishedSegment | None:
+        src = staged.path
+        if not src.exists():
+            log.debug("segment_already_handled", camera=staged.camera, staging=str(src))
+            return None
+        meta = self._run_meta(src.parent, staged.run_id, staged.camera)
+        anchor = meta.anchor
+        if anchor is None:
+            # No anchor recorded (the run never reported progress): the file's last write is its end.
+            anchor = src.stat().st_mtime - staged.end_s
+        start, end = anchor + staged.start_s, anchor + staged.end_s
+        removed, fragments = truncate_incomplete_tail(src)
+        if removed:
+            log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=str(src), bytes=removed)
+        if fragments == 0:
+            self._quarantine(src, "segment holds no complete fragment")
+            return None
+        dest = self._free_dest(
+            segment_names.final_path(self.save_path, meta.camera, meta.feed_id, start, end)
+        )
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        size = src.stat().st_size
+        _move(src, dest)
+        seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered)
+        log.info(
+            "segment_finished",
+            camera=seg.camera,
+            path=str(dest),
+            start=segment_names.stamp(start),
+            end=segment_names.stamp(end),
+            duration=round(seg.duration, 3),
+            bytes=size,
+            recovered=recovered,
+            run_id=staged.run_id,
+        )
+        self.bus.publish(seg)
+        return seg
+
+    # -- end of a run, and startup recovery -------------------------------------------------------------
+    def close_run(self, cam_dir: Path, run_id: str) -> list[FinishedSegment]:
+        """After a run's ffmpeg has exited (or at startup for runs of an earlier daemon): finish what its list
+        names, finalize a partial last segment (ffmpeg killed), then remove the run's bookkeeping files."""
+        done: list[FinishedSegment] = []
+        list_file = staging.list_path(cam_dir, run_id)
+        reader = _ListReader(list_file, cam_dir)
+        listed = reader.read_new()
+        for staged in listed:
+            seg = self.finish(staged, recovered=True)
+            if seg:
+                done.append(seg)
+        listed_end = max((s.end_s for s in listed), default=0.0)
+        for partial in sorted(cam_dir.glob(f"{run_id}_*.mp4")):
+            seg = self._finish_partial(partial, run_id, listed_end)
+            if seg:
+                done.append(seg)
+                listed_end += seg.duration  # a later partial continues where this one ended
+        if not any(cam_dir.glob(f"{run_id}_*.mp4")):
+            for leftover in (list_file, staging.meta_path(cam_dir, run_id)):
+                leftover.unlink(missing_ok=True)
+            self._meta.pop((cam_dir.name, run_id), None)
+        return done
+
+    def recover_all(self) -> list[FinishedSegment]:
+        """Startup: every run found in staging belongs to a dead ffmpeg (orphans were stopped first)."""
+        done: list[FinishedSegment] = []
+        for cam_dir in staging.camera_dirs(self.root):
+            runs = {p.stem for p in staging.lists_dir(cam_dir).glob("*.csv")} | {p.stem for p in cam_dir.glob("*.json")}
+            runs |= {r for p in cam_dir.glob("*.mp4") if (r := staging.run_of_segment(p))}
+            for run_id in sorted(runs):
+                done += self.close_run(cam_dir, run_id)
+        if done:
+            log.info("staging_recovered", segments=len(done))
+        return done
+
+    def _finish_partial(self, path: Path, run_id: str, start_s: float) -> FinishedSegment | None:
+        truncate_incomplete_tail(path)  # so that the probed duration is what will play
+        size = path.stat().st_size
+        probe = probe_duration(self.ffmpeg_exe, path) if size > 0 else None
+        if probe is None:
+            self._quarantine(path, "unreadable partial segment")
+            return None
+        staged = StagedSegment(path.parent.name, run_id, path, start_s, start_s + probe.duration)
+        meta = self._run_meta(path.parent, run_id, path.parent.name)
+        if meta.anchor is None:
+            # Unknown anchor: the file's last write is its end, so that the name carries the real end time.
+            meta.anchor = path.stat().st_mtime - staged.end_s
+        log.warning(
+            "partial_segment_finalized",
+            camera=meta.camera,
+            staging=str(path),
+            duration=round(probe.duration, 3),
+            errors=probe.errors[:500] or None,
+        )
+        return self.finish(staged, recovered=True)
+
+    def _quarantine(self, path: Path, why: str) -> None:
+        """Never delete recorded bytes: an unreadable file is moved aside for a human to look at."""
+        dest_dir = self.state_dir / "damaged" / path.parent.name
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / path.name
+        _move(path, dest)
+        log.error(
+            "segment_quarantined",
+            camera=path.parent.name,
+            path=str(dest),
+            reason=why,
+            bytes=dest.stat().st_size,
+        )
+
+    def _run_meta(self, cam_dir: Path, run_id: str, camera: str) -> staging.RunMeta:
+        key = (cam_dir.name, run_id)
+        meta = self._meta.get(key)
+        if meta is None or meta.anchor is None:
+            meta = staging.read_meta(cam_dir, run_id) or staging.RunMeta(camera, camera)
+            self._meta[key] = meta
+        return meta
+
+    @staticmethod
+    def _free_dest(dest: Path) -> Path:
+        n = 1
+        candidate = dest
+        while candidate.exists():
+            candidate = dest.with_name(f"{dest.stem}~{n}{dest.suffix}")
+            n += 1
+        return candidate
+
+
+def _move(src: Path, dest: Path) -> None:
+    """Rename (atomic on one filesystem) and make the rename durable; copy+delete across filesystems."""
+    try:
+        os.replace(src, dest)
+    except OSError as exc:
+        if exc.errno != 18:  # EXDEV
+            raise
+        shutil.copy2(src, dest)
+        with dest.open("rb+") as f:
+            os.fsync(f.fileno())
+        src.unlink()
+    staging.fsync_dir(dest.parent)
+    staging.fsync_dir(src.parent)

@@ -1,0 +1,53 @@
+"""Names and places of finished segments: {savePath}/{camera}/{YYYY-MM-DD}/{camera}_{feed}_{start}_{end}.mp4."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cctv_daemon.core import constants as c
+
+_STAMP = r"\d{8}T\d{6}Z"
+_NAME = re.compile(rf"^(?P<prefix>.+)_(?P<start>{_STAMP})_(?P<end>{_STAMP})(?P<dup>~\d+)?\.mp4$")
+
+
+def stamp(epoch: float) -> str:
+    """UTC, whole seconds (rounded, so two segments that touch get the same stamp at the join)."""
+    return datetime.fromtimestamp(round(epoch), tz=timezone.utc).strftime(c.TIME_FORMAT)
+
+
+def parse_stamp(text: str) -> float:
+    return datetime.strptime(text, c.TIME_FORMAT).replace(tzinfo=timezone.utc).timestamp()
+
+
+def date_dir(epoch: float) -> str:
+    return datetime.fromtimestamp(round(epoch), tz=timezone.utc).strftime(c.DATE_DIR_FORMAT)
+
+
+def file_name(camera: str, feed_id: str, start: float, end: float) -> str:
+    return f"{camera}_{feed_id}_{stamp(start)}_{stamp(end)}{c.SEGMENT_EXT}"
+
+
+def final_path(save_path: Path, camera: str, feed_id: str, start: float, end: float) -> Path:
+    return save_path / camera / date_dir(start) / file_name(camera, feed_id, start, end)
+
+
+@dataclass(frozen=True)
+class ParsedName:
+    camera: str
+    feed_id: str
+    start: float
+    end: float
+
+
+def parse_file_name(name: str, camera: str) -> ParsedName | None:
+    """Parse a segment file name; the camera comes from its folder (names may contain '_')."""
+    m = _NAME.match(name)
+    if not m or not m["prefix"].startswith(camera + "_"):
+        return None
+    feed = m["prefix"][len(camera) + 1 :]
+    if not feed:
+        return None
+    return ParsedName(camera, feed, parse_stamp(m["start"]), parse_stamp(m["end"]))

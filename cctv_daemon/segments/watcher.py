@@ -1,0 +1,122 @@
+"""Watches ffmpeg's segment lists in the staging folder (watchdog): ffmpeg appends `name,start,end` to
+`.lists/{camera}/{run}.csv` only after the segment file is closed, so each new line is an exact "segment
+finished" signal."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from cctv_daemon.segments import staging
+
+log = structlog.get_logger("cctv_daemon.watcher")
+
+
+@dataclass(frozen=True)
+class StagedSegment:
+    camera: str
+    run_id: str
+    path: Path  # the closed segment file in staging
+    start_s: float  # media seconds since the run's start
+    end_s: float
+
+
+class _ListReader:
+    def __init__(self, path: Path, segment_dir: Path) -> None:
+        self.path = path
+        self.segment_dir = segment_dir
+        self.offset = 0
+        self.seen: set[str] = set()
+
+    def read_new(self) -> list[StagedSegment]:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        out = []
+        for raw in data[: end + 1].decode("utf-8", "replace").splitlines():
+            parts = raw.strip().rsplit(",", 2)
+            if len(parts) != 3:
+                continue
+            name = Path(parts[0].strip('"')).name
+            if name in self.seen:
+                continue
+            try:
+                start, end_s = float(parts[1]), float(parts[2])
+            except ValueError:
+                log.warning("bad_segment_list_line", list=str(self.path), line=raw)
+                continue
+            self.seen.add(name)
+            out.append(
+                StagedSegment(self.segment_dir.name, self.path.stem, self.segment_dir / name, start, end_s)
+            )
+        return out
+
+
+class SegmentWatcher:
+    def __init__(self, staging_root: Path, on_segment: Callable[[StagedSegment], None]) -> None:
+        self.root = staging_root
+        self.lists = staging.lists_root(staging_root)
+        self.on_segment = on_segment
+        self._readers: dict[Path, _ListReader] = {}
+        self._lock = threading.Lock()
+        self._observer: Any = None
+
+    def start(self) -> None:
+        self.lists.mkdir(parents=True, exist_ok=True)
+        handler = _Handler(self)
+        self._observer = Observer()
+        # Only the lists: the segments' folders see a write per frame, which would wake this thread for nothing.
+        self._observer.schedule(handler, str(self.lists), recursive=True)
+        self._observer.daemon = True
+        self._observer.start()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(5)
+            self._observer = None
+
+    def poll(self, list_path: Path) -> None:
+        """Read any new complete lines of one list (called on watchdog events; idempotent)."""
+        with self._lock:
+            reader = self._readers.get(list_path)
+            if reader is None:
+                reader = self._readers[list_path] = _ListReader(list_path, self.root / list_path.parent.name)
+            new = reader.read_new()
+        for seg in new:
+            self.on_segment(seg)
+
+    def poll_all(self) -> None:
+        """Read every list: at shutdown after ffmpeg exited, and as a periodic safety net."""
+        for list_path in sorted(self.lists.glob("*/*.csv")):
+            self.poll(list_path)
+
+    def forget(self, list_path: Path) -> None:
+        with self._lock:
+            self._readers.pop(list_path, None)
+
+
+class _Handler(FileSystemEventHandler):
+    def __init__(self, watcher: SegmentWatcher) -> None:
+        self.watcher = watcher
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory or event.event_type not in ("modified", "created", "closed"):
+            return
+        path = Path(str(event.src_path))
+        if path.suffix == ".csv":
+            self.watcher.poll(path)
