@@ -44,13 +44,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         lock.release()
         return c.EXIT_RUNTIME
     from cctv_daemon.config.secret_file_check import warn_if_secrets_readable
-    from cctv_daemon.service.daemon import Daemon
-    from cctv_daemon.upload.uploader import attach_uploader
+    from cctv_daemon.service.root import build_daemon
 
     warn_if_secrets_readable(config, Path(args.config))
-    daemon = Daemon(config, ffmpeg_exe)
-    cli_service.attach(daemon)
-    attach_uploader(daemon)  # only when config.s3Config is set
+    daemon = build_daemon(config, ffmpeg_exe)  # the one place the daemon is assembled
     daemon.install_signal_handlers()
     try:
         return daemon.run()

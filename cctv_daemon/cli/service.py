@@ -1,5 +1,5 @@
-"""Commands for running as a service: status, stop, reload, install-service; and the single-instance lock and
-service components that `run` uses (acquire_or_report, attach)."""
+"""Commands for running as a service: status, stop, reload (through the control socket, service/control.py, with
+status.json and signals as fallbacks), install-service; and the single-instance lock that `run` uses."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from cctv_daemon.cli.common import command, load_or_report
 from cctv_daemon.config.model import Config, ConfigError, load_config
@@ -21,11 +21,13 @@ from cctv_daemon.core import winapi
 from cctv_daemon.service import install as service_install
 from cctv_daemon.service import instance_lock
 from cctv_daemon.service import status as status_report
-from cctv_daemon.service.control import ControlChannel, send_request
+from cctv_daemon.service.commands import CommandFailed, CommandTimeout
+from cctv_daemon.service.control import ControlUnavailable, send_command
 from cctv_daemon.service.instance_lock import AlreadyRunning, InstanceLock, Owner
 
-if TYPE_CHECKING:
-    from cctv_daemon.service.daemon import Daemon
+STATUS_ASK_S = 3.0  # `status`: how long the control socket may take before status.json is read instead
+STOP_ASK_S = 5.0  # `stop`: how long the socket may take to accept the request before SIGTERM is sent instead
+RELOAD_ASK_S = 30.0
 
 
 def _err(msg: str) -> None:
@@ -51,31 +53,6 @@ def acquire_or_report(config: Config) -> InstanceLock | int:
         _err(f"cannot create lock file {lock.path}: {exc.strerror or exc}")
         return c.EXIT_RUNTIME
     return lock
-
-
-def attach(daemon: Daemon) -> None:
-    """Add the service components: control channel, config reload, status.json, systemd notify."""
-    from cctv_daemon.service.reload import ConfigReloader
-    from cctv_daemon.service.sd_notify import SystemdNotifier
-
-    reloader = ConfigReloader(daemon)
-    notifier = SystemdNotifier(lambda: summary(daemon))
-    daemon.reload_callbacks.append(reloader.reload)
-    daemon.ready_callbacks.append(notifier.ready)
-    daemon.stopping_callbacks.append(notifier.stopping)
-    control = ControlChannel(daemon.state_dir,
-                             {"stop": daemon.request_stop, "reload": daemon.on_reload_signal})
-    writer = status_report.StatusWriter(daemon)
-    daemon.stopping_callbacks.append(lambda: writer.write(stopping=True))
-    daemon.components += [control, reloader, notifier, writer]
-    writer.write(starting=True)  # `status` works during prepare() (orphans, recovery) already
-
-
-def summary(daemon: Daemon) -> str:
-    counts: dict[str, int] = {}
-    for cam in daemon.cameras.values():
-        counts[cam.state.value] = counts.get(cam.state.value, 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cameras"
 
 
 def state_dir_for(config_path: str) -> tuple[Path, Path] | None:
@@ -120,7 +97,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     owner = instance_lock.running_owner(state_dir)
     if owner is None:
         return _not_running(args, f"no daemon holds {instance_lock.lock_path(state_dir)}", save_path)
-    data = status_report.read_status(state_dir)
+    data: dict[str, Any] | None = None
+    try:  # the live snapshot through the control socket; status.json when it does not answer (other user, stuck)
+        answer = send_command(state_dir, "status", timeout=STATUS_ASK_S, pid=owner.pid)
+        data = answer if isinstance(answer, dict) else None
+    except (ControlUnavailable, CommandFailed):
+        pass
+    if data is None:
+        data = status_report.read_status(state_dir)
     now = time.time()
     if data is None:
         return _not_running(args, f"pid {owner.pid} holds the lock but wrote no status yet "
@@ -161,22 +145,22 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if owner is None:
         print("cctv-daemon is not running")
         return c.EXIT_NOT_RUNNING
-    how = "control request"
+    t0 = time.monotonic()
+    deadline = t0 + args.timeout
+    how = "control socket"
     try:
-        send_request(state_dir, "stop", owner.pid)
-    except OSError as exc:
+        send_command(state_dir, "stop", timeout=max(0.1, min(args.timeout, STOP_ASK_S)), pid=owner.pid)
+    except (ControlUnavailable, CommandFailed) as exc:
         if winapi.IS_WINDOWS:
-            _err(f"cannot write the stop request into {state_dir}: {exc}")
+            _err(f"cannot ask pid {owner.pid} to stop through the control socket: {exc}")
             return c.EXIT_RUNTIME
-        try:  # POSIX fallback: SIGTERM to the verified pid is the same graceful stop
+        try:  # POSIX fallback (socket gone, loop stuck): SIGTERM to the verified pid is the same graceful stop
             os.kill(owner.pid, signal.SIGTERM)
             how = "SIGTERM"
         except OSError as exc2:
-            _err(f"cannot ask pid {owner.pid} to stop: {exc.strerror or exc}; {exc2.strerror or exc2}")
+            _err(f"cannot ask pid {owner.pid} to stop: {exc}; {exc2.strerror or exc2}")
             return c.EXIT_RUNTIME
     print(f"stopping cctv-daemon pid {owner.pid} ({how}); waiting up to {args.timeout:g} s...", flush=True)
-    t0 = time.monotonic()
-    deadline = t0 + args.timeout
     while not _gone(state_dir, owner):
         if time.monotonic() >= deadline:
             _err(f"pid {owner.pid} still running after {args.timeout:g} s")
@@ -197,11 +181,29 @@ def cmd_reload(args: argparse.Namespace) -> int:
         print("cctv-daemon is not running")
         return c.EXIT_NOT_RUNNING
     try:
-        send_request(state_dir, "reload", owner.pid)
-    except OSError as exc:
-        _err(f"cannot write the reload request into {state_dir}: {exc}")
+        result = send_command(state_dir, "reload", timeout=RELOAD_ASK_S, pid=owner.pid)
+    except (ControlUnavailable, CommandTimeout) as exc:
+        if winapi.IS_WINDOWS or not hasattr(signal, "SIGHUP"):
+            _err(f"cannot ask pid {owner.pid} to reload through the control socket: {exc}")
+            return c.EXIT_RUNTIME
+        try:  # POSIX fallback: SIGHUP is the same reload
+            os.kill(owner.pid, signal.SIGHUP)
+        except OSError as exc2:
+            _err(f"cannot ask pid {owner.pid} to reload: {exc}; {exc2.strerror or exc2}")
+            return c.EXIT_RUNTIME
+        print(f"reload requested from pid {owner.pid} (SIGHUP); its log says what changed")
+        return c.EXIT_OK
+    except CommandFailed as exc:
+        _err(f"pid {owner.pid} could not reload: {exc}")
         return c.EXIT_RUNTIME
     print(f"reload requested from pid {owner.pid}; its log says what changed")
+    if isinstance(result, dict) and result.get("ok") is False:
+        _err(f"the daemon rejected {args.config} ({result.get('errors')} error(s), listed in its log); "
+             "it keeps the running config")
+        return c.EXIT_USAGE
+    if isinstance(result, dict):
+        print(", ".join(f"{key}: {', '.join(result.get(key) or []) or '-'}"
+                        for key in ("added", "removed", "changed", "needs_restart")))
     return c.EXIT_OK
 
 

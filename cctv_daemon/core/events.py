@@ -1,4 +1,6 @@
-"""The "segment finished" event and the bus other components (catalog, uploader, pruner) subscribe to."""
+"""The daemon's events and the bus that delivers them: finished segments (catalog, retention, uploader subscribe),
+camera state transitions, and (published by their owners) uploads and deletions. A subscriber (the HTTP API's
+event stream, metrics) gets every change as it happens and never polls."""
 
 from __future__ import annotations
 
@@ -6,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
@@ -28,26 +31,76 @@ class FinishedSegment:
         return self.end - self.start
 
 
+@dataclass(frozen=True)
+class CameraStateChanged:
+    """A camera's state machine moved (recording/camera.py); published from the main loop."""
+
+    camera: str
+    old: str  # State values: stopped, starting, recording, backoff, auth_failed, not_found, disk_full, stopping
+    new: str
+    reason: str
+    time: float  # wall clock, epoch seconds
+
+
+@dataclass(frozen=True)
+class SegmentUploaded:
+    """A segment verified in S3 (to be published by the uploader)."""
+
+    camera: str
+    rel_path: str
+    key: str
+    time: float
+
+
+@dataclass(frozen=True)
+class SegmentDeleted:
+    """A segment removed from disk and catalog (to be published by the deleter)."""
+
+    camera: str
+    rel_path: str
+    reason: str
+    time: float
+
+
+Event = FinishedSegment | CameraStateChanged | SegmentUploaded | SegmentDeleted
+E = TypeVar("E", FinishedSegment, CameraStateChanged, SegmentUploaded, SegmentDeleted)
 Subscriber = Callable[[FinishedSegment], None]
 
 
-class SegmentBus:
-    """Delivers each finished segment to every subscriber, in subscription order; one failing subscriber
-    is logged and does not keep the segment from the others."""
+class EventBus:
+    """Delivers each event to its subscribers in subscription order, on the publisher's thread (finished segments:
+    the hand-off worker; camera states: the main loop), so subscribers must be quick. One failing subscriber is
+    logged and does not keep the event from the others."""
 
     def __init__(self) -> None:
-        self._subs: list[tuple[str, Subscriber]] = []
+        self._subs: list[tuple[str, type[Event] | None, Callable[[Event], None]]] = []
         self._lock = threading.Lock()
 
     def subscribe(self, name: str, fn: Subscriber) -> None:
-        with self._lock:
-            self._subs.append((name, fn))
+        """Finished segments only (catalog, retention, uploader...)."""
+        self.on(FinishedSegment, name, fn)
 
-    def publish(self, seg: FinishedSegment) -> None:
+    def on(self, kind: type[E], name: str, fn: Callable[[E], None]) -> None:
         with self._lock:
-            subs = list(self._subs)
+            self._subs.append((name, kind, fn))  # type: ignore[arg-type]  # dispatched by kind below
+
+    def subscribe_all(self, name: str, fn: Callable[[Event], None]) -> None:
+        with self._lock:
+            self._subs.append((name, None, fn))
+
+    def subscribers(self) -> list[str]:
+        with self._lock:
+            return [name for name, _, _ in self._subs]
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            subs = [(name, fn) for name, kind, fn in self._subs if kind is None or isinstance(event, kind)]
         for name, fn in subs:
             try:
-                fn(seg)
+                fn(event)
             except Exception:
-                log.exception("subscriber_failed", subscriber=name, camera=seg.camera, path=str(seg.path))
+                log.exception("subscriber_failed", subscriber=name, event_type=type(event).__name__,
+                              camera=getattr(event, "camera", None))
+
+
+SegmentBus = EventBus  # the name components were written against

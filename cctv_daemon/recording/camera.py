@@ -20,6 +20,7 @@ from cctv_daemon.config.model import CameraConfig, SupervisorConfig
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.backoff import Backoff
 from cctv_daemon.core.clock import Clock
+from cctv_daemon.core.events import CameraStateChanged
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import ffmpeg_process as fp
 from cctv_daemon.recording.ffmpeg_command import SegmentOutput, audio_action, build_command, input_playlist
@@ -65,6 +66,7 @@ class CameraCounters:
 
 
 RunEnded = Callable[[str, Path, str], None]  # (camera, staging dir, run id)
+StateHook = Callable[[CameraStateChanged], None]  # called on every change of state (not of reason alone)
 
 
 class Camera:
@@ -76,6 +78,7 @@ class Camera:
         state_dir: Path,
         clock: Clock,
         on_run_ended: RunEnded | None = None,
+        on_state: StateHook | None = None,
     ) -> None:
         self.config = config
         self.sup = supervisor
@@ -83,6 +86,7 @@ class Camera:
         self.staging_dir = staging.staging_root(state_dir) / config.cameraName
         self.clock = clock
         self.on_run_ended = on_run_ended
+        self.on_state = on_state
         self.backoff = Backoff(supervisor.backoffBase, supervisor.backoffCap)
         self.state = State.STOPPED
         self.reason = "not started"
@@ -168,10 +172,13 @@ class Camera:
         if state != self.state or reason != self.reason:
             getattr(self._log, level)("camera_state", state=state.value, previous=self.state.value,
                                       reason=reason, **kw)
-        if state != self.state:
+        old = self.state
+        if state != old:
             self.counters.state_since = self.clock.time()
         self.state = state
         self.reason = reason
+        if state != old and self.on_state is not None:
+            self.on_state(CameraStateChanged(self.name, old.value, state.value, reason, self.counters.state_since))
 
     def _spawn(self) -> None:
         now = self.clock.monotonic()

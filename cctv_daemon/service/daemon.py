@@ -1,30 +1,30 @@
-"""The daemon's one loop: starts a Camera per enabled camera, hands finished segments on, and stops
-everything gracefully. Signal handlers only record the signal; the loop acts on it. A second stop signal
-means exit now."""
+"""The daemon's one loop: starts a Camera per enabled camera, executes commands (service/commands.py), ticks the
+cameras and components, publishes a snapshot (service/snapshot.py) every tick, and stops everything gracefully.
+Signal handlers only record the signal; the loop acts on it. A second stop signal means exit now.
+Assembled by service/root.py only; nothing here builds other components."""
 
 from __future__ import annotations
 
-import queue
 import signal
-import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
-from cctv_daemon.catalog import services as catalog_wiring
+from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import CameraConfig, Config
 from cctv_daemon.core import constants as c
-from cctv_daemon.core.clock import Clock, SystemClock
-from cctv_daemon.core.events import FinishedSegment, SegmentBus
+from cctv_daemon.core.clock import Clock
+from cctv_daemon.core.events import EventBus, FinishedSegment
 from cctv_daemon.recording import orphans
 from cctv_daemon.recording.camera import Camera, State
-from cctv_daemon.segments import staging
 from cctv_daemon.segments.finisher import SegmentFinisher
-from cctv_daemon.segments.watcher import SegmentWatcher, StagedSegment
+from cctv_daemon.segments.handoff import SegmentHandoff
+from cctv_daemon.service.camera_commands import register_camera_commands
+from cctv_daemon.service.commands import Args, CommandError, CommandQueue
+from cctv_daemon.service.snapshot import CameraSnapshot, Snapshot, SnapshotPublisher
 
 log = structlog.get_logger("cctv_daemon.supervisor")
 
@@ -32,7 +32,8 @@ SAFETY_POLL_S = 10.0
 
 
 class Component(Protocol):
-    """A part of the daemon with its own life (catalog, uploader, pruner, control channel...)."""
+    """A part of the daemon with its own life (retention, uploader, control socket, status file...).
+    One with `starts_early = True` is started before the startup recovery (control socket, status file)."""
 
     def start(self) -> None: ...
 
@@ -41,32 +42,40 @@ class Component(Protocol):
     def stop(self) -> None: ...
 
 
-_RunEnd = tuple[Path, str]
-
-
 class Daemon:
-    def __init__(self, config: Config, ffmpeg_exe: str, clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, ffmpeg_exe: str, clock: Clock, bus: EventBus, finisher: SegmentFinisher,
+                 handoff: SegmentHandoff, storage: CatalogServices, commands: CommandQueue) -> None:
         self.config = config
         self.ffmpeg_exe = ffmpeg_exe
-        self.clock = clock or SystemClock()
+        self.clock = clock
         self.save_path = config.storageConfig.savePath
         self.state_dir = config.storageConfig.state_dir
-        self.staging_root = staging.staging_root(self.state_dir)
-        self.bus = SegmentBus()
-        self.finisher = SegmentFinisher(self.save_path, self.state_dir, ffmpeg_exe, self.bus, self.clock)
-        self._work: queue.Queue[StagedSegment | _RunEnd | None] = queue.Queue()
-        self.watcher = SegmentWatcher(self.staging_root, self._work.put)
-        self.cameras: dict[str, Camera] = {}
+        self.bus = bus
+        self.finisher = finisher
+        self.handoff = handoff
+        self.staging_root = handoff.staging_root
+        self.storage = storage
+        self.commands = commands
+        self.cameras: dict[str, Camera] = {}  # main loop only; other threads read self.snapshot
+        self.record_until: dict[str, float] = {}  # camera -> monotonic end of a `record` command
         self.components: list[Component] = []
-        self.storage = catalog_wiring.attach(self)  # catalog: first bus subscriber; retention component
+        self.ready_callbacks: list[Callable[[], None]] = []
+        self.reload_callbacks: list[Callable[[], object]] = []  # config reload (SIGHUP, reload command)
+        self.stopping_callbacks: list[Callable[[], None]] = []  # called as shutdown begins
+        self.snapshots = SnapshotPublisher(config, clock.time())
+        self.phase = "starting"
         self._signals: list[int] = []
         self._stop_requested = False
+        self._stop_signalled = False
         self._force_exit = False
-        self._worker: threading.Thread | None = None
-        self.bus.subscribe("camera_counters", self._count_segment)
-        self.ready_callbacks: list[Callable[[], None]] = []
-        self.reload_callbacks: list[Callable[[], object]] = []  # config reload (SIGHUP, control request)
-        self.stopping_callbacks: list[Callable[[], None]] = []  # called as shutdown begins
+        commands.register("stop", self._cmd_stop)
+        commands.register("status", lambda _args: self.snapshot.to_dict())
+        register_camera_commands(self)
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The latest published snapshot: any thread, no lock."""
+        return self.snapshots.current
 
     # -- signals ------------------------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
@@ -87,18 +96,28 @@ class Daemon:
             if signum == getattr(signal, "SIGHUP", None):
                 self.on_reload_signal()
                 continue
-            if self._stop_requested:
+            if self._stop_signalled:  # a stop command followed by `stop`'s SIGTERM fallback is not "twice"
                 log.warning("second_stop_signal", signal=signal.Signals(signum).name, action="exit now")
                 self._force_exit = True
             else:
                 log.info("stop_signal", signal=signal.Signals(signum).name)
-                self._stop_requested = True
+                self._stop_requested = self._stop_signalled = True
 
     def on_reload_signal(self) -> None:
         if not self.reload_callbacks:
             log.info("reload_not_supported")
         for cb in self.reload_callbacks:
             cb()
+
+    def _cmd_stop(self, _args: Args) -> dict[str, Any]:
+        if not self._stop_requested:
+            log.info("stop_command")
+        self._stop_requested = True
+        return {"stopping": True}
+
+    def refuse_if_stopping(self) -> None:
+        if self._stop_requested:
+            raise CommandError("the daemon is stopping")
 
     # -- life -----------------------------------------------------------------------------------------
     def prepare(self) -> None:
@@ -110,44 +129,63 @@ class Daemon:
         self.finisher.recover_all()
         self.storage.recover()  # catalog startup recovery (docs/segment-lifecycle.md)
 
-    def start(self) -> None:
-        self.watcher.start()
-        self._worker = threading.Thread(target=self._work_loop, name="segment-finisher", daemon=True)
-        self._worker.start()
+    def start_early(self) -> None:
+        """The control socket and status file, before prepare(): `status` answers during the recovery."""
+        self.publish(refresh_all=True)
         for comp in self.components:
-            comp.start()
+            if getattr(comp, "starts_early", False):
+                comp.start()
+
+    def start(self) -> None:
+        self.handoff.start()
+        for comp in self.components:
+            if not getattr(comp, "starts_early", False):
+                comp.start()
         for cam_cfg in self.config.cameras:
             if cam_cfg.enabled:
                 self.add_camera(cam_cfg)
             else:
                 log.info("camera_disabled", camera=cam_cfg.cameraName)
+        self.phase = "running"
+        self.publish(refresh_all=True)
         for cb in self.ready_callbacks:
             cb()
 
     def add_camera(self, cam_cfg: CameraConfig) -> Camera:
         cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.state_dir, self.clock,
-                     on_run_ended=self._run_ended)
+                     on_run_ended=self.handoff.run_ended, on_state=self.bus.publish)
         self.cameras[cam.name] = cam
         cam.start()
         return cam
 
     def run(self) -> int:
-        """Record until a stop signal; returns the process exit code."""
+        """Record until stopped; returns the process exit code."""
         log.info("daemon_starting", cameras=[cam.cameraName for cam in self.config.cameras if cam.enabled],
                  save_path=str(self.save_path), ffmpeg=self.ffmpeg_exe)
+        self.start_early()
         self.prepare()
         self.start()
         next_poll = self.clock.monotonic() + SAFETY_POLL_S
         while not self._stop_requested:
             self._handle_signals()
+            self.commands.run_pending()
             self.tick()
+            self.publish()
             if self.clock.monotonic() >= next_poll:
-                self.watcher.poll_all()
+                self.handoff.poll_all()
                 next_poll = self.clock.monotonic() + SAFETY_POLL_S
             time.sleep(c.SUPERVISOR_TICK_S)
         return self.shutdown()
 
     def tick(self) -> None:
+        now = self.clock.monotonic()
+        for name, until in list(self.record_until.items()):
+            if now >= until:
+                del self.record_until[name]
+                cam = self.cameras.get(name)
+                if cam is not None:
+                    log.info("record_finished", camera=name)
+                    cam.stop()
         for cam in list(self.cameras.values()):
             try:
                 cam.tick()
@@ -159,8 +197,18 @@ class Daemon:
             except Exception:
                 log.exception("component_tick_failed", component=type(comp).__name__)
 
+    def publish(self, refresh_all: bool = False) -> Snapshot:
+        wall_offset = self.clock.time() - self.clock.monotonic()
+        cams = {name: CameraSnapshot.of(cam, None if (u := self.record_until.get(name)) is None else u + wall_offset)
+                for name, cam in self.cameras.items()}
+        return self.snapshots.publish(config=self.config, now=self.clock.time(), monotonic=self.clock.monotonic(),
+                                      phase=self.phase, cameras=cams, components=self.components,
+                                      refresh_all=refresh_all)
+
     def shutdown(self) -> int:
         log.info("daemon_stopping", cameras=len(self.cameras))
+        self.phase = "stopping"
+        self.publish(refresh_all=True)
         for stopping_cb in self.stopping_callbacks:
             stopping_cb()
         for cam in self.cameras.values():
@@ -173,14 +221,15 @@ class Daemon:
                         cam.proc.polite_stop()
                 log.warning("daemon_exit_now")
                 return c.EXIT_RUNTIME
+            self.commands.run_pending()  # answered (stop: "stopping"; others refused) while cameras stop
             for cam in self.cameras.values():
                 cam.tick()
+            self.publish()
             time.sleep(0.05)
-        self.watcher.poll_all()
-        self._work.put(None)
-        if self._worker is not None:
-            self._worker.join(60)
-        self.watcher.stop()
+        self.handoff.stop()
+        self.phase = "stopped"
+        self.publish(refresh_all=True)
+        self.commands.close("the daemon has stopped")
         for comp in reversed(self.components):
             try:
                 comp.stop()
@@ -189,27 +238,8 @@ class Daemon:
         log.info("daemon_stopped")
         return c.EXIT_OK
 
-    # -- segment hand-off (one worker thread, in order) -------------------------------------------------
-    def _run_ended(self, camera: str, cam_dir: Path, run_id: str) -> None:
-        self.watcher.poll(staging.list_path(cam_dir, run_id))
-        self._work.put((cam_dir, run_id))
-
-    def _work_loop(self) -> None:
-        while True:
-            item = self._work.get()
-            if item is None:
-                return
-            try:
-                if isinstance(item, StagedSegment):
-                    self.finisher.finish(item)
-                else:
-                    cam_dir, run_id = item
-                    self.finisher.close_run(cam_dir, run_id)
-                    self.watcher.forget(staging.list_path(cam_dir, run_id))
-            except Exception:
-                log.exception("segment_handoff_failed", item=str(item))
-
-    def _count_segment(self, seg: FinishedSegment) -> None:
+    # -- bus subscriber (hand-off worker thread) ---------------------------------------------------------
+    def count_segment(self, seg: FinishedSegment) -> None:
         cam = self.cameras.get(seg.camera)
         if cam is not None:
             cam.counters.segments += 1

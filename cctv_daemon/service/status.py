@@ -1,100 +1,29 @@
-"""status.json: the daemon's own account of itself, rewritten atomically every ~2 s from its main loop, read
-by `cctv-daemon status` from any process or user (no socket needed). Schema documented in docs/cli.md."""
+"""status.json: the daemon's published snapshot (service/snapshot.py) written atomically every ~2 s, read by
+`cctv-daemon status` when the control socket does not answer (another user, a stuck loop). Schema: docs/cli.md."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import shutil
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
-from cctv_daemon import __version__
 from cctv_daemon.core import constants as c
-from cctv_daemon.core.redact import redact
+from cctv_daemon.core.clock import Clock
+from cctv_daemon.service.snapshot import Snapshot, component_name
 
-if TYPE_CHECKING:
-    from cctv_daemon.service.daemon import Daemon
+__all__ = ["StatusWriter", "component_name", "format_human", "read_status", "status_path", "write_atomic"]
 
 log = structlog.get_logger("cctv_daemon.status")
 
 
 def status_path(state_dir: Path) -> Path:
     return state_dir / c.STATUS_FILENAME
-
-
-def component_name(comp: object) -> str:
-    name = getattr(comp, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(comp).__name__).lower()
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=str))
-
-
-def camera_status(cam: Any) -> dict[str, Any]:
-    k = cam.counters
-    return {
-        "state": cam.state.value,
-        "reason": cam.reason,
-        "since": k.state_since,
-        "last_segment_at": k.last_segment_at,
-        "segments": k.segments,
-        "starts": k.starts,
-        "reconnects": k.reconnects,
-        "stalls": k.stalls,
-        "last_error": redact(k.last_error) if k.last_error else None,
-        "ffmpeg_pid": cam.proc.pid if cam.proc is not None else None,
-        "enabled": cam.config.enabled,
-    }
-
-
-def disk_status(config: Any) -> dict[str, Any]:
-    sc = config.storageConfig
-    out: dict[str, Any] = {"path": str(sc.savePath), "min_free_gb": sc.minFreeDiskGB,
-                           "cap_gb": sc.clearWhenFilePathReachGB, "retention_days": sc.retentionDays}
-    try:
-        du = shutil.disk_usage(sc.savePath)
-        out.update(total_bytes=du.total, used_bytes=du.used, free_bytes=du.free,
-                   low_space=du.free < sc.minFreeDiskGB * 1e9)
-    except OSError as exc:
-        out.update(total_bytes=None, used_bytes=None, free_bytes=None, low_space=None, error=str(exc))
-    return out
-
-
-def build_status(daemon: Daemon, started_at: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    components: dict[str, Any] = {}
-    for comp in daemon.components:
-        fn = getattr(comp, "status", None)
-        if not callable(fn):
-            continue
-        name = component_name(comp)
-        try:
-            components[name] = _jsonable(fn())
-        except Exception as exc:  # one broken component must not hide the rest
-            components[name] = {"error": f"status() failed: {redact(str(exc))}"}
-    config = daemon.config
-    return {
-        "schema": c.STATUS_SCHEMA,
-        "pid": os.getpid(),
-        "version": __version__,
-        "started_at": started_at,
-        "updated_at": daemon.clock.time(),
-        "config": str(config.path) if config.path else None,
-        "save_path": str(config.storageConfig.savePath),
-        "cameras": {name: camera_status(cam) for name, cam in daemon.cameras.items()},
-        "disk": disk_status(config),
-        "components": components,
-        **(extra or {}),
-    }
 
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -106,15 +35,16 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 
 class StatusWriter:
-    """Daemon component: writes status.json every STATUS_PERIOD_S (not on every tick)."""
+    """Daemon component: writes the published snapshot to status.json every STATUS_PERIOD_S (not on every tick),
+    and at once when asked (start, stopping, stopped)."""
 
     name = "status_file"
+    starts_early = True  # before the startup recovery (Daemon.start_early)
 
-    def __init__(self, daemon: Daemon, extra: Callable[[], dict[str, Any]] | None = None) -> None:
-        self.daemon = daemon
-        self.path = status_path(daemon.state_dir)
-        self.started_at = daemon.clock.time()
-        self.extra = extra
+    def __init__(self, state_dir: Path, snapshot: Callable[[], Snapshot], clock: Clock) -> None:
+        self.path = status_path(state_dir)
+        self.snapshot = snapshot
+        self.clock = clock
         self._next = 0.0
         self.writes = 0
         self._failing = False
@@ -123,15 +53,13 @@ class StatusWriter:
         self.write()
 
     def tick(self) -> None:
-        if self.daemon.clock.monotonic() >= self._next:
+        if self.clock.monotonic() >= self._next:
             self.write()
 
-    def write(self, **overrides: Any) -> None:
-        self._next = self.daemon.clock.monotonic() + c.STATUS_PERIOD_S
+    def write(self) -> None:
+        self._next = self.clock.monotonic() + c.STATUS_PERIOD_S
         try:
-            data = build_status(self.daemon, self.started_at, self.extra() if self.extra else None)
-            data.update(overrides)
-            write_atomic(self.path, data)
+            write_atomic(self.path, self.snapshot().to_dict())
             self.writes += 1
             self._failing = False
         except OSError as exc:
@@ -140,7 +68,7 @@ class StatusWriter:
             self._failing = True
 
     def stop(self) -> None:
-        self.write(stopped=True)
+        self.write()
 
 
 # -- reading (the `status` command) ------------------------------------------------------------------------

@@ -40,8 +40,6 @@ from cctv_daemon.upload import queue as q
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
-    from cctv_daemon.service.daemon import Daemon
-
 log = structlog.get_logger("cctv_daemon.upload")
 
 OK = "ok"
@@ -491,18 +489,3 @@ class Uploader:
             log.error("upload_error", code=code, error=message, previous=previous, bucket=self.s3.s3Bucket,
                       hint="fix the bucket/credentials; retried every backoff cap", **fields)
 
-
-def attach_uploader(daemon: Daemon) -> Uploader | None:
-    """Wire the uploader into a daemon when the config has an s3Config: subscriber + component."""
-    if daemon.config.s3Config is None:
-        return None
-    up = Uploader.from_config(daemon.config, daemon.save_path, daemon.state_dir, daemon.clock)
-    if daemon.config.storageConfig.clearAfterUpload:
-        # Only after a verified upload, through the catalog's ordered, durable deletion (segment_deletion.py).
-        def delete_uploaded(rel_path: str) -> None:
-            daemon.storage.delete_segment(rel_path, "uploaded (clearAfterUpload)")
-
-        up.on_uploaded = delete_uploaded
-    daemon.bus.subscribe("uploader", up.enqueue_segment)
-    daemon.components.append(up)
-    return up

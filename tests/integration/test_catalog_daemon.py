@@ -19,7 +19,7 @@ from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.config.model import load_config
 from cctv_daemon.core import constants as c
 from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
-from cctv_daemon.service.daemon import Daemon
+from cctv_daemon.service.root import build_daemon
 from tests.support.daemon import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,7 +77,7 @@ def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
 def recover_like_startup(cfg: Path) -> None:
     """What `cctv-daemon run` does before recording: Daemon.prepare() (staging + catalog recovery)."""
     config = load_config(str(cfg))
-    daemon = Daemon(config, find_ffmpeg(config.ffmpegPath))
+    daemon = build_daemon(config, find_ffmpeg(config.ffmpegPath), service=False)
     daemon.prepare()
     daemon.storage.catalog.close()
 

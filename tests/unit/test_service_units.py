@@ -1,4 +1,4 @@
-"""Unit tests of the service layer: lock, control channel, sd_notify, reload diff, status formatting."""
+"""Unit tests of the service layer: lock, sd_notify, reload diff, status formatting."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import pytest
 from cctv_daemon.config.model import parse_config
 from cctv_daemon.core.clock import FakeClock
 from cctv_daemon.service import instance_lock, sd_notify
-from cctv_daemon.service.control import ControlChannel, send_request
 from cctv_daemon.service.instance_lock import AlreadyRunning, InstanceLock
 from cctv_daemon.service.reload import diff_cameras, needs_restart
 from cctv_daemon.service.status import component_name, format_human
@@ -85,25 +84,6 @@ def test_windows_lock_calls_use_msvcrt_past_the_text(tmp_path: Path, monkeypatch
         os.close(fd)
     assert calls[0] == (winapi.LOCK_OFFSET, 2, 1)
     assert (winapi.LOCK_OFFSET, 0, 1) in calls
-
-
-# -- control channel ---------------------------------------------------------------------------------------
-def test_control_requests_for_another_pid_and_leftovers_are_ignored(tmp_path: Path) -> None:
-    hits: list[str] = []
-    send_request(tmp_path, "stop", 4242)  # leftover from an earlier daemon
-    ch = ControlChannel(tmp_path, {"stop": lambda: hits.append("stop"), "reload": lambda: hits.append("r")},
-                        pid=1000)
-    ch.start()
-    ch.tick()
-    assert hits == [] and not (ch.folder / "stop").exists()
-    send_request(tmp_path, "reload", 999)
-    ch.tick()
-    assert hits == []
-    send_request(tmp_path, "reload", 1000)
-    send_request(tmp_path, "stop", 1000)
-    ch.tick()
-    assert hits == ["stop", "r"] and ch.handled == {"stop": 1, "reload": 1}
-    assert list(ch.folder.iterdir()) == []
 
 
 # -- sd_notify -----------------------------------------------------------------------------------------------

@@ -1,0 +1,68 @@
+"""The segment hand-off: the watcher sees ffmpeg's segment lists grow; every complete segment, and the end of every
+ffmpeg run, goes through one queue to one worker thread that finishes them in order (segments/finisher.py moves
+the file and publishes FinishedSegment on the bus). Cameras call run_ended() from the main loop."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+import structlog
+
+from cctv_daemon.segments import staging
+from cctv_daemon.segments.finisher import SegmentFinisher
+from cctv_daemon.segments.watcher import SegmentWatcher, StagedSegment
+
+log = structlog.get_logger("cctv_daemon.handoff")
+
+_RunEnd = tuple[Path, str]  # (camera's staging dir, run id)
+
+
+class SegmentHandoff:
+    def __init__(self, staging_root: Path, finisher: SegmentFinisher) -> None:
+        self.staging_root = staging_root
+        self.finisher = finisher
+        self._work: queue.Queue[StagedSegment | _RunEnd | None] = queue.Queue()
+        self.watcher = SegmentWatcher(staging_root, self._work.put)
+        self._worker: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.watcher.start()
+        self._worker = threading.Thread(target=self._work_loop, name="segment-finisher", daemon=True)
+        self._worker.start()
+
+    def poll_all(self) -> None:
+        """Safety net (the loop calls it every few seconds) and the last look at shutdown."""
+        self.watcher.poll_all()
+
+    def run_ended(self, camera: str, cam_dir: Path, run_id: str) -> None:
+        """An ffmpeg run exited: take its last segments, then close the run (after them, in order)."""
+        self.watcher.poll(staging.list_path(cam_dir, run_id))
+        self._work.put((cam_dir, run_id))
+
+    def pending(self) -> int:
+        return self._work.qsize()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish everything queued, then stop the worker and the watcher."""
+        self.watcher.poll_all()
+        self._work.put(None)
+        if self._worker is not None:
+            self._worker.join(timeout)
+        self.watcher.stop()
+
+    def _work_loop(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            try:
+                if isinstance(item, StagedSegment):
+                    self.finisher.finish(item)
+                else:
+                    cam_dir, run_id = item
+                    self.finisher.close_run(cam_dir, run_id)
+                    self.watcher.forget(staging.list_path(cam_dir, run_id))
+            except Exception:
+                log.exception("segment_handoff_failed", item=str(item))

@@ -1,0 +1,92 @@
+"""The composition root: the one place that builds the daemon's components and wires them together, in this order
+(each step only uses what earlier steps built; docs/design.md shows the same map):
+
+ 1. clock, event bus, command queue
+ 2. segments: finisher (moves files, publishes FinishedSegment), hand-off (watcher + one worker thread)
+ 3. catalog services: the catalog is the FIRST bus subscriber (a segment has its row before anyone else sees it),
+    then retention (a component too)
+ 4. the daemon (main loop); its per-camera counters subscribe after the catalog
+ 5. uploader (only with s3Config): subscribes after the catalog; deletes through the catalog after a verified upload
+ 6. service components (service=True, i.e. `cctv-daemon run`): control socket, config reload, systemd notify,
+    status.json
+
+BUS_ORDER and COMPONENT_ORDER state the orders in code; build_daemon() checks the result against them.
+Components start in COMPONENT_ORDER and stop in reverse: the uploader stops first (its grace period), then the
+status file records "stopped", and the control socket goes last, so commands are answered during the whole stop."""
+
+from __future__ import annotations
+
+from cctv_daemon.catalog.services import CatalogServices
+from cctv_daemon.config.model import Config
+from cctv_daemon.core.clock import Clock, SystemClock
+from cctv_daemon.core.events import EventBus
+from cctv_daemon.segments import staging
+from cctv_daemon.segments.finisher import SegmentFinisher
+from cctv_daemon.segments.handoff import SegmentHandoff
+from cctv_daemon.service.commands import CommandQueue
+from cctv_daemon.service.control import ControlServer
+from cctv_daemon.service.daemon import Component, Daemon
+from cctv_daemon.service.reload import ConfigReloader
+from cctv_daemon.service.sd_notify import SystemdNotifier
+from cctv_daemon.service.snapshot import component_name
+from cctv_daemon.service.status import StatusWriter
+
+BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader")
+COMPONENT_ORDER = ("control", "retention", "reload", "systemd", "status_file", "uploader")
+
+
+def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
+                 control_transport: str | None = None) -> Daemon:
+    # 1.
+    clock = clock or SystemClock()
+    bus = EventBus()
+    commands = CommandQueue()
+    save_path, state_dir = config.storageConfig.savePath, config.storageConfig.state_dir
+    # 2.
+    finisher = SegmentFinisher(save_path, state_dir, ffmpeg_exe, bus, clock)
+    handoff = SegmentHandoff(staging.staging_root(state_dir), finisher)
+    # 3.
+    storage = CatalogServices(config, clock)
+    bus.subscribe("catalog", storage.catalog.add_segment)
+    bus.subscribe("retention", storage.retention.on_segment)
+    parts: dict[str, Component] = {"retention": storage.retention}
+    # 4.
+    daemon = Daemon(config, ffmpeg_exe, clock, bus, finisher, handoff, storage, commands)
+    bus.subscribe("camera_counters", daemon.count_segment)
+    # 5.
+    if config.s3Config is not None:
+        from cctv_daemon.upload.uploader import Uploader  # boto3 only when uploads are configured
+
+        up = Uploader.from_config(config, save_path, state_dir, clock)
+        if config.storageConfig.clearAfterUpload:
+            # Only after a verified upload, through the catalog's ordered, durable deletion (catalog/deletion.py).
+            def delete_uploaded(rel_path: str) -> None:
+                storage.delete_segment(rel_path, "uploaded (clearAfterUpload)")
+
+            up.on_uploaded = delete_uploaded
+        bus.subscribe("uploader", up.enqueue_segment)
+        parts["uploader"] = up
+    # 6.
+    if service:
+        reloader = ConfigReloader(daemon)
+        daemon.reload_callbacks.append(reloader.reload)
+        commands.register("reload", lambda _args: {"ok": reloader.reload(), **reloader.last})
+        notifier = SystemdNotifier(lambda: daemon.snapshot.summary(), clock=clock)
+        daemon.ready_callbacks.append(notifier.ready)
+        daemon.stopping_callbacks.append(notifier.stopping)
+        writer = StatusWriter(state_dir, lambda: daemon.snapshot, clock)
+        daemon.stopping_callbacks.append(writer.write)
+        parts.update(control=ControlServer(state_dir, commands, lambda: daemon.snapshot, control_transport),
+                     reload=reloader, systemd=notifier, status_file=writer)
+    daemon.components = [parts[name] for name in COMPONENT_ORDER if name in parts]
+    _check_order(bus, daemon.components)
+    return daemon
+
+
+def _check_order(bus: EventBus, components: list[Component]) -> None:
+    subs = bus.subscribers()
+    if subs != [name for name in BUS_ORDER if name in subs]:
+        raise AssertionError(f"bus subscribers out of order: {subs} (wanted {BUS_ORDER})")
+    names = [component_name(comp) for comp in components]
+    if names != [name for name in COMPONENT_ORDER if name in names]:
+        raise AssertionError(f"components out of order: {names} (wanted {COMPONENT_ORDER})")

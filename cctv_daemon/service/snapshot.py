@@ -1,0 +1,172 @@
+"""The daemon's published state: an immutable Snapshot the main loop builds and publishes every tick (replacing
+one reference), which any thread (control socket, status.json writer, sd_notify, later the HTTP API) reads without
+a lock. Nothing outside the main loop reads the live cameras or components. Camera rows are rebuilt every tick;
+disk and component statuses (SQL queries, statvfs) at most every COMPONENTS_PERIOD_S and carried over between."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from cctv_daemon import __version__
+from cctv_daemon.config.model import Config
+from cctv_daemon.core import constants as c
+from cctv_daemon.core.redact import redact
+from cctv_daemon.recording.camera import Camera
+
+COMPONENTS_PERIOD_S = 1.0
+PHASES = ("starting", "running", "stopping", "stopped")
+
+
+def freeze(value: Any) -> Any:
+    """JSON-like data made read-only: dicts -> MappingProxyType, lists -> tuples (recursively)."""
+    if isinstance(value, Mapping):
+        return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [thaw(v) for v in value]
+    return value
+
+
+def _empty() -> Mapping[str, Any]:
+    return MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class CameraSnapshot:
+    state: str
+    reason: str
+    since: float
+    last_segment_at: float | None
+    segments: int
+    starts: int
+    reconnects: int
+    stalls: int
+    last_error: str | None
+    ffmpeg_pid: int | None
+    enabled: bool
+    record_until: float | None = None  # wall clock end of a `record` command, None when recording continuously
+
+    @classmethod
+    def of(cls, cam: Camera, record_until: float | None = None) -> CameraSnapshot:
+        k = cam.counters
+        return cls(state=cam.state.value, reason=cam.reason, since=k.state_since,
+                   last_segment_at=k.last_segment_at, segments=k.segments, starts=k.starts,
+                   reconnects=k.reconnects, stalls=k.stalls,
+                   last_error=redact(k.last_error) if k.last_error else None,
+                   ffmpeg_pid=cam.proc.pid if cam.proc is not None else None, enabled=cam.config.enabled,
+                   record_until=record_until)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    pid: int
+    started_at: float
+    updated_at: float
+    phase: str  # starting | running | stopping | stopped
+    config: str | None
+    save_path: str
+    cameras: Mapping[str, CameraSnapshot] = field(default_factory=_empty)
+    disk: Mapping[str, Any] = field(default_factory=_empty)
+    components: Mapping[str, Any] = field(default_factory=_empty)
+    version: str = __version__
+
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: "2 recording, 1 backoff"."""
+        counts: dict[str, int] = {}
+        for cam in self.cameras.values():
+            counts[cam.state] = counts.get(cam.state, 0) + 1
+        return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "no cameras"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status JSON (schema in docs/cli.md): status.json and `status --json`."""
+        out: dict[str, Any] = {
+            "schema": c.STATUS_SCHEMA, "pid": self.pid, "version": self.version, "started_at": self.started_at,
+            "updated_at": self.updated_at, "phase": self.phase, "config": self.config, "save_path": self.save_path,
+            "cameras": {name: cam.to_dict() for name, cam in self.cameras.items()},
+            "disk": thaw(self.disk), "components": thaw(self.components),
+        }
+        if self.phase != "running":
+            out[self.phase] = True
+        if self.phase == "stopped":
+            out["stopping"] = True
+        return out
+
+
+def component_name(comp: object) -> str:
+    name = getattr(comp, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(comp).__name__).lower()
+
+
+def components_status(components: Iterable[object]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for comp in components:
+        fn = getattr(comp, "status", None)
+        if not callable(fn):
+            continue
+        name = component_name(comp)
+        try:
+            out[name] = json.loads(json.dumps(fn(), default=str))
+        except Exception as exc:  # one broken component must not hide the rest
+            out[name] = {"error": f"status() failed: {redact(str(exc))}"}
+    return out
+
+
+def disk_status(config: Config) -> dict[str, Any]:
+    sc = config.storageConfig
+    out: dict[str, Any] = {"path": str(sc.savePath), "min_free_gb": sc.minFreeDiskGB,
+                           "cap_gb": sc.clearWhenFilePathReachGB, "retention_days": sc.retentionDays}
+    try:
+        du = shutil.disk_usage(sc.savePath)
+        out.update(total_bytes=du.total, used_bytes=du.used, free_bytes=du.free,
+                   low_space=du.free < sc.minFreeDiskGB * 1e9)
+    except OSError as exc:
+        out.update(total_bytes=None, used_bytes=None, free_bytes=None, low_space=None, error=str(exc))
+    return out
+
+
+class SnapshotPublisher:
+    """Owned by the main loop: build() is called from it only; `current` may be read from any thread."""
+
+    def __init__(self, config: Config, started_at: float) -> None:
+        self.started_at = started_at
+        self.current = Snapshot(pid=os.getpid(), started_at=started_at, updated_at=started_at, phase="starting",
+                                config=str(config.path) if config.path else None,
+                                save_path=str(config.storageConfig.savePath))
+        self._slow_at = float("-inf")
+        self.published = 0
+
+    def publish(self, *, config: Config, now: float, monotonic: float, phase: str,
+                cameras: Mapping[str, CameraSnapshot], components: Iterable[object],
+                refresh_all: bool = False) -> Snapshot:
+        prev = self.current
+        disk, comps = prev.disk, prev.components
+        if refresh_all or monotonic >= self._slow_at + COMPONENTS_PERIOD_S:
+            self._slow_at = monotonic
+            disk = freeze(disk_status(config))
+            comps = freeze(components_status(components))
+        snap = Snapshot(pid=prev.pid, started_at=self.started_at, updated_at=now, phase=phase,
+                        config=str(config.path) if config.path else None,
+                        save_path=str(config.storageConfig.savePath),
+                        cameras=MappingProxyType(dict(cameras)), disk=disk, components=comps)
+        self.current = snap  # one reference replaced: readers see the old or the new snapshot, never a mix
+        self.published += 1
+        return snap
