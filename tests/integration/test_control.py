@@ -199,9 +199,9 @@ def test_record_a_disabled_camera_for_a_while_through_the_command_queue(tmp_path
             daemon.commands.call("record", {"camera": "r1", "minutes": -1}, timeout=10)
         res = daemon.commands.call("record", {"camera": "r1", "minutes": 0.1}, timeout=10)  # 6 s
         assert res["camera"] == "r1" and res["until"] > 0
-        snap = wait_for(lambda: (s := daemon.snapshot).cameras.get("r1") and
-                        s.cameras["r1"].state == "recording" and s, 30, "r1 recording")
-        assert snap.cameras["r1"].record_until is not None
+        wait_for(lambda: (cam := daemon.snapshot.cameras.get("r1")) is not None and cam.state == "recording",
+                 30, "r1 recording")
+        assert daemon.snapshot.cameras["r1"].record_until is not None
         wait_for(lambda: daemon.snapshot.cameras["r1"].state == "stopped", 30, "r1 stopped by itself")
         assert wait_for(lambda: daemon.snapshot.cameras["r1"].segments >= 1, 10, "a segment of r1")
         assert [e.new for e in states][:2] == ["starting", "recording"] and states[-1].new == "stopped"
