@@ -68,6 +68,7 @@ class CommandQueue:
         self._queue: queue.SimpleQueue[tuple[str, dict[str, Any], Reply]] = queue.SimpleQueue()
         self._closed: str | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Event()
         self.executed = 0
 
     def register(self, name: str, handler: Handler) -> None:
@@ -87,6 +88,7 @@ class CommandQueue:
             known = name in self._handlers
             if closed is None and known:
                 self._queue.put((name, dict(args or {}), reply))
+                self._wake.set()
         if closed is not None:
             reply.set_error(closed)
         elif not known:
@@ -95,6 +97,11 @@ class CommandQueue:
 
     def call(self, name: str, args: Args | None = None, timeout: float = 10.0) -> Any:
         return self.submit(name, args).wait(timeout)
+
+    def wait(self, timeout: float) -> None:
+        """The loop's sleep between ticks: returns early when a command arrives (answers within ms, not a tick)."""
+        self._wake.wait(timeout)
+        self._wake.clear()
 
     def run_pending(self, limit: int = 100) -> int:
         """On the main loop: execute up to `limit` queued commands, answering each one."""

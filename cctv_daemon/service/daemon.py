@@ -167,14 +167,15 @@ class Daemon:
         self.start()
         next_poll = self.clock.monotonic() + SAFETY_POLL_S
         while not self._stop_requested:
+            acted = bool(self._signals)
             self._handle_signals()
-            self.commands.run_pending()
+            acted = self.commands.run_pending() > 0 or acted
             self.tick()
-            self.publish()
+            self.publish(refresh_all=acted)  # after a command or signal: every part of the snapshot is fresh
             if self.clock.monotonic() >= next_poll:
                 self.handoff.poll_all()
                 next_poll = self.clock.monotonic() + SAFETY_POLL_S
-            time.sleep(c.SUPERVISOR_TICK_S)
+            self.commands.wait(c.SUPERVISOR_TICK_S)  # a tick's sleep, cut short by a command
         return self.shutdown()
 
     def tick(self) -> None:

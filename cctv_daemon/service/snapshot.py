@@ -1,7 +1,8 @@
 """The daemon's published state: an immutable Snapshot the main loop builds and publishes every tick (replacing
 one reference), which any thread (control socket, status.json writer, sd_notify, later the HTTP API) reads without
 a lock. Nothing outside the main loop reads the live cameras or components. Camera rows are rebuilt every tick;
-disk and component statuses (SQL queries, statvfs) at most every COMPONENTS_PERIOD_S and carried over between."""
+disk and component statuses (SQL queries, statvfs) at most every COMPONENTS_PERIOD_S (and right after a command or
+signal) and carried over between."""
 
 from __future__ import annotations
 
