@@ -42,10 +42,6 @@ AudioMode = Literal["auto", "copy", "aac", "none"]
 StorageClass = Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR",
                        "DEEP_ARCHIVE", "REDUCED_REDUNDANCY"]
 
-_NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}")
-_RESOLUTION_RE = re.compile(r"\d{2,5}x\d{2,5}")
-_BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
-_IPV4_RE = re.compile(r"\d+\.\d+\.\d+\.\d+")
 _HOST_RE = re.compile(r"[A-Za-z0-9_~%.-]+")
 
 
@@ -62,10 +58,15 @@ def _secret(value: SecretStr) -> SecretStr:
     return value
 
 
-def _name(value: str) -> str:
-    if not _NAME_RE.fullmatch(value):
-        fail(f'must be 1-64 characters of A-Z a-z 0-9 . _ - not starting with "." (got {describe(value)})')
-    return value
+def _matching(pattern: str, expected: str) -> AfterValidator:
+    regex = re.compile(pattern)
+
+    def check(value: str) -> str:
+        if not regex.fullmatch(value):
+            fail(f"must be {expected} (got {describe(value)})")
+        return value
+
+    return AfterValidator(check)
 
 
 def valid_host(host: str) -> bool:
@@ -100,6 +101,8 @@ def _url(value: str) -> str:
         fail(f"must include a host (got {shown})")
     if not valid_host(parts.hostname):
         fail(f"has an invalid host {describe(parts.hostname)} (letters, digits, '.', '-', '_' or an IP address)")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        fail(f"must not contain spaces or control characters (escape them, e.g. %20) (got {shown})")
     return value
 
 
@@ -112,19 +115,6 @@ def _endpoint(value: str) -> str:
         ok = False
     if not ok:
         fail(f"must be an http:// or https:// URL (got {describe(value, 'endpointUrl')})")
-    return value
-
-
-def _bucket(value: str) -> str:
-    if not _BUCKET_RE.fullmatch(value) or ".." in value or _IPV4_RE.fullmatch(value):
-        fail("must be a valid S3 bucket name: 3-63 characters of lowercase letters, digits, '.' and '-',"
-             f" starting and ending with a letter or digit (got {describe(value)})")
-    return value
-
-
-def _resolution(value: str) -> str:
-    if not _RESOLUTION_RE.fullmatch(value):
-        fail(f'must be "WIDTHxHEIGHT", e.g. "1280x720" (got {describe(value)})')
     return value
 
 
@@ -147,10 +137,15 @@ def _fs_path(value: Any, info: ValidationInfo) -> Any:
 
 Text = Annotated[StrictStr, AfterValidator(_text)]
 Secret = Annotated[SecretStr, AfterValidator(_secret)]
-Name = Annotated[Text, AfterValidator(_name)]
+Name = Annotated[Text, _matching(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
+                                 '1-64 characters of A-Z a-z 0-9 . _ - not starting with "."')]
+Bucket = Annotated[Text, _matching(r"(?!\d+\.\d+\.\d+\.\d+$)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]",
+                                   "a valid S3 bucket name: 3-63 characters of lowercase letters, digits, '.' and"
+                                   " '-', starting and ending with a letter or digit")]
 Number = Annotated[float, Strict()]
 FsPath = Annotated[Path, BeforeValidator(_fs_path)]
-MODEL = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True)
+MODEL = ConfigDict(extra="forbid", allow_inf_nan=False, hide_input_in_errors=True,
+                   field_title_generator=lambda name, _info: name)
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -171,7 +166,7 @@ class CameraConfig:
     device: Text | None = None  # webcam: /dev/video0 (v4l2) or "Integrated Camera" (dshow)
     enabled: StrictBool = True
     frameRate: Number | None = Field(default=None, gt=0, le=120)
-    resolution: Annotated[Text, AfterValidator(_resolution)] | None = None  # "WIDTHxHEIGHT"
+    resolution: Annotated[Text, _matching(r"\d{2,5}x\d{2,5}", '"WIDTHxHEIGHT", e.g. "1280x720"')] | None = None
     videoDuration: StrictInt = Field(default=c.DEFAULT_VIDEO_DURATION_S, ge=1, le=86400)
     audio: AudioMode = "auto"
     stallTimeout: Number = Field(default=c.DEFAULT_STALL_TIMEOUT_S, ge=2)
@@ -190,7 +185,7 @@ class CameraConfig:
 
 @dataclass(frozen=True, config=MODEL)
 class S3Config:
-    s3Bucket: Annotated[Text, AfterValidator(_bucket)]
+    s3Bucket: Bucket
     s3Path: Annotated[str, BeforeValidator(_prefix)] = ""  # stored without leading/trailing "/"
     endpointUrl: Annotated[Text, AfterValidator(_endpoint)] | None = None
     region: Text | None = None
@@ -282,7 +277,7 @@ ADAPTER: TypeAdapter[Config] = TypeAdapter(Config)
 def json_schema() -> dict[str, Any]:
     """The JSON Schema of config.json (what `cctv-daemon config-schema` prints, for editors)."""
     schema = ADAPTER.json_schema()
-    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": "cctv-daemon config.json", **schema}
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": "cctv-daemon config.json"}
 
 
 def load_config(path: str | Path) -> Config:
