@@ -123,18 +123,18 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
+def _where(before: str) -> str:
+    """ "line L column C" of the character that follows ``before``."""
+    return f"line {before.count(chr(10)) + 1} column {len(before) - before.rfind(chr(10))}"
+
+
 def decode(raw: bytes, source: str) -> Any:
     """The JSON value of a file's bytes; a ConfigError (never a traceback) for any text that is not JSON."""
-
-    def where(pos: int, text: bytes | str) -> str:
-        nl = "\n" if isinstance(text, str) else b"\n"
-        line = text.count(nl, 0, pos) + 1  # type: ignore[arg-type]
-        return f"line {line} column {pos - (text.rfind(nl, 0, pos) + 1) + 1}"  # type: ignore[arg-type]
-
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        msg = f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at {where(exc.start, raw)} (save the file as UTF-8)"
+        before = raw[: exc.start].decode("utf-8", "replace")
+        msg = f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at {_where(before)} (save the file as UTF-8)"
         raise ConfigError([msg], source) from None
     try:
         return json.loads(text, parse_int=_parse_int)
@@ -143,8 +143,8 @@ def decode(raw: bytes, source: str) -> Any:
     except RecursionError:
         msg = "not valid JSON for a config: nested too deeply"
     except _LongNumber as exc:
-        number = str(exc)
-        msg = (f"a number of {len(number.lstrip('-'))} digits at {where(text.find(number), text)}"
+        digits = str(exc)
+        msg = (f"a number of {len(digits.lstrip('-'))} digits at {_where(text[: text.find(digits)])}"
                f" (at most {MAX_DIGITS} digits)")
     raise ConfigError([msg], source) from None
 

@@ -46,12 +46,6 @@ _HOST_RE = re.compile(r"[A-Za-z0-9_~%.-]+")
 
 
 # -- value types: each rejects with a message that names the rule and shows the value safely ----------------
-def _text(value: str, info: ValidationInfo) -> str:
-    if not value.strip():
-        fail(f"must be a non-empty string (got {describe(value, info.field_name or '')})")
-    return value
-
-
 def _secret(value: SecretStr) -> SecretStr:
     if not value.get_secret_value().strip():
         fail("must be a non-empty string (got a string)")
@@ -61,9 +55,9 @@ def _secret(value: SecretStr) -> SecretStr:
 def _matching(pattern: str, expected: str) -> AfterValidator:
     regex = re.compile(pattern)
 
-    def check(value: str) -> str:
+    def check(value: str, info: ValidationInfo) -> str:
         if not regex.fullmatch(value):
-            fail(f"must be {expected} (got {describe(value)})")
+            fail(f"must be {expected} (got {describe(value, info.field_name or '')})")
         return value
 
     return AfterValidator(check)
@@ -106,18 +100,6 @@ def _url(value: str) -> str:
     return value
 
 
-def _endpoint(value: str) -> str:
-    try:
-        ep = urlsplit(value)
-        ok = ep.scheme in ("http", "https") and bool(ep.hostname)
-        _ = ep.port
-    except ValueError:
-        ok = False
-    if not ok:
-        fail(f"must be an http:// or https:// URL (got {describe(value, 'endpointUrl')})")
-    return value
-
-
 def _prefix(value: Any) -> Any:
     if not isinstance(value, str):
         fail(f"must be a string (got {describe(value)})")
@@ -135,7 +117,7 @@ def _fs_path(value: Any, info: ValidationInfo) -> Any:
     return base / p if base is not None and not p.is_absolute() else p
 
 
-Text = Annotated[StrictStr, AfterValidator(_text)]
+Text = Annotated[StrictStr, _matching(r"(?s).*\S.*", "a non-empty string")]
 Secret = Annotated[SecretStr, AfterValidator(_secret)]
 Name = Annotated[Text, _matching(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}",
                                  '1-64 characters of A-Z a-z 0-9 . _ - not starting with "."')]
@@ -187,7 +169,8 @@ class CameraConfig:
 class S3Config:
     s3Bucket: Bucket
     s3Path: Annotated[str, BeforeValidator(_prefix)] = ""  # stored without leading/trailing "/"
-    endpointUrl: Annotated[Text, AfterValidator(_endpoint)] | None = None
+    endpointUrl: Annotated[Text, _matching(r"https?://([^@/\s]*@)?([\w.~%-]+|\[[\da-fA-F:.]+\])(:\d{1,5})?([/?#]\S*)?",
+                                           "an http:// or https:// URL")] | None = None
     region: Text | None = None
     addressingStyle: Literal["auto", "path", "virtual"] = "auto"
     storageClass: StorageClass | None = None

@@ -68,6 +68,7 @@ def test_utf8_bom_is_accepted(tmp_path: Path) -> None:
 def test_json_nested_100000_deep(tmp_path: Path) -> None:
     f = write(tmp_path, '{"cameras": ' + "[" * 100_000 + "]" * 100_000 + "}")
     assert_config_error(cli("check-config", "--config", str(f)), "not valid JSON for a config: nested too deeply")
+    assert_config_error(cli("status", "--config", str(f)), "nested too deeply")  # its lenient reading too
 
 
 def test_5000_digit_number(tmp_path: Path) -> None:
