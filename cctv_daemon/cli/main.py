@@ -11,7 +11,7 @@ from cctv_daemon.cli import catalog, run, service  # noqa: F401  (their commands
 from cctv_daemon.cli.common import COMMANDS
 from cctv_daemon.core import constants as c
 
-ORDER = ("run", "check-config", "status", "stop", "reload", "segments", "export", "check",
+ORDER = ("run", "check-config", "config-schema", "status", "stop", "reload", "segments", "export", "check",
          "install-service")
 
 

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 
 from cctv_daemon.cli import service as cli_service
 from cctv_daemon.cli.common import command, load_with_ffmpeg
+from cctv_daemon.config.model import json_schema
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging
 
 
-@command("check-config", "validate the config file and report every error in it")
+@command("check-config", "validate the config file and everything `run` needs (folders, log file, ffmpeg)")
 def cmd_check_config(args: argparse.Namespace) -> int:
-    loaded = load_with_ffmpeg(args.config)
+    loaded = load_with_ffmpeg(args.config, for_run=True)
     if loaded is None:
         return c.EXIT_USAGE
     config, ffmpeg_exe = loaded
@@ -24,9 +27,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return c.EXIT_OK
 
 
+@command("config-schema", "print the JSON Schema of config.json (editors validate with it)")
+def cmd_config_schema(args: argparse.Namespace) -> int:
+    try:
+        print(json.dumps(json_schema(), indent=2), flush=True)
+    except BrokenPipeError:  # `config-schema | head`: the reader is gone, which is fine
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return c.EXIT_OK
+
+
 @command("run", "record in the foreground (what services start)")
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded = load_with_ffmpeg(args.config)
+    loaded = load_with_ffmpeg(args.config, for_run=True)  # folders and log file checked before the lock
     if loaded is None:
         return c.EXIT_USAGE
     config, ffmpeg_exe = loaded

@@ -69,7 +69,7 @@ def state_dir_for(config_path: str) -> tuple[Path, Path] | None:
         save = base / Path(storage["savePath"]).expanduser()
         state = base / Path(storage["stateDir"]).expanduser() if storage.get("stateDir") else save / c.STATE_DIRNAME
         return save, state
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
         load_or_report(config_path)  # prints every error
         return None
 

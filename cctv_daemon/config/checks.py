@@ -1,40 +1,52 @@
-"""Generic machinery of the config validator: a path-tracking error collector, typed getters and did-you-mean.
-
-Every getter reports a problem to the :class:`Collector` (one line, starting with the JSON path) and returns
-the default, so that validation goes on and every error of a file is found in one pass. Values of secret keys
-never appear in a message; URLs appear with their password replaced by ``***``.
+"""What turns a config file into clear errors: decoding, the walk before validation (unknown keys with a
+"did you mean", ``${ENV}`` substitution) and the translation of pydantic's errors into one line per problem,
+each starting with its JSON path. Values of secret keys never appear in a message; URLs appear with their
+password replaced by ``***``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
-import math
 import os
 import re
+import types
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 
-T = TypeVar("T")
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 REDACTED = "***"
 TOP_LEVEL = "(top level)"
-# Keys whose value is never shown in an error message.
+# Keys whose value is never shown in an error message (the fields typed SecretStr; a test keeps them equal).
 SECRET_KEYS = frozenset({"password", "secretAccessKey", "sessionToken", "accessKeyId"})
 # Keys whose value is shown with the URL's password redacted.
 URL_KEYS = frozenset({"url", "endpointUrl"})
 # Keys whose string value may reference environment variables: "${NAME}", whole or embedded.
 ENV_KEYS = frozenset({"password", "userName", "url", "accessKeyId", "secretAccessKey", "sessionToken"})
+MAX_DIGITS = 100  # longer integers are refused while decoding (Python refuses > 4300 with a traceback)
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _MIN_SCRUB_LEN = 4  # shorter secrets are not scrubbed from messages (they would garble them)
 
 
-def join(parent: str, key: str) -> str:
-    """The JSON path of ``key`` inside the object at ``parent`` ("" is the top level)."""
-    return f"{parent}.{key}" if parent else key
+class ConfigError(Exception):
+    """A config file with one or more errors. ``errors`` holds one line per error, each starting with its
+    JSON path."""
+
+    def __init__(self, errors: list[str], source: str = "config") -> None:
+        self.errors = errors
+        self.source = source
+        super().__init__(f"{source}: {len(errors)} error(s):\n" + "\n".join(f"  {e}" for e in errors))
 
 
+def fail(message: str) -> NoReturn:
+    """Reject a value from inside a validator with exactly ``message`` (the JSON path is added later)."""
+    raise PydanticCustomError("config", "{message}", {"message": message})
+
+
+# -- rendering values -------------------------------------------------------------------------------------
 def redact_url(url: str) -> str:
     """``url`` with the password of its user-info part replaced by ``***`` (errs on the side of hiding)."""
     scheme, sep, rest = url.partition("://")
@@ -58,53 +70,110 @@ def url_password(url: str) -> str | None:
     return rest[:at].split(":", 1)[1] or None
 
 
-def describe(value: Any, key: str = "") -> str:
-    """A short, safe rendering of a JSON value for "(got ...)": secrets show only their kind."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if key in SECRET_KEYS:
-        return "a string" if isinstance(value, str) else kind(value)
-    if isinstance(value, (int, float)):
-        return json.dumps(value)
-    if isinstance(value, str):
-        shown = redact_url(value) if key in URL_KEYS else value
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        return json.dumps(shown, ensure_ascii=False)
-    return kind(value)
-
-
 def kind(value: Any) -> str:
     """The JSON kind of ``value`` with an article: "an object", "a list", "a number"..."""
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "a boolean"
+    names = {int: "a number", float: "a number", str: "a string", dict: "an object", list: "a list"}
+    return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def describe(value: Any, key: str = "") -> str:
+    """A short, safe rendering of a JSON value for "(got ...)": secrets show only their kind."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    if key in SECRET_KEYS:
+        return kind(value)
     if isinstance(value, (int, float)):
-        return "a number"
+        return json.dumps(value)
     if isinstance(value, str):
-        return "a string"
-    if isinstance(value, dict):
-        return "an object"
-    if isinstance(value, list):
-        return "a list"
-    return type(value).__name__
+        shown = redact_url(value) if key in URL_KEYS else value
+        return json.dumps(shown if len(shown) <= 80 else shown[:77] + "...", ensure_ascii=False)
+    return kind(value)
 
 
 def did_you_mean(word: str, options: Iterable[str]) -> str | None:
     """The option closest to ``word`` (case-insensitive first), or None."""
-    opts = list(options)
-    lowered = {o.casefold(): o for o in opts}
-    if word.casefold() in lowered:
-        return lowered[word.casefold()]
+    lowered = {o.casefold(): o for o in options}
     close = difflib.get_close_matches(word.casefold(), list(lowered), n=1, cutoff=0.6)
-    return lowered[close[0]] if close else None
+    return lowered.get(word.casefold()) or (lowered[close[0]] if close else None)
 
 
 def fmt_num(x: float) -> str:
     return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
+
+
+def join(parent: str, key: str | int) -> str:
+    """The JSON path of ``key`` (a key or a list index) inside ``parent`` ("" is the top level)."""
+    if isinstance(key, int):
+        return f"{parent}[{key}]"
+    return f"{parent}.{key}" if parent else key
+
+
+# -- decoding ---------------------------------------------------------------------------------------------
+class _LongNumber(Exception):
+    pass
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_DIGITS:
+        raise _LongNumber(text)
+    return int(text)
+
+
+def _where(before: str) -> str:
+    """ "line L column C" of the character that follows ``before``."""
+    return f"line {before.count(chr(10)) + 1} column {len(before) - before.rfind(chr(10))}"
+
+
+def decode(raw: bytes, source: str) -> Any:
+    """The JSON value of a file's bytes; a ConfigError (never a traceback) for any text that is not JSON."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = raw[: exc.start].decode("utf-8", "replace")
+        msg = f"not valid UTF-8: byte 0x{raw[exc.start]:02x} at {_where(before)} (save the file as UTF-8)"
+        raise ConfigError([msg], source) from None
+    try:
+        return json.loads(text, parse_int=_parse_int)
+    except json.JSONDecodeError as exc:
+        msg = f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+    except RecursionError:
+        msg = "not valid JSON for a config: nested too deeply"
+    except _LongNumber as exc:
+        digits = str(exc)
+        msg = (f"a number of {len(digits.lstrip('-'))} digits at {_where(text[: text.find(digits)])}"
+               f" (at most {MAX_DIGITS} digits)")
+    raise ConfigError([msg], source) from None
+
+
+# -- the models' shape ------------------------------------------------------------------------------------
+def model_fields(cls: type[Any]) -> dict[str, FieldInfo]:
+    """The keys a config object accepts (the pydantic dataclass's fields, less the internal ones)."""
+    all_fields: dict[str, FieldInfo] = getattr(cls, "__pydantic_fields__", {})
+    return {name: fi for name, fi in all_fields.items() if not fi.exclude}
+
+
+def inner_model(annotation: Any) -> type[Any] | None:
+    """The config dataclass inside ``annotation`` (``X``, ``X | None``, ``tuple[X, ...]``), if any."""
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return annotation
+    return next((m for a in get_args(annotation) if (m := inner_model(a)) is not None), None)
+
+
+def choices(annotation: Any) -> tuple[str, ...]:
+    """The values of the Literal inside ``annotation``."""
+    if get_origin(annotation) is Literal:
+        return tuple(str(a) for a in get_args(annotation))
+    if get_origin(annotation) in (Union, types.UnionType):
+        return tuple(c for a in get_args(annotation) for c in choices(a))
+    return ()
+
+
+def _is_int(annotation: Any) -> bool:
+    return annotation is int or int in get_args(annotation)
 
 
 class Collector:
@@ -117,9 +186,8 @@ class Collector:
     def add(self, path: str, message: str) -> None:
         self.errors.append(f"{path or TOP_LEVEL}: {message}")
 
-    def secret(self, value: str | None) -> None:
-        if value:
-            self.secrets.add(value)
+    def paths(self) -> set[str]:
+        return {line.split(": ", 1)[0] for line in self.errors}
 
     def scrubbed(self) -> list[str]:
         """The errors, with any secret value met replaced by ``***`` (defence in depth)."""
@@ -131,175 +199,102 @@ class Collector:
             out.append(line)
         return out
 
-
-class Obj:
-    """A JSON object at a JSON path, checked against its known keys; typed getters report to the collector."""
-
-    def __init__(self, col: Collector, path: str, data: dict[str, Any], known: Sequence[str]) -> None:
-        self.col = col
-        self.path = path
-        self.data = data
-        for key in data:
+    # -- before validation: unknown keys and ${ENV} ---------------------------------------------------------
+    def prepare(self, data: dict[str, Any], cls: type[Any], path: str = "") -> dict[str, Any]:
+        """``data`` without its unknown keys (each reported, with a "did you mean") and with ``${NAME}``
+        replaced in the keys that allow it, recursively along the models."""
+        known = model_fields(cls)
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            at = join(path, key)
             if key not in known:
                 hint = did_you_mean(key, known)
-                col.add(join(path, key), f'unknown key (did you mean "{hint}"?)' if hint else "unknown key")
+                self.add(at, f'unknown key (did you mean "{hint}"?)' if hint else "unknown key")
+                continue
+            if isinstance(value, str):
+                value = self._expand(at, key, value) if key in ENV_KEYS else value
+                self.secrets.add(value) if key in SECRET_KEYS else self.secrets.add(url_password(value) or "")
+            sub = inner_model(known[key].annotation)
+            if sub is not None and isinstance(value, dict):
+                value = self.prepare(value, sub, at)
+            elif sub is not None and isinstance(value, list):
+                value = [self.prepare(v, sub, join(at, i)) if isinstance(v, dict) else v for i, v in enumerate(value)]
+            out[key] = value
+        return out
 
-    # -- plumbing ---------------------------------------------------------------------------------------
-    def at(self, key: str) -> str:
-        return join(self.path, key)
-
-    def err(self, key: str, message: str) -> None:
-        self.col.add(self.at(key), message)
-
-    def has(self, key: str) -> bool:
-        """``key`` is present (even as null)."""
-        return key in self.data
-
-    def given(self, key: str) -> bool:
-        """``key`` is present and not null."""
-        return self.data.get(key) is not None
-
-    def _bad(self, key: str, expected: str, value: Any) -> None:
-        self.err(key, f"must be {expected} (got {describe(value, key)})")
-
-    # -- objects ----------------------------------------------------------------------------------------
-    def obj(self, key: str, known: Sequence[str], *, required: bool = False) -> Obj | None:
-        """The sub-object at ``key``; None when absent (error if required), null, or not an object."""
-        if key not in self.data or (self.data[key] is None and not required):
-            if required:
-                self.err(key, "required")
-            return None
-        value = self.data[key]
-        if not isinstance(value, dict):
-            self._bad(key, "an object", value)
-            return None
-        return Obj(self.col, self.at(key), value, known)
-
-    # -- strings ----------------------------------------------------------------------------------------
-    def _string(self, key: str, value: Any, allow_empty: bool) -> str | None:
-        if not isinstance(value, str) or (not allow_empty and not value.strip()):
-            self._bad(key, "a string" if allow_empty else "a non-empty string", value)
-            return None
-        text: str = value
-        if key in ENV_KEYS and "${" in text:
-            expanded = self._expand_env(key, text)
-            if expanded is None:
-                return None
-            text = expanded
-            if not allow_empty and not text.strip():
-                self.err(key, "must be a non-empty string (empty after environment substitution)")
-                return None
-        if key in SECRET_KEYS:
-            self.col.secret(text)
-        elif key in URL_KEYS:
-            self.col.secret(url_password(text))
-        return text
-
-    def _expand_env(self, key: str, value: str) -> str | None:
-        missing = [name for name in _ENV_REF.findall(value) if name not in os.environ]
-        for name in dict.fromkeys(missing):
-            self.err(key, f'environment variable "{name}" is not set')
+    def _expand(self, at: str, key: str, value: str) -> str:
+        missing = list(dict.fromkeys(n for n in _ENV_REF.findall(value) if n not in os.environ))
+        for name in missing:
+            self.add(at, f'environment variable "{name}" is not set')
         if missing:
-            return None
-        return _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
+            return value  # left as written: no further noise about this key
+        expanded = _ENV_REF.sub(lambda m: os.environ[m.group(1)], value)
+        if value.strip() and not expanded.strip():
+            self.add(at, "must be a non-empty string (empty after environment substitution)")
+            return value
+        return expanded
 
-    def req_str(self, key: str, *, allow_empty: bool = False) -> str | None:
-        """A required string; None (after reporting) when absent or invalid."""
-        if key not in self.data:
-            self.err(key, "required")
-            return None
-        return self._string(key, self.data[key], allow_empty)
-
-    def opt_str(self, key: str, default: T, *, allow_empty: bool = False) -> str | T:
-        """An optional string; null is accepted (as the default) only when the default is None."""
-        if key not in self.data or (self.data[key] is None and default is None):
-            return default
-        value = self._string(key, self.data[key], allow_empty)
-        return default if value is None else value
-
-    def choice(self, key: str, default: str, choices: Sequence[str]) -> str | None:
-        """One of ``choices``; the default when absent; None (after reporting) when invalid."""
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        if isinstance(value, str) and value in choices:
-            return str(value)
-        listed = ", ".join(f'"{c}"' for c in choices)
-        hint = did_you_mean(value, choices) if isinstance(value, str) else None
-        extra = f'; did you mean "{hint}"?' if hint else ""
-        self.err(key, f"must be one of {listed} (got {describe(value, key)}{extra})")
-        return None
-
-    def path_value(self, key: str, base: Path, *, required: bool = False) -> Path | None:
-        """A filesystem path: ``~`` expanded, relative paths resolved against ``base``."""
-        raw = self.req_str(key) if required else self.opt_str(key, None)
-        if raw is None:
-            return None
-        p = Path(raw).expanduser()
-        return p if p.is_absolute() else base / p
-
-    # -- booleans and numbers ---------------------------------------------------------------------------
-    def boolean(self, key: str, default: bool) -> bool:
-        if key not in self.data:
-            return default
-        value = self.data[key]
-        if not isinstance(value, bool):
-            self._bad(key, "a boolean (true or false)", value)
-            return default
-        return value
-
-    def integer(self, key: str, default: T, *, ge: int | None = None, le: int | None = None) -> int | T:
-        """An int (never a bool or a float) with bounds; null accepted only when the default is None."""
-        if key not in self.data or (self.data[key] is None and default is None):
-            return default
-        value = self.data[key]
-        expected = _bound_text("integer", None, ge)
-        if isinstance(value, bool) or not isinstance(value, int) or (ge is not None and value < ge):
-            self._bad(key, expected, value)
-            return default
-        if le is not None and value > le:
-            self.err(key, f"must be at most {le} (got {describe(value, key)})")
-            return default
-        return value
-
-    def number(
-        self,
-        key: str,
-        default: T,
-        *,
-        gt: float | None = None,
-        ge: float | None = None,
-        le: float | None = None,
-    ) -> float | T:
-        """A finite int or float (never a bool) with bounds; null accepted only when the default is None."""
-        if key not in self.data or (self.data[key] is None and default is None):
-            return default
-        value = self.data[key]
-        expected = _bound_text("number", gt, ge)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-            or (gt is not None and value <= gt)
-            or (ge is not None and value < ge)
-        ):
-            self._bad(key, expected, value)
-            return default
-        if le is not None and value > le:
-            self.err(key, f"must be at most {fmt_num(le)} (got {describe(value, key)})")
-            return default
-        return float(value)
+    # -- after validation: pydantic's errors as our lines ---------------------------------------------------
+    def add_pydantic(self, errors: Sequence[ErrorDetails], root: type[Any], overrides: dict[str, str]) -> None:
+        for err in errors:
+            loc = err["loc"]
+            path = ""
+            for part in loc:
+                path = join(path, part)
+            self.add(path, message(err, field_at(root, loc), overrides))
 
 
-def _bound_text(noun: str, gt: float | None, ge: float | None) -> str:
+def field_at(root: type[Any], loc: tuple[int | str, ...]) -> FieldInfo | None:
+    """The FieldInfo of the last key of ``loc`` (a pydantic error location), walking from ``root``."""
+    cls: type[Any] | None = root
+    fi = None
+    for part in loc:
+        if isinstance(part, str):
+            fi = model_fields(cls).get(part) if cls is not None else None
+            if fi is None:
+                return None
+            cls = inner_model(fi.annotation)
+    return fi
+
+
+def message(err: ErrorDetails, fi: FieldInfo | None, overrides: dict[str, str]) -> str:
+    """One pydantic error as our message: "required", "must be ... (got ...)", or a validator's own text."""
+    kind_, value = err["type"], err.get("input")
+    key = next((p for p in reversed(err["loc"]) if isinstance(p, str)), "")
+    got = f"(got {describe(value, key)})"
+    if kind_ == "missing":
+        return "required"
+    if kind_ == "config":
+        return str((err.get("ctx") or {}).get("message", err["msg"]))
+    if kind_ in ("dataclass_type", "dataclass_exact_type", "model_type", "dict_type"):
+        return f"must be an object {got}"
+    if kind_ in ("tuple_type", "list_type"):
+        return f"must be {overrides.get(key, 'a list')} {got}"
+    if kind_ == "literal_error" and fi is not None:
+        options = choices(fi.annotation)
+        hint = did_you_mean(value, options) if isinstance(value, str) else None
+        listed = ", ".join(f'"{o}"' for o in options)
+        return f"must be one of {listed} {got[:-1]}" + (f'; did you mean "{hint}"?)' if hint else ")")
+    if kind_ == "bool_type":
+        return f"must be a boolean (true or false) {got}"
+    bounds = {b: getattr(m, b) for m in (fi.metadata if fi else []) for b in ("gt", "ge", "le") if hasattr(m, b)}
+    if kind_ == "less_than_equal":
+        return f"must be at most {fmt_num(bounds['le'])} {got}"
+    if kind_.startswith(("int_", "float_", "finite_", "greater_than")):
+        return f"must be {bound_text('integer' if fi and _is_int(fi.annotation) else 'number', bounds)} {got}"
+    if kind_.startswith("string_"):
+        return f"must be a non-empty string {got}"
+    return f"is not valid {got}"
+
+
+def bound_text(noun: str, bounds: dict[str, float]) -> str:
     """ "a positive integer", "a non-negative number", "an integer >= 5"..."""
-    if (gt == 0) or (noun == "integer" and ge == 1):
+    gt, ge = bounds.get("gt"), bounds.get("ge")
+    if gt == 0 or (noun == "integer" and ge == 1):
         return f"a positive {noun}"
     if ge == 0:
         return f"a non-negative {noun}"
     article = "an" if noun == "integer" else "a"
     if ge is not None:
         return f"{article} {noun} >= {fmt_num(ge)}"
-    if gt is not None:
-        return f"{article} {noun} > {fmt_num(gt)}"
-    return f"{article} {noun}"
+    return f"{article} {noun} > {fmt_num(gt)}" if gt is not None else f"{article} {noun}"

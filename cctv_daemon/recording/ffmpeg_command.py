@@ -53,7 +53,7 @@ def camera_url(cam: CameraConfig) -> str:
     parts = urlsplit(url)
     userinfo = quote(cam.userName, safe="")
     if cam.password is not None:
-        userinfo += ":" + quote(cam.password, safe="")
+        userinfo += ":" + quote(cam.password.get_secret_value(), safe="")
     netloc = f"{userinfo}@{parts.netloc.rsplit('@', 1)[-1]}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 

@@ -20,9 +20,9 @@ def make_session(creds: AwsCredentials | None, region: str | None) -> boto3.sess
     region = region or (creds.region if creds else None)
     if creds is not None:
         return boto3.session.Session(
-            aws_access_key_id=creds.accessKeyId,
-            aws_secret_access_key=creds.secretAccessKey,
-            aws_session_token=creds.sessionToken,
+            aws_access_key_id=creds.accessKeyId.get_secret_value(),
+            aws_secret_access_key=creds.secretAccessKey.get_secret_value(),
+            aws_session_token=creds.sessionToken.get_secret_value() if creds.sessionToken else None,
             region_name=region,
         )
     return boto3.session.Session(region_name=region)

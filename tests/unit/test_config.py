@@ -533,11 +533,11 @@ def test_env_secrets_substituted(monkeypatch: pytest.MonkeyPatch) -> None:
     }
     cfg = parse_config(data)
     a, b = cfg.cameras
-    assert a.userName == "admin" and a.password == "s3cr3t-pw"
+    assert a.userName == "admin" and a.password is not None and a.password.get_secret_value() == "s3cr3t-pw"
     assert b.url == "rtsp://admin:s3cr3t-pw@10.0.0.2/live"
     assert cfg.awsCredentials is not None
-    assert cfg.awsCredentials.accessKeyId == "AKIAENV"
-    assert cfg.awsCredentials.secretAccessKey == "pre-env-secret-value-post"
+    assert cfg.awsCredentials.accessKeyId.get_secret_value() == "AKIAENV"
+    assert cfg.awsCredentials.secretAccessKey.get_secret_value() == "pre-env-secret-value-post"
 
 
 def test_env_secret_unset_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
