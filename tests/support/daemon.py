@@ -219,7 +219,10 @@ class DaemonProc:
         for path in self.out_paths:
             text = path.read_text(errors="replace").splitlines() if path.exists() else []
             cut = f" (last {lines} of {len(text)} lines)" if len(text) > lines else ""
-            code = "" if path != self.out_path or self.proc is None else f", exit {self.proc.poll()}"
+            code = ""
+            if path == self.out_path and self.proc is not None:
+                rc = self.proc.poll()
+                code = ", still running" if rc is None else f", exit {rc}"
             parts.append(f"== {path}{cut}{code} ==")
             parts.extend(text[-lines:])
         return "\n".join(parts)
