@@ -1,18 +1,22 @@
-"""Shared fixtures: a real RTSP server (GStreamer) and a real S3 endpoint (moto_server)."""
+"""Shared fixtures: a real RTSP server (GStreamer), a real S3 endpoint (moto_server), and the daemons under
+test (`daemon_factory`: the only way tests start `cctv-daemon run`)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
+from typing import Any, Protocol
 
 import pytest
 
+from tests.support.daemon import DaemonProc
 from tests.support.media import make_h264
 from tests.support.rtsp import RtspServer
 from tests.support.s3 import MotoServer
 
 RTSP_USER = "admin"
 RTSP_PASSWORD = "s3cret-pass"
+_DAEMONS = pytest.StashKey[list[DaemonProc]]()
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +47,38 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
     finally:
         server.close()
+
+
+class DaemonFactory(Protocol):
+    def __call__(self, config: dict[str, Any], env: dict[str, str] | None = None, *,
+                 start: bool = True) -> DaemonProc: ...
+
+
+@pytest.fixture
+def daemon_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DaemonFactory]:
+    """``daemon_factory(config, env=None, start=True)`` writes ``config`` to ``tmp_path/config.json`` (savePath
+    defaults to ``tmp_path/rec``) and gives a `DaemonProc`, started unless ``start=False``. At teardown every
+    daemon is stopped (SIGTERM, SIGKILL after 15 s) and no ffmpeg of it is left; if the test failed, the report
+    shows each daemon's output."""
+    made = request.node.stash.setdefault(_DAEMONS, [])
+
+    def make(config: dict[str, Any], env: dict[str, str] | None = None, *, start: bool = True) -> DaemonProc:
+        d = DaemonProc(tmp_path, config, env)
+        made.append(d)
+        return d.start() if start else d
+
+    yield make
+    for d in made:
+        d.close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A failed test's report carries the output of the daemons it started (`daemon_factory`)."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.failed and report.when != "setup":
+        daemons: list[DaemonProc] = item.stash.get(_DAEMONS, [])
+        for i, d in enumerate(daemons):
+            if d.out_paths:
+                report.sections.append((f"daemon {i + 1} output ({report.when})", d.log_tail()))

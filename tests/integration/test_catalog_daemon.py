@@ -5,11 +5,8 @@ deletion leave a state that `check` reports clean after the startup recovery; re
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +17,16 @@ from cctv_daemon.config.model import load_config
 from cctv_daemon.core import constants as c
 from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
 from cctv_daemon.service.root import build_daemon
+from tests.conftest import DaemonFactory
 from tests.support.daemon import wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 
-
-def write_config(tmp: Path, cameras: list[str], cap_gb: float | None = None) -> Path:
-    storage: dict[str, Any] = {"savePath": str(tmp / "rec")}
+def catalog_config(cameras: list[str], cap_gb: float | None = None) -> dict[str, Any]:
+    storage: dict[str, Any] = {}
     if cap_gb is not None:
         storage["clearWhenFilePathReachGB"] = cap_gb
-    data = {"cameras": [{"cameraName": n, "source": "test", "videoDuration": 1} for n in cameras],
+    return {"cameras": [{"cameraName": n, "source": "test", "videoDuration": 1} for n in cameras],
             "storageConfig": storage, "logging": {"level": "info"}}
-    path = tmp / "config.json"
-    path.write_text(json.dumps(data))
-    return path
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-    return subprocess.run([sys.executable, "-m", "cctv_daemon", *args], capture_output=True, text=True,
-                          timeout=120, env=env, check=False)
-
-
-def start_daemon(cfg: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "cctv_daemon", "run", "--config", str(cfg)],
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
 
 
 def count(db: Path, sql: str) -> int:
@@ -64,16 +43,6 @@ def our_files(save: Path) -> dict[str, int]:
     return {p.relative_to(save).as_posix(): p.stat().st_size for p in save.glob("*/*/*.mp4")}
 
 
-@pytest.fixture
-def procs() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for p in started:
-        if p.poll() is None:
-            p.kill()
-            p.wait(10)
-
-
 def recover_like_startup(cfg: Path) -> None:
     """What `cctv-daemon run` does before recording: Daemon.prepare() (staging + catalog recovery)."""
     config = load_config(str(cfg))
@@ -82,13 +51,11 @@ def recover_like_startup(cfg: Path) -> None:
     daemon.storage.catalog.close()
 
 
-def test_small_cap_is_respected_and_oldest_go_first(tmp_path: Path, procs: list[Any]) -> None:
+def test_small_cap_is_respected_and_oldest_go_first(daemon_factory: DaemonFactory) -> None:
     cap = 300_000
-    cfg = write_config(tmp_path, ["t1", "t2"], cap_gb=cap / 1e9)
-    save = tmp_path / "rec"
+    d = daemon_factory(catalog_config(["t1", "t2"], cap_gb=cap / 1e9))
+    save = d.save_path
     db = save / ".cctv" / c.CATALOG_FILENAME
-    proc = start_daemon(cfg)
-    procs.append(proc)
     max_seg = 0
     over: list[int] = []
 
@@ -102,9 +69,8 @@ def test_small_cap_is_respected_and_oldest_go_first(tmp_path: Path, procs: list[
                 over.append(total)
         return count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleted'") >= 6
 
-    wait_for(deleted_enough, 60, "retention deleting segments", proc=proc)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    wait_for(deleted_enough, 60, "retention deleting segments", proc=d.proc)
+    assert d.stop(30) == 0
     assert over == []
     cat = Catalog(db, save)
     assert cat.total_bytes() <= cap
@@ -113,33 +79,31 @@ def test_small_cap_is_respected_and_oldest_go_first(tmp_path: Path, procs: list[
     kept = [r.start for r in cat.segments()]
     assert max(deleted) <= min(kept)
     assert {r.camera for r in cat.segments(states=("deleted",))} == {"t1", "t2"}
-    res = cli("check", "--config", str(cfg))
+    res = d.cli("check")
     assert res.returncode == 0, res.stdout + res.stderr
-    seg = cli("segments", "--config", str(cfg), "--json")
+    seg = d.cli("segments", "--json")
     out = json.loads(seg.stdout)
     assert out["totals"]["segments"] == len(kept) and out["version"] == 1
     # a file vanishes behind our back: check reports it (exit 6), --repair fixes it, then clean
     victim = save / out["segments"][-1]["path"]
     victim.unlink()
-    res = cli("check", "--config", str(cfg))
+    res = d.cli("check")
     assert res.returncode == c.EXIT_CHECK_PROBLEMS and "row-without-file" in res.stdout
-    assert cli("check", "--repair", "--config", str(cfg)).returncode == 0
-    assert cli("check", "--config", str(cfg)).returncode == 0
+    assert d.cli("check", "--repair").returncode == 0
+    assert d.cli("check").returncode == 0
 
 
-def test_crash_before_catalog_insert_then_startup_recovery_is_clean(tmp_path: Path, procs: list[Any]) -> None:
-    cfg = write_config(tmp_path, ["t1"])
-    save = tmp_path / "rec"
-    proc = start_daemon(cfg, {"CCTV_DAEMON_CRASH_AT": "catalog.before_insert"})
-    procs.append(proc)
-    assert proc.wait(60) == -signal.SIGKILL
+def test_crash_before_catalog_insert_then_startup_recovery_is_clean(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory(catalog_config(["t1"]), {"CCTV_DAEMON_CRASH_AT": "catalog.before_insert"})
+    save = d.save_path
+    assert d.wait(60) == -signal.SIGKILL
     files_after_crash = our_files(save)
     assert len(files_after_crash) == 1  # renamed to its final place, no row
     db = save / ".cctv" / c.CATALOG_FILENAME
     assert count(db, "SELECT COUNT(*) FROM segments") == 0
     wait_for(lambda: not catalog_recovery_orphans(save), 10, "ffmpeg of the killed daemon to exit")
-    recover_like_startup(cfg)
-    res = cli("check", "--config", str(cfg))
+    recover_like_startup(d.config_path)
+    res = d.cli("check")
     assert res.returncode == 0, res.stdout + res.stderr
     files = our_files(save)
     assert set(files_after_crash) <= set(files)
@@ -153,38 +117,32 @@ def catalog_recovery_orphans(save: Path) -> bool:
 
 
 @pytest.mark.parametrize("point", ["deletion.after_mark", "deletion.after_unlink"])
-def test_crash_during_deletion_then_startup_recovery_is_clean(tmp_path: Path, procs: list[Any],
-                                                               point: str) -> None:
-    cfg = write_config(tmp_path, ["t1"], cap_gb=40_000 / 1e9)
-    save = tmp_path / "rec"
+def test_crash_during_deletion_then_startup_recovery_is_clean(daemon_factory: DaemonFactory, point: str) -> None:
+    d = daemon_factory(catalog_config(["t1"], cap_gb=40_000 / 1e9), {"CCTV_DAEMON_CRASH_AT": point})
+    save = d.save_path
     db = save / ".cctv" / c.CATALOG_FILENAME
-    proc = start_daemon(cfg, {"CCTV_DAEMON_CRASH_AT": point})
-    procs.append(proc)
-    assert proc.wait(60) == -signal.SIGKILL
+    assert d.wait(60) == -signal.SIGKILL
     assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleting'") == 1
     wait_for(lambda: not catalog_recovery_orphans(save), 10, "ffmpeg of the killed daemon to exit")
-    recover_like_startup(cfg)
+    recover_like_startup(d.config_path)
     assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleting'") == 0
     assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleted'") >= 1
-    res = cli("check", "--config", str(cfg))
+    res = d.cli("check")
     assert res.returncode == 0, res.stdout + res.stderr
     cat = Catalog(db, save)
     assert cat.total_bytes() == sum(our_files(save).values()) <= 40_000
 
 
-def test_rebuild_from_files_and_export(tmp_path: Path, procs: list[Any]) -> None:
-    cfg = write_config(tmp_path, ["t1"])
-    save = tmp_path / "rec"
+def test_rebuild_from_files_and_export(tmp_path: Path, daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory(catalog_config(["t1"]))
+    save = d.save_path
     db = save / ".cctv" / c.CATALOG_FILENAME
-    proc = start_daemon(cfg)
-    procs.append(proc)
-    wait_for(lambda: count(db, "SELECT COUNT(*) FROM segments") >= 7, 60, "7 segments", proc=proc)
-    proc.send_signal(signal.SIGTERM)
-    assert proc.wait(30) == 0
+    wait_for(lambda: count(db, "SELECT COUNT(*) FROM segments") >= 7, 60, "7 segments", proc=d.proc)
+    assert d.stop(30) == 0
     before = {(r.path, r.size) for r in Catalog(db, save).segments()}
     for f in save.joinpath(".cctv").glob(c.CATALOG_FILENAME + "*"):
         f.unlink()  # the database is lost
-    res = cli("check", "--rebuild", "--config", str(cfg))
+    res = d.cli("check", "--rebuild")
     assert res.returncode == 0, res.stdout + res.stderr
     cat = Catalog(db, save)
     rows = cat.segments()
@@ -192,8 +150,8 @@ def test_rebuild_from_files_and_export(tmp_path: Path, procs: list[Any]) -> None
     # export from inside the 2nd segment to inside the 6th
     start, end = rows[1].start + 0.3, rows[5].end - 0.2
     out = tmp_path / "clip.mp4"
-    res = cli("export", "--config", str(cfg), "--camera", "t1", "--from", str(start_iso(start)),
-              "--to", str(start_iso(end)), "-o", str(out))
+    res = d.cli("export", "--camera", "t1", "--from", str(start_iso(start)),
+                "--to", str(start_iso(end)), "-o", str(out))
     assert res.returncode == 0, res.stderr
     probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
                             str(out)], capture_output=True, text=True, check=True)

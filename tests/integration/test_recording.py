@@ -10,12 +10,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import psutil
-import pytest
-
 from cctv_daemon.segments import names as segment_names
-from tests.conftest import RTSP_PASSWORD, RTSP_USER
-from tests.support.daemon import DaemonProc, wait_for
+from tests.conftest import RTSP_PASSWORD, RTSP_USER, DaemonFactory
+from tests.support.daemon import wait_for
 from tests.support.media import coverage, decode_ok, probe
 from tests.support.rtsp import RtspServer
 
@@ -34,18 +31,6 @@ def rtsp_camera(
     }
 
 
-def our_ffmpegs(state_dir: Path) -> list[psutil.Process]:
-    marker = str(state_dir.resolve())
-    found = []
-    for p in psutil.process_iter(["name", "cmdline"]):
-        try:
-            if "ffmpeg" in (p.info["name"] or "") and any(marker in a for a in p.info["cmdline"] or []):
-                found.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return found
-
-
 def assert_contiguous(paths: list[Path], camera: str) -> None:
     parsed = [segment_names.parse_file_name(p.name, camera) for p in paths]
     assert all(parsed), [p.name for p in paths]
@@ -54,25 +39,12 @@ def assert_contiguous(paths: list[Path], camera: str) -> None:
         assert a.end == b.start, f"segments do not touch: {a} then {b}"
 
 
-@pytest.fixture
-def daemon(tmp_path: Path) -> object:
-    made: list[DaemonProc] = []
-
-    def make(config: dict[str, object], env: dict[str, str] | None = None) -> DaemonProc:
-        d = DaemonProc(tmp_path, config, env)
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
-
-
-def test_two_rtsp_cameras_record_contiguous_valid_segments(rtsp_server: RtspServer, daemon: object) -> None:
-    d = daemon(
+def test_two_rtsp_cameras_record_contiguous_valid_segments(
+    rtsp_server: RtspServer, daemon_factory: DaemonFactory
+) -> None:
+    d = daemon_factory(
         {"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1"), rtsp_camera(rtsp_server, "yard", "/cam2")]}
     )
-    d.start()
     for cam in ("gate", "yard"):
         d.wait_segments(cam, 8, timeout=60)
     assert d.stop() == 0
@@ -88,14 +60,15 @@ def test_two_rtsp_cameras_record_contiguous_valid_segments(rtsp_server: RtspServ
         assert len(segs) >= 8
         ratio, media, wall = coverage(segs)
         assert ratio >= 0.999, f"{cam}: coverage {ratio:.5f} ({media:.3f}s media / {wall:.3f}s wall)"
-    assert not our_ffmpegs(d.state_dir)
+    assert not d.ffmpegs()
 
 
-def test_sigterm_finalizes_last_segment_and_leaves_no_ffmpeg(rtsp_server: RtspServer, daemon: object) -> None:
-    d = daemon({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
-    d.start()
+def test_sigterm_finalizes_last_segment_and_leaves_no_ffmpeg(
+    rtsp_server: RtspServer, daemon_factory: DaemonFactory
+) -> None:
+    d = daemon_factory({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
     d.wait_event("camera_state", 30, state="recording")
-    ff = wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")[0]
+    ff = wait_for(lambda: d.ffmpegs(), 10, "ffmpeg running")[0]
     # The camera password is not on ffmpeg's command line (`ps`, /proc/PID/cmdline are world-readable).
     assert RTSP_PASSWORD not in " ".join(ff.cmdline())
     assert RTSP_PASSWORD not in Path(f"/proc/{ff.pid}/cmdline").read_text()
@@ -104,17 +77,16 @@ def test_sigterm_finalizes_last_segment_and_leaves_no_ffmpeg(rtsp_server: RtspSe
     segs = d.segments("gate")
     assert len(segs) == 1, segs
     assert decode_ok(segs[0])
-    assert not our_ffmpegs(d.state_dir)
+    assert not d.ffmpegs()
     assert not list((d.state_dir / "staging" / "gate").glob("*.mp4"))
 
 
 def test_sigkill_of_ffmpeg_leaves_playable_segment_and_recording_resumes(
-    rtsp_server: RtspServer, daemon: object
+    rtsp_server: RtspServer, daemon_factory: DaemonFactory
 ) -> None:
-    d = daemon({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
-    d.start()
+    d = daemon_factory({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
     d.wait_event("camera_state", 30, state="recording")
-    ff = wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")[0]
+    ff = wait_for(lambda: d.ffmpegs(), 10, "ffmpeg running")[0]
     staged = wait_for(lambda: list((d.state_dir / "staging" / "gate").glob("*.mp4")), 20, "a segment being written")
     first_seen = time.time()
     wait_for(lambda: staged[0].stat().st_mtime - first_seen >= 3.0, 20, "3 s recorded into the segment")
@@ -127,9 +99,10 @@ def test_sigkill_of_ffmpeg_leaves_playable_segment_and_recording_resumes(
     assert d.stop() == 0
 
 
-def test_sigkill_of_daemon_leaves_playable_segment_no_orphan(rtsp_server: RtspServer, daemon: object) -> None:
-    d = daemon({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
-    d.start()
+def test_sigkill_of_daemon_leaves_playable_segment_no_orphan(
+    rtsp_server: RtspServer, daemon_factory: DaemonFactory
+) -> None:
+    d = daemon_factory({"cameras": [rtsp_camera(rtsp_server, "gate", "/cam1", duration=30)]})
     d.wait_event("camera_state", 30, state="recording")
     wait_for(
         lambda: any(p.stat().st_size > 30_000 for p in (d.state_dir / "staging" / "gate").glob("*.mp4")),
@@ -138,7 +111,7 @@ def test_sigkill_of_daemon_leaves_playable_segment_no_orphan(rtsp_server: RtspSe
     )
     d.kill()
     # ffmpeg is told by the kernel that its parent died (SIGTERM) and finalizes.
-    wait_for(lambda: not our_ffmpegs(d.state_dir), 10, "ffmpeg gone after the daemon was killed")
+    wait_for(lambda: not d.ffmpegs(), 10, "ffmpeg gone after the daemon was killed")
     d.start()
     d.wait_event("staging_recovered", 30)
     segs = d.wait_segments("gate", 1, 10)
@@ -147,9 +120,8 @@ def test_sigkill_of_daemon_leaves_playable_segment_no_orphan(rtsp_server: RtspSe
     assert_contiguous(d.segments("gate")[:1], "gate")
 
 
-def test_g711_audio_camera_records_with_aac(rtsp_server: RtspServer, daemon: object) -> None:
-    d = daemon({"cameras": [rtsp_camera(rtsp_server, "door", "/audio", duration=2)]})
-    d.start()
+def test_g711_audio_camera_records_with_aac(rtsp_server: RtspServer, daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory({"cameras": [rtsp_camera(rtsp_server, "door", "/audio", duration=2)]})
     segs = d.wait_segments("door", 2, timeout=60)
     info = probe(segs[-1])
     assert info["video_codec"] == "h264"
@@ -159,17 +131,16 @@ def test_g711_audio_camera_records_with_aac(rtsp_server: RtspServer, daemon: obj
 
 
 def test_wrong_password_and_unknown_path_are_clear_and_secret_free(
-    rtsp_server: RtspServer, daemon: object
+    rtsp_server: RtspServer, daemon_factory: DaemonFactory
 ) -> None:
     bad_pw = "wr0ng-Pa55word"
     cams = [
         {**rtsp_camera(rtsp_server, "badauth", "/cam1"), "password": bad_pw},
         rtsp_camera(rtsp_server, "nopath", "/nosuchpath"),
     ]
-    d = daemon(
+    d = daemon_factory(
         {"cameras": cams, "supervisor": {"backoffBase": 0.2, "backoffCap": 1}, "logging": {"level": "debug"}}
     )
-    d.start()
     d.wait_event("camera_state", 30, camera="badauth", state="auth_failed")
     d.wait_event("camera_state", 30, camera="nopath", state="not_found")
     d.wait_event("camera_state", 30, count=3, camera="badauth", state="auth_failed")  # it kept retrying...
@@ -184,10 +155,10 @@ def test_wrong_password_and_unknown_path_are_clear_and_secret_free(
     assert "401" in everything and "404" in everything
 
 
-def test_shipped_config_records_test_pattern(tmp_path: Path, daemon: object) -> None:
+def test_shipped_config_records_test_pattern(tmp_path: Path, daemon_factory: DaemonFactory) -> None:
     shipped = json.loads((Path(__file__).resolve().parents[2] / "config.json").read_text())
     assert [c["source"] for c in shipped["cameras"]] == ["test"]
-    d = daemon(shipped)
+    d = daemon_factory(shipped, start=False)
     assert d.cli("check-config").returncode == 0
     d.start()
     d.wait_event("camera_state", 30, state="recording")
@@ -202,12 +173,11 @@ def test_shipped_config_records_test_pattern(tmp_path: Path, daemon: object) -> 
     assert os.path.getsize(segs[0]) > 10_000
 
 
-def test_second_stop_signal_exits_at_once_and_leaves_no_ffmpeg(tmp_path: Path, daemon: object) -> None:
-    d = daemon({"cameras": [{"cameraName": "t1", "source": "test", "videoDuration": 30}],
+def test_second_stop_signal_exits_at_once_and_leaves_no_ffmpeg(tmp_path: Path, daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory({"cameras": [{"cameraName": "t1", "source": "test", "videoDuration": 30}],
                 "supervisor": {"stopTimeout": 30}})
-    d.start()
     d.wait_event("camera_state", 30, state="recording")
-    ff = wait_for(lambda: our_ffmpegs(d.state_dir), 10, "ffmpeg running")[0]
+    ff = wait_for(lambda: d.ffmpegs(), 10, "ffmpeg running")[0]
     ff.suspend()  # a stuck ffmpeg: the graceful stop would wait stopTimeout (30 s) for it
     d.signal(signal.SIGTERM)
     d.wait_event("daemon_stopping", 10)
@@ -216,4 +186,4 @@ def test_second_stop_signal_exits_at_once_and_leaves_no_ffmpeg(tmp_path: Path, d
     assert d.proc.wait(5) == 1  # at once, not after 30 s
     d.wait_event("second_stop_signal", 1)
     ff.resume()  # the SIGTERM it was sent is delivered now
-    wait_for(lambda: not our_ffmpegs(d.state_dir), 10, "no ffmpeg left")
+    wait_for(lambda: not d.ffmpegs(), 10, "no ffmpeg left")

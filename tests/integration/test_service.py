@@ -13,13 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from cctv_daemon.core import constants as c
 from cctv_daemon.segments.names import parse_file_name
-from tests.support.daemon import REPO, DaemonProc, pattern_camera, wait_for
-
-ENV = {"PYTHONPATH": str(REPO)}  # the worktree's code, not whatever the venv has installed
+from tests.conftest import DaemonFactory
+from tests.support.daemon import DaemonProc, pattern_camera, wait_for
 
 
 def _config(*cams: dict[str, Any]) -> dict[str, Any]:
@@ -41,29 +38,15 @@ def _recording(d: DaemonProc, *names: str) -> dict[str, Any] | None:
     return None
 
 
-@pytest.fixture
-def daemons(tmp_path: Path) -> Any:
-    made: list[DaemonProc] = []
-
-    def make(config: dict[str, Any], env: dict[str, str] | None = None) -> DaemonProc:
-        d = DaemonProc(tmp_path, config, env={**ENV, **(env or {})})
-        made.append(d)
-        return d
-
-    yield make
-    for d in made:
-        d.close()
-
-
-def test_single_instance_status_stop_and_crash(daemons: Any, tmp_path: Path) -> None:
+def test_single_instance_status_stop_and_crash(daemon_factory: DaemonFactory, tmp_path: Path) -> None:
     cfg = _config(pattern_camera("t1"))
-    first = daemons(cfg).start()
+    first = daemon_factory(cfg)
     assert first.proc is not None
     s = wait_for(lambda: _recording(first, "t1"), 30, "t1 recording per status")
     assert s["running"] is True and s["pid"] == first.proc.pid
 
     # A second `run` on the same savePath: refused with exit 3, naming the pid; the first keeps recording.
-    second = daemons(cfg).start()
+    second = daemon_factory(cfg)
     assert second.proc is not None
     assert second.proc.wait(30) == c.EXIT_ALREADY_RUNNING
     assert f"pid {first.proc.pid}" in second.output()
@@ -83,7 +66,7 @@ def test_single_instance_status_stop_and_crash(daemons: Any, tmp_path: Path) -> 
     first.kill()
     assert (first.state_dir / c.LOCK_FILENAME).exists()
     assert first.cli("status").returncode == c.EXIT_NOT_RUNNING
-    third = daemons(cfg).start()
+    third = daemon_factory(cfg)
     assert third.proc is not None
     wait_for(lambda: (x := _recording(third, "t1")) and x["pid"] == third.proc.pid, 30, "restart after SIGKILL")
 
@@ -97,7 +80,7 @@ def test_single_instance_status_stop_and_crash(daemons: Any, tmp_path: Path) -> 
     assert j["running"] is False
 
 
-def test_systemd_notify_ready_watchdog_stopping(daemons: Any, tmp_path: Path) -> None:
+def test_systemd_notify_ready_watchdog_stopping(daemon_factory: DaemonFactory, tmp_path: Path) -> None:
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
@@ -117,8 +100,8 @@ def test_systemd_notify_ready_watchdog_stopping(daemons: Any, tmp_path: Path) ->
     t = threading.Thread(target=receive, daemon=True)
     t.start()
     try:
-        d = daemons(_config(pattern_camera("n1")),
-                    env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"}).start()
+        d = daemon_factory(_config(pattern_camera("n1")),
+                           env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1000000"})
         wait_for(lambda: any(m.startswith("READY=1") for _, m in got), 30, "READY=1")
         ready_at = next(ts for ts, m in got if m.startswith("READY=1"))
         wait_for(lambda: sum(m == "WATCHDOG=1" for ts, m in got if ts > ready_at) >= 4, 10, "4 watchdog pings")
@@ -138,8 +121,8 @@ def _pids(s: dict[str, Any]) -> dict[str, int | None]:
     return {name: cam["ffmpeg_pid"] for name, cam in s["cameras"].items()}
 
 
-def test_reload_adds_removes_changes_and_keeps_unchanged_recording(daemons: Any) -> None:
-    d = daemons(_config(pattern_camera("keep"), pattern_camera("gone"), pattern_camera("chg"))).start()
+def test_reload_adds_removes_changes_and_keeps_unchanged_recording(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory(_config(pattern_camera("keep"), pattern_camera("gone"), pattern_camera("chg")))
     s0 = wait_for(lambda: _recording(d, "keep", "gone", "chg"), 40, "3 cameras recording")
     pids0 = _pids(s0)
     d.wait_segments("keep", 2, 20)
@@ -184,8 +167,8 @@ def test_reload_adds_removes_changes_and_keeps_unchanged_recording(daemons: Any)
     assert os.path.isdir(d.save_path / "gone")
 
 
-def test_stop_times_out_on_a_frozen_daemon_then_request_is_honoured(daemons: Any) -> None:
-    d = daemons(_config(pattern_camera("f1"))).start()
+def test_stop_times_out_on_a_frozen_daemon_then_request_is_honoured(daemon_factory: DaemonFactory) -> None:
+    d = daemon_factory(_config(pattern_camera("f1")))
     assert d.proc is not None
     wait_for(lambda: _recording(d, "f1"), 30, "f1 recording")
     d.signal(signal.SIGSTOP)  # the main loop cannot poll the control folder

@@ -3,25 +3,57 @@ middle of an upload, clearAfterUpload with a missing bucket, wrong credentials; 
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from cctv_daemon.upload.uploader import object_key
-from tests.integration.daemon_run import (
-    DaemonProc,
-    bucket_objects,
-    local_segments,
-    upload_rows,
-    write_config,
-)
+from tests.conftest import DaemonFactory
 from tests.support.daemon import wait_for
 from tests.support.s3 import MotoServer
 
 BUCKET = "cctv-it"
 PREFIX = "site/a"
 FAST_BACKOFF = {"CCTV_UPLOAD_BACKOFF_S": "0.3,1.5"}
+
+
+def upload_config(s3: dict[str, Any], creds: tuple[str, str],
+                  storage: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "cameras": [{"cameraName": "t1", "source": "test", "videoDuration": 1}],
+        "storageConfig": {**(storage or {})},
+        "logging": {"level": "info"},
+        "s3Config": s3,
+        "awsCredentials": {"accessKeyId": creds[0], "secretAccessKey": creds[1], "region": "us-east-1"},
+    }
+
+
+def upload_rows(save: Path) -> list[dict[str, Any]]:
+    db = save / ".cctv" / "catalog.sqlite3"
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM uploads ORDER BY start")]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
+
+
+def local_segments(save: Path, camera: str = "t1") -> list[Path]:
+    return sorted((save / camera).rglob("*.mp4")) if (save / camera).exists() else []
+
+
+def bucket_objects(s3: Any, bucket: str) -> dict[str, int]:
+    keys: dict[str, int] = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            keys[obj["Key"]] = obj["Size"]
+    return keys
 
 
 def s3_cfg(moto: MotoServer, **extra: Any) -> dict[str, Any]:
@@ -39,17 +71,14 @@ def expected_key(save: Path, seg: Path) -> str:
     return object_key(PREFIX, "t1", row["start"], seg.name)
 
 
-def test_happy_path_every_segment_lands_with_its_bytes(moto_server: MotoServer, tmp_path: Path) -> None:
+def test_happy_path_every_segment_lands_with_its_bytes(moto_server: MotoServer,
+                                                        daemon_factory: DaemonFactory) -> None:
     s3 = moto_server.client()
     s3.create_bucket(Bucket=BUCKET)
-    save = tmp_path / "rec"
-    cfg = write_config(tmp_path / "config.json", save, s3_cfg(moto_server), creds=("testing", "testing"))
-    daemon = DaemonProc(cfg, tmp_path / "daemon.log").start()
-    try:
-        wait_for(lambda: len(uploaded(save)) >= 3, 60, "3 uploaded segments")
-        assert daemon.stop() == 0
-    finally:
-        daemon.close()
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing")))
+    save = daemon.save_path
+    wait_for(lambda: len(uploaded(save)) >= 3, 60, "3 uploaded segments")
+    assert daemon.stop() == 0
     segs = local_segments(save)
     rows = upload_rows(save)
     assert len(segs) >= 3 and len(rows) == len(segs)
@@ -65,28 +94,24 @@ def test_happy_path_every_segment_lands_with_its_bytes(moto_server: MotoServer, 
 
 
 def test_outage_every_segment_uploaded_once_recording_unaffected(
-    moto_server: MotoServer, tmp_path: Path
+    moto_server: MotoServer, daemon_factory: DaemonFactory
 ) -> None:
     s3 = moto_server.client()
     s3.create_bucket(Bucket=BUCKET)
-    save = tmp_path / "rec"
-    cfg = write_config(tmp_path / "config.json", save, s3_cfg(moto_server), creds=("testing", "testing"))
-    daemon = DaemonProc(cfg, tmp_path / "daemon.log", FAST_BACKOFF).start()
-    try:
-        wait_for(lambda: len(uploaded(save)) >= 2, 60, "2 uploaded segments")
-        moto_server.kill()  # outage: the store loses everything it had
-        before = {r["path"] for r in uploaded(save)}
-        at_kill = len(upload_rows(save))
-        wait_for(lambda: len(upload_rows(save)) >= at_kill + 4, 60, "segments recorded during the outage")
-        assert len(uploaded(save)) <= len(before) + 1  # at most one was already on its way
-        wait_for(lambda: daemon.events("upload_retrying"), 20, "retrying state")
-        moto_server.start()
-        s3 = moto_server.client()
-        s3.create_bucket(Bucket=BUCKET)
-        wait_for(lambda: all(r["state"] == "uploaded" for r in upload_rows(save)), 60, "the backlog to drain")
-        assert daemon.stop() == 0
-    finally:
-        daemon.close()
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing")), FAST_BACKOFF)
+    save = daemon.save_path
+    wait_for(lambda: len(uploaded(save)) >= 2, 60, "2 uploaded segments")
+    moto_server.kill()  # outage: the store loses everything it had
+    before = {r["path"] for r in uploaded(save)}
+    at_kill = len(upload_rows(save))
+    wait_for(lambda: len(upload_rows(save)) >= at_kill + 4, 60, "segments recorded during the outage")
+    assert len(uploaded(save)) <= len(before) + 1  # at most one was already on its way
+    wait_for(lambda: daemon.events("upload_retrying"), 20, "retrying state")
+    moto_server.start()
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    wait_for(lambda: all(r["state"] == "uploaded" for r in upload_rows(save)), 60, "the backlog to drain")
+    assert daemon.stop() == 0
     rows = upload_rows(save)
     segs = local_segments(save)
     assert len(rows) == len(segs) and all(r["state"] == "uploaded" for r in rows)
@@ -99,29 +124,23 @@ def test_outage_every_segment_uploaded_once_recording_unaffected(
     assert len(daemon.events("upload_retrying")) == 1 and len(daemon.events("upload_recovered")) == 1
 
 
-def test_sigkill_mid_upload_object_complete_exactly_once(moto_server: MotoServer, tmp_path: Path) -> None:
+def test_sigkill_mid_upload_object_complete_exactly_once(moto_server: MotoServer,
+                                                         daemon_factory: DaemonFactory) -> None:
     s3 = moto_server.client()
     s3.create_bucket(Bucket=BUCKET)
-    save = tmp_path / "rec"
     slow = s3_cfg(moto_server, bandwidthLimitMBps=0.002)  # ~2 kB/s: a 15 kB segment takes ~7 s
-    cfg = write_config(tmp_path / "config.json", save, slow, creds=("testing", "testing"))
-    daemon = DaemonProc(cfg, tmp_path / "daemon.log").start()
-    try:
-        row = wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "uploading"], 60, "upload")[0]
-        daemon.kill()
-    finally:
-        daemon.close()
+    daemon = daemon_factory(upload_config(slow, creds=("testing", "testing")))
+    save = daemon.save_path
+    row = wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "uploading"], 60, "upload")[0]
+    daemon.kill()
     assert {r["path"]: r["state"] for r in upload_rows(save)}[row["path"]] == "uploading"
     assert row["s3_key"] not in bucket_objects(s3, BUCKET)  # killed mid-upload: no object yet
-    write_config(cfg, save, s3_cfg(moto_server), creds=("testing", "testing"))  # full speed now
-    daemon = DaemonProc(cfg, tmp_path / "daemon2.log").start()
-    try:
-        wait_for(lambda: daemon.events("uploads_interrupted_redone"), 30, "recovery at startup")
-        wait_for(lambda: next((r for r in upload_rows(save) if r["path"] == row["path"]), {}).get("state")
-                 == "uploaded", 60, "the interrupted upload redone")
-        assert daemon.stop() == 0
-    finally:
-        daemon.close()
+    # full speed now
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing")))
+    wait_for(lambda: daemon.events("uploads_interrupted_redone"), 30, "recovery at startup")
+    wait_for(lambda: next((r for r in upload_rows(save) if r["path"] == row["path"]), {}).get("state")
+             == "uploaded", 60, "the interrupted upload redone")
+    assert daemon.stop() == 0
     objects = bucket_objects(s3, BUCKET)
     seg = save / row["path"]
     assert objects[row["s3_key"]] == seg.stat().st_size
@@ -130,28 +149,25 @@ def test_sigkill_mid_upload_object_complete_exactly_once(moto_server: MotoServer
     assert len(objects) == len(done) and {r["s3_key"] for r in done} == set(objects)
 
 
-def test_clear_after_upload_only_after_verified_upload(moto_server: MotoServer, tmp_path: Path) -> None:
+def test_clear_after_upload_only_after_verified_upload(moto_server: MotoServer,
+                                                       daemon_factory: DaemonFactory) -> None:
     """Bucket missing at first: error state (one line), retries at the cap, files kept; then the bucket
     appears: uploaded, verified, then deleted. No secret in any log line."""
     access, secret = "AKIAUPLOADTEST77", "uPl0ad/Secret+Key-never-logged"
-    save = tmp_path / "rec"
-    cfg = write_config(tmp_path / "config.json", save, s3_cfg(moto_server), creds=(access, secret),
-                       storage={"clearAfterUpload": True})
-    daemon = DaemonProc(cfg, tmp_path / "daemon.log", FAST_BACKOFF).start()
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server), creds=(access, secret),
+                                          storage={"clearAfterUpload": True}), FAST_BACKOFF)
+    save = daemon.save_path
     s3 = moto_server.client()
-    try:
-        wait_for(lambda: daemon.events("upload_error"), 60, "error state")
-        wait_for(lambda: len(upload_rows(save)) >= 3 and upload_rows(save)[0]["attempts"] >= 4, 30,
-                 "retries at the cap")
-        rows = upload_rows(save)
-        assert {r["state"] for r in rows} <= {"failed", "pending", "uploading"}
-        assert all((save / r["path"]).exists() for r in rows)  # nothing deleted while failing
-        assert "NoSuchBucket" in (rows[0]["last_error"] or "")
-        s3.create_bucket(Bucket=BUCKET)
-        wait_for(lambda: len(uploaded(save)) >= len(rows), 30, "uploads after the bucket appeared")
-        assert daemon.stop() == 0
-    finally:
-        daemon.close()
+    wait_for(lambda: daemon.events("upload_error"), 60, "error state")
+    wait_for(lambda: len(upload_rows(save)) >= 3 and upload_rows(save)[0]["attempts"] >= 4, 30,
+             "retries at the cap")
+    rows = upload_rows(save)
+    assert {r["state"] for r in rows} <= {"failed", "pending", "uploading"}
+    assert all((save / r["path"]).exists() for r in rows)  # nothing deleted while failing
+    assert "NoSuchBucket" in (rows[0]["last_error"] or "")
+    s3.create_bucket(Bucket=BUCKET)
+    wait_for(lambda: len(uploaded(save)) >= len(rows), 30, "uploads after the bucket appeared")
+    assert daemon.stop() == 0
     objects = bucket_objects(s3, BUCKET)
     for r in upload_rows(save):
         assert r["state"] == "uploaded"
@@ -160,30 +176,26 @@ def test_clear_after_upload_only_after_verified_upload(moto_server: MotoServer, 
     errors = daemon.events("upload_error")
     assert len(errors) == 1 and errors[0]["code"] == "NoSuchBucket"
     assert len(daemon.events("upload_recovered")) == 1
-    text = daemon.log_text() + "".join(p.read_text() for p in (save / ".cctv" / "logs").glob("*.log*"))
+    text = daemon.output() + "".join(p.read_text() for p in (save / ".cctv" / "logs").glob("*.log*"))
     assert secret not in text and access not in text
 
 
 def test_wrong_credentials_error_state_no_secret_in_logs(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    daemon_factory: DaemonFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("INITIAL_NO_AUTH_ACTION_COUNT", "0")  # moto checks credentials (IAM) from now on
     access, secret = "AKIAWRONGKEYTEST", "wr0ng/Secret+value-not-to-be-logged"
     with MotoServer() as moto:
-        save = tmp_path / "rec"
-        cfg = write_config(tmp_path / "config.json", save, s3_cfg(moto), creds=(access, secret))
-        daemon = DaemonProc(cfg, tmp_path / "daemon.log", FAST_BACKOFF).start()
-        try:
-            wait_for(lambda: upload_rows(save) and upload_rows(save)[0]["attempts"] >= 4, 60,
-                     "retries at the cap")
-            assert daemon.stop() == 0
-        finally:
-            daemon.close()
+        daemon = daemon_factory(upload_config(s3_cfg(moto), creds=(access, secret)), FAST_BACKOFF)
+        save = daemon.save_path
+        wait_for(lambda: upload_rows(save) and upload_rows(save)[0]["attempts"] >= 4, 60,
+                 "retries at the cap")
+        assert daemon.stop() == 0
     errors = daemon.events("upload_error")
     assert len(errors) == 1 and errors[0]["code"] == "InvalidAccessKeyId", errors
     assert not daemon.events("upload_retrying")
     rows = upload_rows(save)
     assert rows and all(r["state"] in ("failed", "pending") for r in rows)
-    text = daemon.log_text() + "".join(p.read_text() for p in (save / ".cctv" / "logs").glob("*.log*"))
+    text = daemon.output() + "".join(p.read_text() for p in (save / ".cctv" / "logs").glob("*.log*"))
     assert secret not in text and access not in text
     assert all(secret not in (r["last_error"] or "") and access not in (r["last_error"] or "") for r in rows)

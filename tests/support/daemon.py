@@ -1,4 +1,7 @@
-"""Runs the real daemon (`python -m cctv_daemon run`) as a subprocess for integration tests."""
+"""The one way tests run the real daemon and its CLI: `python -m cctv_daemon ...` as subprocesses of this
+worktree's code. `DaemonProc` is one daemon (its config file, its output, its files); `run_cli` runs any other
+command. Tests get daemons from the `daemon_factory` fixture (tests/conftest.py), which stops every daemon at
+teardown and shows its output when the test fails."""
 
 from __future__ import annotations
 
@@ -8,16 +11,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, Literal, TypeVar
+
+import psutil
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
+# Ambient credentials must not reach a daemon under test: what it uploads with comes from its config only.
+_STRIPPED_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 
 
-def wait_for(pred: Callable[[], T], timeout: float, what: str = "condition", interval: float = 0.1,
-             proc: subprocess.Popen[bytes] | None = None) -> T:
+def wait_for(pred: Callable[[], T | Literal[False] | None], timeout: float, what: str = "condition",
+             interval: float = 0.1, proc: subprocess.Popen[bytes] | None = None) -> T:
     """Poll ``pred`` until it returns something truthy; fail with ``what`` after ``timeout`` seconds, or at once
     when ``proc`` (the daemon under test) has exited first."""
     deadline = time.monotonic() + timeout
@@ -36,49 +43,81 @@ def pattern_camera(name: str, duration: int = 1, **extra: Any) -> dict[str, Any]
     return {"cameraName": name, "source": "test", "videoDuration": duration, **extra}
 
 
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a daemon or CLI under test: ours, running this worktree's code, no AWS credentials."""
+    env = {k: v for k, v in os.environ.items() if k not in _STRIPPED_ENV}
+    env["PYTHONPATH"] = str(REPO)  # the worktree's code, not whatever the venv has installed
+    env.update(extra or {})
+    return env
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`cctv-daemon ARGS...` to completion; stdout and stderr captured apart (data vs logs)."""
+    return subprocess.run([sys.executable, "-m", "cctv_daemon", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=child_env(env), check=False)
+
+
+def ffmpegs_of(state_dir: Path) -> list[psutil.Process]:
+    """The ffmpeg processes recording for the daemon whose state folder is ``state_dir`` (named in their argv)."""
+    marker = str(state_dir.resolve())
+    found = []
+    for p in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if "ffmpeg" in (p.info["name"] or "") and any(marker in a for a in p.info["cmdline"] or []):
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return found
+
+
 class DaemonProc:
+    """One daemon: writes ``config`` to ``tmp/config.json`` (savePath defaults to ``tmp/rec``); each start()
+    is a new process whose stdout+stderr go to a new file under ``tmp``."""
+
     def __init__(self, tmp: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
-        self.save_path = tmp / "rec"
-        config.setdefault("storageConfig", {}).setdefault("savePath", str(self.save_path))
+        config.setdefault("storageConfig", {}).setdefault("savePath", str(tmp / "rec"))
         self.save_path = Path(config["storageConfig"]["savePath"])
         if not self.save_path.is_absolute():  # like the daemon: relative to the config file's folder
             self.save_path = tmp / self.save_path
         self.config = config
         self.config_path = tmp / "config.json"
         self.write_config(config)
-        self.env = {**os.environ, **(env or {})}
-        self.out_path = tmp / f"daemon-{int(time.time() * 1000)}.out"
+        self.env = dict(env or {})
+        self.out_path = tmp / f"daemon-{time.time_ns()}.out"
+        self.out_paths: list[Path] = []  # one per start(), oldest first
         self.proc: subprocess.Popen[bytes] | None = None
+        self._out: IO[bytes] | None = None
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.config_path.write_text(json.dumps(config, indent=2))
+        self.config_path.chmod(0o600)  # configs hold secrets (the daemon warns about readable ones)
 
     @property
     def state_dir(self) -> Path:
         return self.save_path / ".cctv"
 
     def start(self) -> DaemonProc:
+        self._close_out()
         self.out_path = self.tmp / f"daemon-{time.time_ns()}.out"
+        self.out_paths.append(self.out_path)
         self._out = self.out_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cctv_daemon", "run", "--config", str(self.config_path)],
             cwd=self.tmp,
+            stdin=subprocess.DEVNULL,
             stdout=self._out,
             stderr=subprocess.STDOUT,
-            env=self.env,
+            env=child_env(self.env),
         )
         return self
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "cctv_daemon", *args, "--config", str(self.config_path)],
-            cwd=self.tmp,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            env=self.env,
-        )
+    def cli(self, *args: str, env: Mapping[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """`cctv-daemon ARGS... --config <this daemon's config>`: another process, so without the daemon's own
+        ``env`` (a fault injected into the daemon stays in the daemon)."""
+        return run_cli(*args, "--config", str(self.config_path), cwd=self.tmp, env=env, timeout=timeout)
 
     # -- observing ------------------------------------------------------------------------------------
     def output(self) -> str:
@@ -86,13 +125,14 @@ class DaemonProc:
         return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
 
     def events(self, event: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        """The JSON log lines of the latest start(), those named ``event`` with fields equal to ``match``."""
         out = []
         for line in self.output().splitlines():
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
-            if event is not None and ev.get("event") != event:
+            if not isinstance(ev, dict) or (event is not None and ev.get("event") != event):
                 continue
             if all(ev.get(k) == v for k, v in match.items()):
                 out.append(ev)
@@ -100,6 +140,9 @@ class DaemonProc:
 
     def segments(self, camera: str) -> list[Path]:
         return sorted((self.save_path / camera).glob("*/*.mp4"))
+
+    def ffmpegs(self) -> list[psutil.Process]:
+        return ffmpegs_of(self.state_dir)
 
     def wait_segments(self, camera: str, count: int, timeout: float) -> list[Path]:
         return wait_for(
@@ -120,27 +163,66 @@ class DaemonProc:
         assert self.proc is not None
         self.proc.send_signal(sig)
 
+    def wait(self, timeout: float) -> int:
+        """Its exit code (negative: the signal that ended it); TimeoutExpired if still running."""
+        assert self.proc is not None
+        code = self.proc.wait(timeout)
+        self._close_out()
+        return code
+
     def stop(self, timeout: float = 20) -> int:
+        """SIGTERM (unless it already exited) and its exit code."""
         assert self.proc is not None
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
-        self._out.close()
-        return code
+        return self.wait(timeout)
 
     def kill(self) -> None:
+        """SIGKILL of the daemon alone, like a crash: its ffmpegs (own sessions) are told by the kernel that
+        their parent died and finalize, as after a real crash."""
         assert self.proc is not None
         self.proc.kill()
-        self.proc.wait(10)
-        self._out.close()
+        self.wait(10)
 
     def close(self) -> None:
+        """Teardown: stop politely, SIGKILL after 15 s; then make sure no ffmpeg of it outlives the test."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                self.kill()
         if self.proc is not None:
+            self._reap_ffmpegs()
+        self._close_out()
+
+    def _reap_ffmpegs(self) -> None:
+        left = self.ffmpegs()
+        if not left:
+            return
+        _, alive = psutil.wait_procs(left, timeout=10)  # they finalize on the parent-death SIGTERM
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(alive, timeout=5)
+
+    def _close_out(self) -> None:
+        if self._out is not None:
             self._out.close()
+            self._out = None
+
+    def log_tail(self, lines: int = 200) -> str:
+        """Every start's output (the last ``lines`` lines of each), for the report of a failed test."""
+        parts = []
+        for path in self.out_paths:
+            text = path.read_text(errors="replace").splitlines() if path.exists() else []
+            cut = f" (last {lines} of {len(text)} lines)" if len(text) > lines else ""
+            code = ""
+            if path == self.out_path and self.proc is not None:
+                rc = self.proc.poll()
+                code = ", still running" if rc is None else f", exit {rc}"
+            parts.append(f"== {path}{cut}{code} ==")
+            parts.extend(text[-lines:])
+        return "\n".join(parts)

@@ -16,6 +16,7 @@ from cctv_daemon.cli import service as cli_service
 from cctv_daemon.core import constants as c
 from cctv_daemon.core import winapi
 from cctv_daemon.service import install as service_install
+from tests.support.daemon import run_cli
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "systemd" / "cctv-daemon.service"
@@ -66,8 +67,7 @@ def test_install_service_print_fills_in_this_installation(tmp_path: Path) -> Non
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps({"cameras": [{"cameraName": "w", "source": "webcam", "device": "/dev/video0"}],
                                "storageConfig": {"savePath": str(save)}}))
-    res = subprocess.run([sys.executable, "-m", "cctv_daemon", "install-service", "--print", "--user", "rec",
-                          "--config", str(cfg)], capture_output=True, text=True, timeout=60, cwd=REPO)
+    res = run_cli("install-service", "--print", "--user", "rec", "--config", str(cfg), cwd=REPO, timeout=60)
     assert res.returncode == 0, res.stderr
     k = _keys(res.stdout)
     assert k["ExecStart"] == f"{sys.executable} -m cctv_daemon run --config {cfg}"
