@@ -63,6 +63,14 @@ def _matching(pattern: str, expected: str) -> AfterValidator:
     return AfterValidator(check)
 
 
+def _port_in_range(value: str) -> str:
+    try:
+        urlsplit(value).port  # noqa: B018  (raises ValueError when out of range)
+    except ValueError:
+        fail(f"has a port out of range 1-65535 (got {value!r})")
+    return value
+
+
 def valid_host(host: str) -> bool:
     """A DNS name / IPv4 address (letters, digits, ``. _ - ~ %``) or an IPv6 address, in brackets or not."""
     bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
@@ -170,7 +178,7 @@ class S3Config:
     s3Bucket: Bucket
     s3Path: Annotated[str, BeforeValidator(_prefix)] = ""  # stored without leading/trailing "/"
     endpointUrl: Annotated[Text, _matching(r"https?://([^@/\s]*@)?([\w.~%-]+|\[[\da-fA-F:.]+\])(:\d{1,5})?([/?#]\S*)?",
-                                           "an http:// or https:// URL")] | None = None
+                                           "an http:// or https:// URL"), AfterValidator(_port_in_range)] | None = None
     region: Text | None = None
     addressingStyle: Literal["auto", "path", "virtual"] = "auto"
     storageClass: StorageClass | None = None

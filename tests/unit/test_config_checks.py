@@ -318,3 +318,12 @@ def test_docs_list_exactly_the_models_keys() -> None:
         assert documented[path] == set(model_fields(cls)), (path or "top level", documented[path] ^ set(
             model_fields(cls)))
 
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:99999", "https://minio.lan:65536/"])
+def test_endpoint_port_out_of_range(endpoint: str) -> None:
+    data = {"cameras": [{"cameraName": "gate", "source": "test"}], "storageConfig": {"savePath": "/x"},
+            "s3Config": {"s3Bucket": "bucket-1", "endpointUrl": endpoint}}
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert info.value.errors == [f"s3Config.endpointUrl: has a port out of range 1-65535 (got {endpoint!r})"]
