@@ -88,7 +88,8 @@ def rebuild(catalog: Catalog, state_dir: Path, replace: bool = False) -> int:
     for cam_dir in camera_dirs(catalog.save_path, state_dir):
         rows = (d.row for d in scan_camera(catalog.save_path, cam_dir.name))
         added += catalog.add_rows(rows, recovered=True)
-    log.warning("catalog_rebuilt", added=added, replaced=replace)
+    # Rows found on disk that the catalog did not have is worth a warning; an empty folder (a first start) is not.
+    (log.warning if added else log.info)("catalog_rebuilt", added=added, replaced=replace)
     return added
 
 

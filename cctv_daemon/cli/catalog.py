@@ -73,6 +73,23 @@ def _open_catalog(config: Config) -> Catalog:
     return Catalog.for_state_dir(sc.state_dir, sc.savePath)
 
 
+def known_cameras(config: Config, catalog: Catalog) -> list[str]:
+    """Every camera one may ask about: those of the config and those with footage in the catalog."""
+    return sorted({cam.cameraName for cam in config.cameras} | set(catalog.newest_start()))
+
+
+def unknown_camera_error(config: Config, catalog: Catalog, camera: str | None) -> str | None:
+    """None when ``camera`` is None or known; else the message naming it and the known ones (callers print it
+    to stderr and exit 2: a misspelt name must not look like "no footage")."""
+    if camera is None:
+        return None
+    known = known_cameras(config, catalog)
+    if camera in known:
+        return None
+    listed = ", ".join(known) if known else "none (no camera in the config, no footage in the catalog)"
+    return f"unknown camera {camera!r}; known cameras (config and catalog): {listed}"
+
+
 def _human_size(n: int) -> str:
     size = float(n)
     for unit in ("B", "kB", "MB", "GB"):
@@ -107,6 +124,10 @@ def cmd_segments(args: argparse.Namespace) -> int:
     if config is None:
         return c.EXIT_USAGE
     catalog = _open_catalog(config)
+    error = unknown_camera_error(config, catalog, args.camera)
+    if error is not None:
+        print(f"cctv-daemon: {error}", file=sys.stderr)
+        return c.EXIT_USAGE
     rows = catalog.segments(camera=args.camera, start=args.start, end=args.end)
     gaps = with_gaps(rows, args.start, args.end)
     uploads = catalog.has_uploads_table()

@@ -10,6 +10,7 @@ from cctv_daemon import __version__
 from cctv_daemon.cli import catalog, run, service  # noqa: F401  (their commands register themselves)
 from cctv_daemon.cli.common import COMMANDS
 from cctv_daemon.core import constants as c
+from cctv_daemon.core.log_setup import setup_logging
 
 ORDER = ("run", "check-config", "config-schema", "status", "stop", "reload", "segments", "export", "check",
          "install-service")
@@ -36,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return c.EXIT_USAGE
     _help, fn, _arguments = COMMANDS[args.command]
+    # Commands that print data print only data on stdout: whatever a command logs goes to stderr (warnings and
+    # up; `run` then sends its own logs where its config says, stdout first).
+    setup_logging("warning", stream=sys.stderr)
     try:
         return fn(args)
     except KeyboardInterrupt:

@@ -271,10 +271,18 @@ def cmd_install_service(args: argparse.Namespace) -> int:
         print(f"registered scheduled task {c.SERVICE_NAME!r}; "
               f"start it now with: schtasks /Run /TN {c.SERVICE_NAME}")
         return c.EXIT_OK
-    unit = unit_for(config, config_path, args.user or c.SERVICE_USER)
+    user = args.user or c.SERVICE_USER
+    unit = unit_for(config, config_path, user)
+    problem = service_install.service_user_problem(
+        user, [service_install.current_python(), "-m", "cctv_daemon", "--version"])
     if args.print:
+        if problem is not None:
+            _err(f"warning: {problem}")
         print(unit, end="")
         return c.EXIT_OK
+    if problem is not None:
+        _err(f"not installed: {problem}")
+        return c.EXIT_RUNTIME
     target = Path("/etc/systemd/system") / f"{c.SERVICE_NAME}.service"
     try:
         target.write_text(unit, encoding="utf-8")

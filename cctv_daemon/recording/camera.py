@@ -10,6 +10,7 @@ The supervisor calls tick() from its one loop; nothing here blocks, so one camer
 from __future__ import annotations
 
 import enum
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,16 @@ _FAILURE_STATE = {
     fp.NO_DEVICE: (State.BACKOFF, "device or file not found"),
     "stall": (State.BACKOFF, "stalled"),
 }
+
+
+# How an ffmpeg we asked to stop exits: 255 after "Exiting normally, received signal" (SIGTERM/SIGINT, CTRL_BREAK),
+# 0 when it finished first, -SIGTERM when the signal came before its handler was installed, -SIGKILL after
+# stopTimeout (warned about as ffmpeg_kill). Nothing worth reporting: only other codes are logged at a stop.
+_STOP_EXIT_CODES = frozenset({0, 255, -int(signal.SIGTERM), -9})
+
+
+def _unexpected(code: int | None) -> int | None:
+    return None if code in _STOP_EXIT_CODES else code
 
 
 @dataclass
@@ -246,10 +257,13 @@ class Camera:
             self.on_run_ended(self.name, self.staging_dir, run_id)
         if self.state == State.STOPPING:
             after = self._after_stop
-            if after == State.STOPPED:
-                self._set(State.STOPPED, "stopped", exit_code=code)
+            unexpected = _unexpected(code)
+            if after == State.STOPPED and unexpected is None:
+                self._set(State.STOPPED, "stopped")  # asked for: info, whatever ffmpeg's usual exit status
+            elif after == State.STOPPED:
+                self._set(State.STOPPED, "stopped", exit_code=unexpected)
             else:
-                self._failed("stall", self.counters.last_error or "stalled", exit_code=code)
+                self._failed("stall", self.counters.last_error or "stalled", exit_code=unexpected)
             return
         if failure == fp.AUDIO_UNSUPPORTED and audio_action(self.config, self._audio_codec) == "aac":
             self._log.info("audio_transcode", codec=self._audio_codec,

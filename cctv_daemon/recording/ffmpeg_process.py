@@ -1,11 +1,15 @@
 """One running ffmpeg: its pipes read on two small threads, its progress and its errors made into facts.
 
 ffmpeg's exit status means nothing (it exits 0 when the server vanishes), so what went wrong is read from
-its stderr: every line goes to the log (levels mapped, credentials redacted), and known failures are classified.
+its stderr: every line is read (credentials redacted) and known failures are classified. What reaches the log
+(log_level_for): ffmpeg's warnings and errors at their level; its informational output (stream reports,
+"Input #0", "Stream mapping", encoder settings and statistics, "Opening ... for writing") at debug only; its
+version banner (version, built with, configuration, lib* versions) never.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import threading
@@ -14,6 +18,7 @@ from typing import IO, Any
 
 import structlog
 
+from cctv_daemon.core.child_env import ffmpeg_env
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import process_control
@@ -34,6 +39,16 @@ _LEVEL_MAP = {
 _AUDIO_STREAM = re.compile(r"Stream #0:\d+.*?: Audio: (\w+)")
 # Harmless once per start with live RTSP sources (FIELD-NOTES): kept, but not shouted.
 _HARMLESS = ("Timestamps are unset in a packet", "Non-monotonous DTS", "Non-monotonic DTS")
+# The version banner (-hide_banner hides it, but not in every ffmpeg build or wrapper): never logged.
+_BANNER = re.compile(
+    r"(ffmpeg|ffprobe) version |built with |configuration: "
+    r"|lib(avutil|avcodec|avformat|avdevice|avfilter|swscale|swresample|postproc)\s+\d+\.\s*\d+"
+)
+# ffmpeg's informational report, for lines that come without a [level] tag: debug, not info.
+_REPORT = re.compile(
+    r"(Input|Output) #\d|Stream #\d|Stream mapping:|Duration: |Metadata:|Side data:|encoder\s+:|Press \[q\]"
+    r"|frame=\s*\d|size=\s*\d|video:\d|Exiting normally|\[\w+\]\s"
+)
 
 # Failure kinds, most specific first.
 AUTH_FAILED = "auth_failed"
@@ -84,6 +99,7 @@ class FfmpegProcess:
             stdin=subprocess.PIPE if stdin_data is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
+            env=ffmpeg_env(),  # not the daemon's environment: it may hold a ${VAR} camera password
             **process_control.spawn_kwargs(),
         )
         self.pid = self.proc.pid
@@ -159,27 +175,46 @@ class FfmpegProcess:
                 self._stderr_line(line)
 
     def _stderr_line(self, line: str) -> None:
-        m = _LEVEL.search(line)
-        level = _LEVEL_MAP[m.group(1)] if m else "info"
-        text = (line[: m.start()] + line[m.end() :]).strip() if m else line
-        text = re.sub(r" @ 0x[0-9a-f]+\]", "]", text)
-        if any(h in text for h in _HARMLESS):
-            level = "debug"
+        ff_level, text = parse_line(line)
         audio = _AUDIO_STREAM.search(text)
         with self._lock:
             if audio and self.audio_codec is None:
                 self.audio_codec = audio.group(1)
-            if level == "error" or m is None:
+            if ff_level in ("error", None):
                 for needle, kind in _CLASSIFY:
                     if needle in text:
                         if self.failure is None or kind == AUDIO_UNSUPPORTED:
                             self.failure = kind
                         break
-            if level == "error":
+            if ff_level == "error":
                 self.last_error = text
-        getattr(log, level)("ffmpeg", camera=self.camera, pid=self.pid, line=text)
+        level = log_level_for(ff_level, text)
+        if level is not None and (level != "debug" or _stdlib_log.isEnabledFor(logging.DEBUG)):
+            getattr(log, level)("ffmpeg", camera=self.camera, pid=self.pid, line=text)
         if self._on_line is not None:
-            self._on_line(level, text)
+            self._on_line(level or "debug", text)
+
+
+_stdlib_log = logging.getLogger("cctv_daemon.ffmpeg")
+
+
+def parse_line(line: str) -> tuple[str | None, str]:
+    """(ffmpeg's level mapped to ours, or None when the line has no [level] tag; the text without the tag)."""
+    m = _LEVEL.search(line)
+    level = _LEVEL_MAP[m.group(1)] if m else None
+    text = (line[: m.start()] + line[m.end() :]).strip() if m else line.strip()
+    return level, re.sub(r" @ 0x[0-9a-f]+\]", "]", text)
+
+
+def log_level_for(ff_level: str | None, text: str) -> str | None:
+    """The level an ffmpeg stderr line is logged at, or None to drop it (see the module doc)."""
+    if _BANNER.match(text):
+        return None
+    if ff_level is None:
+        return "debug" if _REPORT.match(text) else "info"
+    if ff_level == "info" or any(h in text for h in _HARMLESS):
+        return "debug"
+    return ff_level
 
 
 def describe(args: list[str]) -> str:

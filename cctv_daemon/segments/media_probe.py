@@ -6,6 +6,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from cctv_daemon.core.child_env import ffmpeg_env
+
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -36,7 +38,7 @@ def probe_duration(ffmpeg_exe: str, path: Path, timeout: float = 120.0) -> Probe
         "-nostats",
     ]
     try:
-        done = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
+        done = subprocess.run(args, capture_output=True, timeout=timeout, check=False, env=ffmpeg_env())
     except (OSError, subprocess.TimeoutExpired):
         return None
     out_us = -1

@@ -17,6 +17,7 @@ from watchdog.observers import Observer
 from cctv_daemon.segments import staging
 
 log = structlog.get_logger("cctv_daemon.watcher")
+WAKE_FILE = ".stop"  # touched in the lists folder to wake the emitter thread at stop (not a .csv: ignored)
 
 
 @dataclass(frozen=True)
@@ -85,10 +86,28 @@ class SegmentWatcher:
         self._observer.start()
 
     def stop(self) -> None:
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(5)
-            self._observer = None
+        """Stop without watchdog's stop race: Observer.stop() drops each emitter's inotify group while the
+        emitter thread may still be reading an event, and watchdog then logs "InotifyEmitter.queue_events()
+        called when the thread is inactive" at error level. So first let every emitter leave its loop on its
+        own (stop flag, then one wake-up event so a blocked read returns), and only then stop the observer.
+        Events dropped here are not lost: shutdown reads every list (poll_all) before stopping the watcher."""
+        observer = self._observer
+        if observer is None:
+            return
+        self._observer = None
+        emitters = list(observer.emitters)
+        for emitter in emitters:
+            emitter.stopped_event.set()
+        wake = self.lists / WAKE_FILE
+        try:
+            wake.touch()
+            wake.unlink()
+        except OSError:
+            pass  # lists folder gone: the emitters' reads return on their own (IN_IGNORED) or are dropped
+        for emitter in emitters:
+            emitter.join(2)
+        observer.stop()
+        observer.join(5)
 
     def poll(self, list_path: Path) -> None:
         """Read any new complete lines of one list (called on watchdog events; idempotent)."""

@@ -4,6 +4,7 @@ documented default paths (a test keeps them identical)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -194,3 +195,34 @@ def render_task_xml(pythonw: str, config: Path, working_dir: str, user: str | No
 
 def current_python() -> str:
     return sys.executable
+
+
+def service_user_problem(user: str, argv: list[str]) -> str | None:
+    """Linux, as root: why the service account could not start the unit's command, or None when it can (or when
+    this cannot be checked: not root, no runuser). Catches what a newcomer hits after `sudo .venv/bin/cctv-daemon
+    install-service`: the account does not exist yet, or the venv lives where it cannot read (/root, a 0700
+    home), or this Python only finds cctv_daemon through the current folder."""
+    import pwd
+    import shutil
+    import subprocess
+
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        return (f"service user {user!r} does not exist: create it with `sudo useradd --system --home-dir "
+                f"/var/lib/cctv --shell /usr/sbin/nologin {user}` (docs/service.md) or choose one with --user")
+    runuser = shutil.which("runuser") or ("/usr/sbin/runuser" if Path("/usr/sbin/runuser").exists() else None)
+    if os.geteuid() != 0 or runuser is None:
+        return None
+    try:
+        res = subprocess.run([runuser, "-u", user, "--", *argv], cwd="/", env={"PATH": "/usr/bin:/bin"},
+                             capture_output=True, text=True, timeout=60, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"could not check that user {user!r} can run {argv[0]}: {exc}"
+    if res.returncode == 0:
+        return None
+    why = (res.stderr or res.stdout).strip().splitlines()
+    return (f"user {user!r} cannot run `{' '.join(argv)}` ({why[-1] if why else f'exit {res.returncode}'}): "
+            f"the service runs as {user!r}, so the venv must be readable by it, e.g. "
+            "`sudo python3 -m venv /opt/cctv-daemon/venv && sudo /opt/cctv-daemon/venv/bin/pip install .` "
+            "then `sudo /opt/cctv-daemon/venv/bin/cctv-daemon install-service` (docs/service.md)")

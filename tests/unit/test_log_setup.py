@@ -1,0 +1,98 @@
+"""Log format by destination: a terminal gets structlog's console format, files and pipes get JSON; both are
+redacted. The terminal is a real pseudo-terminal (pty), not a mock."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import pty
+import re
+import select
+from pathlib import Path
+
+import pytest
+import structlog
+
+from cctv_daemon.core.log_setup import is_terminal, setup_logging
+from cctv_daemon.core.redact import register_secrets
+
+SECRET = "Pty-S3cret-Pw"
+
+
+def _emit() -> None:
+    log = structlog.get_logger("test.tty")
+    log.info("connecting", url=f"rtsp://admin:{SECRET}@cam/1", note=f"password is {SECRET}")
+    try:
+        raise RuntimeError(f"failed for rtsp://admin:{SECRET}@cam/1")
+    except RuntimeError:
+        log.exception("boom")
+    logging.getLogger("foreign").warning("stdlib says %s", SECRET)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while select.select([fd], [], [], 0.5)[0]:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+@pytest.fixture
+def terminal() -> object:
+    master, slave = pty.openpty()
+    stream = os.fdopen(slave, "w", encoding="utf-8", buffering=1)
+    yield master, stream
+    stream.close()
+    os.close(master)
+    logging.getLogger().handlers.clear()
+
+
+def test_terminal_gets_console_format_and_file_stays_json_both_redacted(
+    terminal: tuple[int, io.TextIOWrapper], tmp_path: Path
+) -> None:
+    register_secrets([SECRET])
+    master, stream = terminal
+    assert is_terminal(stream)
+    log_file = tmp_path / "logs" / "d.log"
+    setup_logging("info", log_file, stream=stream)
+    _emit()
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", _read_all(master))  # without the colours
+    assert "connecting" in shown and "boom" in shown and "RuntimeError" in shown, shown
+    assert SECRET not in shown
+    assert "rtsp://admin:***@cam/1" in shown and "password is ***" in shown and "stdlib says ***" in shown
+    first = shown.strip().splitlines()[0]
+    with pytest.raises(ValueError):
+        json.loads(first)  # a console line, not JSON
+    assert "[info" in first and "connecting" in first
+    written = log_file.read_text()
+    assert SECRET not in written
+    lines = [json.loads(line) for line in written.splitlines()]  # the file: one JSON object per line
+    assert [e["event"] for e in lines] == ["connecting", "boom", "stdlib says ***"]
+    assert "***" in lines[1]["exception"]
+
+
+def test_pipe_gets_json(tmp_path: Path) -> None:
+    register_secrets([SECRET])
+    read_fd, write_fd = os.pipe()
+    stream = os.fdopen(write_fd, "w", encoding="utf-8")
+    try:
+        assert not is_terminal(stream)
+        setup_logging("info", None, stream=stream)
+        _emit()
+    finally:
+        stream.close()
+        logging.getLogger().handlers.clear()
+    with os.fdopen(read_fd, encoding="utf-8") as f:
+        text = f.read()
+    assert SECRET not in text
+    events = [json.loads(line)["event"] for line in text.splitlines()]
+    assert events == ["connecting", "boom", "stdlib says ***"]
