@@ -90,6 +90,7 @@ class S3Config:
     maxConcurrentUploads: int = c.DEFAULT_MAX_CONCURRENT_UPLOADS
     bandwidthLimitMBps: float | None = None
     multipartThresholdMB: int = c.DEFAULT_MULTIPART_THRESHOLD_MB
+    maxAttempts: int = c.DEFAULT_UPLOAD_MAX_ATTEMPTS  # failures of one object before it is `failed`
 
 
 @dataclass(frozen=True)
@@ -409,6 +410,7 @@ def _s3(top: Obj) -> S3Config | None:
     uploads = o.integer("maxConcurrentUploads", c.DEFAULT_MAX_CONCURRENT_UPLOADS, ge=1, le=32)
     bandwidth = o.number("bandwidthLimitMBps", None, gt=0)
     threshold = o.integer("multipartThresholdMB", c.DEFAULT_MULTIPART_THRESHOLD_MB, ge=5)
+    max_attempts = o.integer("maxAttempts", c.DEFAULT_UPLOAD_MAX_ATTEMPTS, ge=1, le=1_000_000)
     return S3Config(
         s3Bucket=bucket or "",
         s3Path=prefix.strip("/"),
@@ -421,6 +423,7 @@ def _s3(top: Obj) -> S3Config | None:
         maxConcurrentUploads=uploads,
         bandwidthLimitMBps=bandwidth,
         multipartThresholdMB=threshold,
+        maxAttempts=max_attempts,
     )
 
 
