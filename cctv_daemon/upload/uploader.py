@@ -318,7 +318,7 @@ class Uploader(SupervisedThreads):
 
     def object_delay(self, attempts: int) -> float:
         """One object's own backoff: exponential in its attempts, between the uploader's base and cap."""
-        raw = min(self.backoff.cap, self.backoff.base * 2 ** max(0, attempts - 1))
+        raw = float(min(self.backoff.cap, self.backoff.base * 2.0 ** max(0, attempts - 1)))
         spread = raw * self.backoff.jitter
         return max(0.0, raw + self._rng.uniform(-spread, spread))
 
