@@ -323,13 +323,14 @@ class UploadQueue:
         return None if row is None else str(row[0])
 
     def missing_uploads(self, after_rowid: int, up_to_rowid: int) -> list[MissingSegment]:
-        """Complete segments with after < rowid <= up_to that have no upload row: one statement."""
+        """Complete segments with after < rowid <= up_to that have no upload row: one statement. ``+s.state``
+        keeps SQLite on the rowid range (not the state index), so an incremental pass costs what it finds."""
         self._check_fault("missing_uploads")
         with self._lock:
             found = self._conn.execute(
                 "SELECT s.rowid, s.path, s.camera, s.start, s.size, s.added_at FROM segments s"
                 " LEFT JOIN uploads u ON u.path = s.path"
-                " WHERE s.rowid > ? AND s.rowid <= ? AND s.state = 'complete' AND u.path IS NULL"
+                " WHERE s.rowid > ? AND s.rowid <= ? AND +s.state = 'complete' AND u.path IS NULL"
                 " ORDER BY s.rowid", (after_rowid, up_to_rowid)).fetchall()
         return [MissingSegment(int(r[0]), str(r[1]), str(r[2]), float(r[3]), int(r[4]), float(r[5]))
                 for r in found]

@@ -20,6 +20,7 @@ log = structlog.get_logger("cctv_daemon.upload")
 
 # A segment row younger than this without an upload row is probably being queued by the bus right now.
 FRESH_GRACE_S = 10.0
+BATCH = 2000
 
 
 class Reconciler:
@@ -51,7 +52,9 @@ class Reconciler:
         chosen = [m for m in missing if m.rowid <= upto]
         rows = [(m.path, m.camera, m.start, m.size,
                  object_key(self.prefix, m.camera, m.start, PurePosixPath(m.path).name)) for m in chosen]
-        queued = self.queue.enqueue_reconciled(rows, now) if rows else 0
+        queued = 0
+        for i in range(0, len(rows), BATCH):  # short write transactions: the catalog's inserts never wait long
+            queued += self.queue.enqueue_reconciled(rows[i:i + BATCH], now)
         self.last_rowid, self._last_path = upto, upto_path
         self.runs += 1
         if queued:
