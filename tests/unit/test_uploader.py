@@ -561,3 +561,29 @@ def test_failing_object_does_not_hold_back_the_queue(moto_server: MotoServer, tm
     assert up.run_once() and up.run_once()
     assert [r.state for r in up.queue.all()] == [q.PENDING, q.UPLOADED, q.UPLOADED]
     assert up.state == OK and len(bucket_keys(s3)) == 2
+
+
+def test_status_renders_failing_uploader_and_failed_uploads_without_secrets(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """`status` (human) shows a failing uploader and the failed uploads; a secret in a worker's error text is
+    never shown (redacted before it is stored)."""
+    import sqlite3
+
+    from cctv_daemon.core.redact import register_secrets
+    from cctv_daemon.service.status import format_human
+
+    secret = "wJalrXUtnFEMI-worker-secret"
+    register_secrets([secret])
+    clock = FakeClock()
+    up, _catalog, _ = catalog_rig(moto_server, tmp_path, clock)
+    up._step_failed("uploader-0", sqlite3.OperationalError(f"database is locked ({secret})"))
+    data = up.status()
+    assert data["state"] == "failing" and secret not in json.dumps(data)
+    text = format_human({"components": {"uploader": data}}, now=clock.time())
+    assert "uploader FAILING" in text and "database is locked" in text and secret not in text
+    up.queue.enqueue("cam/a.mp4", "cam", clock.time() - 100, 5, "k/a.mp4", clock.time())
+    with sqlite3.connect(up.queue.db_path) as conn:
+        conn.execute("UPDATE uploads SET state='failed', failures=20, last_error='VerificationFailed: x'")
+    text = format_human({"components": {"uploader": up.status()}}, now=clock.time())
+    assert "FAILED uploads (kept on disk): 1" in text and "cam/a.mp4" in text and "uploads retry" in text
