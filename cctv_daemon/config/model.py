@@ -187,6 +187,8 @@ class S3Config:
     maxConcurrentUploads: StrictInt = Field(default=c.DEFAULT_MAX_CONCURRENT_UPLOADS, ge=1, le=32)
     bandwidthLimitMBps: Number | None = Field(default=None, gt=0)
     multipartThresholdMB: StrictInt = Field(default=c.DEFAULT_MULTIPART_THRESHOLD_MB, ge=5)
+    # failures of one object before it is `failed`
+    maxAttempts: StrictInt = Field(default=c.DEFAULT_UPLOAD_MAX_ATTEMPTS, ge=1, le=1_000_000)
 
 
 @dataclass(frozen=True, config=MODEL)

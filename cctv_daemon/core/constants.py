@@ -54,6 +54,7 @@ DEFAULT_MAX_CONCURRENT_UPLOADS = 4  # bench/upload.py: 0.96 of a bare boto3 loop
 DEFAULT_MULTIPART_THRESHOLD_MB = 16
 UPLOAD_BACKOFF_BASE_S = 1.0
 UPLOAD_BACKOFF_CAP_S = 300.0
+DEFAULT_UPLOAD_MAX_ATTEMPTS = 20  # s3Config.maxAttempts: failures of one object before it is `failed`
 
 REDACTED = "***"
 
