@@ -239,7 +239,8 @@ def _playlist_trial(exe: str, tmp: Path, segment: Path, missing: dict[str, str])
     playlist = f"ffconcat version 1.0\nfile 'file:{quoted}'\noption analyzeduration 0\noption probesize 4096\n"
     clip = tmp / "clip.mp4"
     args = [exe, "-hide_banner", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0",
-            "-protocol_whitelist", "file,pipe", "-ss", "0", "-to", "0.3", "-i", "pipe:0", "-map", "0",
+            "-protocol_whitelist", "file,pipe", "-analyzeduration", "1000000", "-ss", "0", "-to", "0.3",
+            "-i", "pipe:0", "-map", "0",
             "-c", "copy", "-progress", "pipe:1", "-nostats", "-f", "mp4", str(clip)]
     code, stdout, stderr = _run(args, stdin=playlist.encode())
     if code != 0 or not clip.exists() or "progress=end" not in stdout:
