@@ -53,8 +53,8 @@ _FAILURE_STATE = {
     fp.AUTH_FAILED: (State.AUTH_FAILED, "authentication failed"),
     fp.NOT_FOUND: (State.NOT_FOUND, "stream path not found"),
     fp.TRANSPORT_REFUSED: (State.TRANSPORT_REFUSED,
-                           'camera refuses this RTSP transport (461 Unsupported transport): set rtspTransport '
-                           'to "udp" or "auto"'),
+                           "camera refuses this RTSP transport (461 Unsupported transport): set rtspTransport "
+                           '"auto" (TCP, else UDP) or the one it accepts ("udp"/"tcp")'),
     fp.DISK_FULL: (State.DISK_FULL, "disk full"),
     fp.UNWRITABLE: (State.DISK_FULL, "recording folder not writable"),
     fp.REFUSED: (State.BACKOFF, "connection refused"),

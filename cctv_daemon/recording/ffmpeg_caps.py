@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -174,14 +175,14 @@ def probe(exe: str) -> Capabilities:
 
 def run_trials(exe: str) -> Capabilities:
     missing: dict[str, str] = {}
-    with tempfile.TemporaryDirectory(prefix="cctv-ffmpeg-probe-") as tmp:
+    with ThreadPoolExecutor(2) as pool, tempfile.TemporaryDirectory(prefix="cctv-ffmpeg-probe-") as tmp:
+        listings = [pool.submit(_listing, exe, what) for what in ("-demuxers", "-encoders")]  # meanwhile
         version, segment = _record_trial(exe, Path(tmp), missing)
         if segment is not None:
             _playlist_trial(exe, Path(tmp), segment, missing)
         else:
             missing.setdefault(PLAYLIST, "not tried: the recording trial failed")
-        demuxers = _listing(exe, "-demuxers")
-        encoders = _listing(exe, "-encoders")
+        demuxers, encoders = (f.result() for f in listings)
     for feature, name, listing in ((RTSP, "rtsp", demuxers), (WEBCAM, _WEBCAM_DEMUXER, demuxers),
                                    (LIBX264, "libx264", encoders), (AAC, "aac", encoders)):
         if name not in listing:
