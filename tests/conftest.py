@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests.support import old_ffmpeg
 from tests.support.daemon import DaemonProc
 from tests.support.media import make_h264
 from tests.support.rtsp import RtspServer
@@ -23,6 +24,15 @@ _DAEMONS = pytest.StashKey[list[DaemonProc]]()
 def h264_file() -> Path:
     """10 s of 640x360 10 fps Annex-B H.264 (testsrc2, no B-frames, one keyframe per second)."""
     return make_h264(None, seconds=10, size="640x360", fps=10)
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_4_2_2() -> Path:
+    """A real static ffmpeg 4.2.2 (too old for the daemon), from the imageio-ffmpeg 0.4.3 wheel on PyPI."""
+    try:
+        return old_ffmpeg.ffmpeg_4_2_2()
+    except old_ffmpeg.Unavailable as exc:
+        pytest.skip(f"no ffmpeg 4.2.2 to test with: {exc}")
 
 
 @pytest.fixture

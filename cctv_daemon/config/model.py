@@ -39,6 +39,7 @@ __all__ = ["ConfigError", "load_config", "parse_config"]
 
 SourceKind = Literal["rtsp", "webcam", "test"]
 AudioMode = Literal["auto", "copy", "aac", "none"]
+RtspTransport = Literal["tcp", "udp", "auto"]
 StorageClass = Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR",
                        "DEEP_ARCHIVE", "REDUCED_REDUNDANCY"]
 
@@ -160,6 +161,7 @@ class CameraConfig:
     videoDuration: StrictInt = Field(default=c.DEFAULT_VIDEO_DURATION_S, ge=1, le=86400)
     audio: AudioMode = "auto"
     stallTimeout: Number = Field(default=c.DEFAULT_STALL_TIMEOUT_S, ge=2)
+    rtspTransport: RtspTransport = "tcp"  # auto: TCP, falling back to UDP for the run on "461 Unsupported transport"
     maxStorageGB: Number | None = Field(default=None, gt=0)  # per-camera cap (retention)
 
     @model_validator(mode="after")

@@ -36,7 +36,9 @@ class CameraStateChanged:
     """A camera's state machine moved (recording/camera.py); published from the main loop."""
 
     camera: str
-    old: str  # State values: stopped, starting, recording, backoff, auth_failed, not_found, disk_full, stopping
+    # State values: stopped, starting, recording, backoff, auth_failed, not_found, transport_refused, disk_full,
+    # stopping
+    old: str
     new: str
     reason: str
     time: float  # wall clock, epoch seconds

@@ -1,7 +1,7 @@
 r"""A camera's life: an explicit state machine around its one long-lived ffmpeg.
 
     stopped -> starting -> recording -> (exit | stall) -> backoff -> starting ...
-                        \-> auth_failed | not_found | disk_full (retry at the backoff cap)
+                        \-> auth_failed | not_found | transport_refused | disk_full (retry at the cap)
     any running state -> stopping -> stopped            (polite stop, then kill after stopTimeout)
 
 The supervisor calls tick() from its one loop; nothing here blocks, so one camera never delays another.
@@ -24,7 +24,13 @@ from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import CameraStateChanged
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import ffmpeg_process as fp
-from cctv_daemon.recording.ffmpeg_command import SegmentOutput, audio_action, build_command, input_playlist
+from cctv_daemon.recording.ffmpeg_command import (
+    SegmentOutput,
+    audio_action,
+    build_command,
+    input_playlist,
+    rtsp_transport,
+)
 from cctv_daemon.recording.ffmpeg_process import FfmpegProcess
 from cctv_daemon.segments import staging
 
@@ -38,14 +44,18 @@ class State(str, enum.Enum):
     BACKOFF = "backoff"
     AUTH_FAILED = "auth_failed"
     NOT_FOUND = "not_found"
+    TRANSPORT_REFUSED = "transport_refused"
     DISK_FULL = "disk_full"
     STOPPING = "stopping"
 
 
-_WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.DISK_FULL)
+_WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED, State.DISK_FULL)
 _FAILURE_STATE = {
     fp.AUTH_FAILED: (State.AUTH_FAILED, "authentication failed"),
     fp.NOT_FOUND: (State.NOT_FOUND, "stream path not found"),
+    fp.TRANSPORT_REFUSED: (State.TRANSPORT_REFUSED,
+                           "camera refuses this RTSP transport (461 Unsupported transport): set rtspTransport "
+                           '"auto" (TCP, else UDP) or the one it accepts ("udp"/"tcp")'),
     fp.DISK_FULL: (State.DISK_FULL, "disk full"),
     fp.UNWRITABLE: (State.DISK_FULL, "recording folder not writable"),
     fp.REFUSED: (State.BACKOFF, "connection refused"),
@@ -113,6 +123,7 @@ class Camera:
         self._anchored = False
         self._last_failure: str | None = None
         self._audio_codec: str | None = None
+        self._transport_fallback: str | None = None  # rtspTransport "auto": "udp" once TCP was refused
         self._log = log.bind(camera=config.cameraName)
 
     @property
@@ -201,7 +212,8 @@ class Camera:
                                staging.RunMeta(self.name, self.config.videoFeedId))
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
                                  self._audio_codec)
-            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=input_playlist(self.config))
+            playlist = input_playlist(self.config, rtsp_transport(self.config, self._transport_fallback))
+            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist)
         except OSError as exc:
             self.proc = None
             kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None
@@ -270,6 +282,13 @@ class Camera:
                            reason="codec cannot be stored in MP4; transcoding audio to AAC")
             self._spawn()
             return
+        if (failure == fp.TRANSPORT_REFUSED and self.config.rtspTransport == "auto"
+                and self._transport_fallback is None):
+            self._transport_fallback = "udp"  # remembered for the rest of the run
+            self._log.info("rtsp_transport_fallback", transport="udp",
+                           reason="camera refused RTSP over TCP (461 Unsupported transport)")
+            self._spawn()
+            return
         last = proc.last_error or f"stream ended (exit status {code})"
         self._failed(failure, last, exit_code=code)
 
@@ -277,7 +296,7 @@ class Camera:
         self.counters.last_error = detail
         self._recording_since = None
         state, label = _FAILURE_STATE.get(kind or "", (State.BACKOFF, "stream ended"))
-        at_cap = state in (State.AUTH_FAILED, State.NOT_FOUND)
+        at_cap = state in (State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED)
         delay = self.backoff.next_delay(at_cap=at_cap)
         self.retry_at = self.clock.monotonic() + delay
         # Say an error once per change of failure, not on every retry.

@@ -57,11 +57,13 @@ DISK_FULL = "disk_full"
 UNWRITABLE = "unwritable"
 REFUSED = "connection_refused"
 AUDIO_UNSUPPORTED = "audio_unsupported"
+TRANSPORT_REFUSED = "transport_refused"
 NO_DEVICE = "no_device"
 _CLASSIFY: tuple[tuple[str, str], ...] = (
     ("401 Unauthorized", AUTH_FAILED),
     ("403 Forbidden", AUTH_FAILED),
     ("404 Not Found", NOT_FOUND),
+    ("461 Unsupported transport", TRANSPORT_REFUSED),
     ("No space left on device", DISK_FULL),
     ("Disk quota exceeded", DISK_FULL),
     ("Read-only file system", UNWRITABLE),

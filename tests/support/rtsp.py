@@ -23,7 +23,8 @@ from urllib.parse import quote
 SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-#: kind of a mount: "video" (H.264 only) or "video+pcmu" (H.264 + G.711 mu-law audio)
+#: kind of a mount: "video" (H.264 only), "video+pcmu" (H.264 + G.711 mu-law audio), "h265" (an H.265 file),
+#: "video-udp" (H.264, refuses RTSP over TCP with 461)
 MountSpec = tuple[str, str | os.PathLike[str]]
 
 
@@ -38,6 +39,7 @@ class RtspServer:
     """A GStreamer RTSP server subprocess on 127.0.0.1.
 
     ``mounts`` maps a mount path to ``(kind, h264_file)``, e.g. ``{"/cam1": ("video", "/tmp/a.h264")}``.
+    ``auth``: "basic" (default) or "digest" when ``user``/``password`` are given.
     """
 
     def __init__(
@@ -46,6 +48,7 @@ class RtspServer:
         *,
         user: str | None = None,
         password: str | None = None,
+        auth: str = "basic",
         port: int | None = None,
         host: str = "127.0.0.1",
         ready_timeout: float = 15.0,
@@ -57,6 +60,7 @@ class RtspServer:
         self.mounts = dict(mounts)
         self.user = user
         self.password = password
+        self.auth = auth
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.ready_timeout = ready_timeout
@@ -74,6 +78,8 @@ class RtspServer:
             cmd += ["--mount", f"{path}={kind}:{os.fspath(file)}"]
         if self.user is not None and self.password is not None:
             cmd += ["--user", self.user, "--password", self.password]
+            if self.auth != "basic":
+                cmd += ["--auth", self.auth]
         return cmd
 
     def start(self) -> RtspServer:

@@ -8,7 +8,9 @@ Run it with Debian's ``/usr/bin/python3`` (the interpreter that has ``gi``), not
         --user admin --password secret
 
 Every mount loops a pre-encoded Annex-B H.264 file (no B-frames) in real time; ``video+pcmu`` adds a
-G.711 mu-law audio track from ``audiotestsrc``. Media are shared per mount. Prints ``READY <port>`` on stdout
+G.711 mu-law audio track from ``audiotestsrc``; ``h265`` loops an Annex-B H.265 file instead; ``video-udp``
+is ``video`` that refuses RTSP over TCP (``461 Unsupported transport``, UDP only). ``--auth digest`` asks for
+digest instead of basic authentication. Media are shared per mount. Prints ``READY <port>`` on stdout
 once listening; exits cleanly (status 0) on SIGTERM / SIGINT.
 """
 
@@ -24,9 +26,10 @@ import gi
 
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+gi.require_version("GstRtsp", "1.0")
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
-KINDS = ("video", "video+pcmu")
+KINDS = ("video", "video+pcmu", "h265", "video-udp")
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,13 @@ def launch_line(mount: Mount) -> str:
         "video/x-h264,stream-format=byte-stream,alignment=au ! identity sync=true ! "
         "rtph264pay name=pay0 pt=96 config-interval=1"
     )
-    if mount.kind == "video":
+    if mount.kind == "h265":
+        video = (
+            f'multifilesrc location="{location}" loop=true ! h265parse name=parse0 ! '
+            "video/x-h265,stream-format=byte-stream,alignment=au ! identity sync=true ! "
+            "rtph265pay name=pay0 pt=96 config-interval=1"
+        )
+    if mount.kind in ("video", "h265", "video-udp"):
         return f"( {video} )"
     audio = (
         "audiotestsrc is-live=true wave=sine freq=440 volume=0.3 samplesperbuffer=160 ! "
@@ -93,13 +102,19 @@ def build_server(args: argparse.Namespace) -> GstRtspServer.RTSPServer:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string(GstRtspServer.RTSP_TOKEN_MEDIA_FACTORY_ROLE, "user")
-        basic = GstRtspServer.RTSPAuth.make_basic(args.user, args.password or "")
-        auth.add_basic(basic, token)
+        if getattr(args, "auth", "basic") == "digest":
+            auth.set_supported_methods(GstRtsp.RTSPAuthMethod.DIGEST)
+            auth.add_digest(args.user, args.password or "", token)
+        else:
+            basic = GstRtspServer.RTSPAuth.make_basic(args.user, args.password or "")
+            auth.add_basic(basic, token)
         server.set_auth(auth)
     for mount in args.mount:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch_line(mount))
         factory.set_shared(True)
+        if mount.kind == "video-udp":
+            factory.set_protocols(GstRtsp.RTSPLowerTrans.UDP)  # a TCP SETUP gets 461 Unsupported transport
         factory.connect("media-configure", _on_media_configure)
         if with_auth:
             permissions = GstRtspServer.RTSPPermissions()
@@ -118,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount", type=parse_mount, action="append", required=True)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--auth", choices=("basic", "digest"), default="basic")
     args = parser.parse_args(argv)
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password go together")

@@ -126,3 +126,16 @@ def test_audio_maps_optional_stream_and_aac_bitrate() -> None:
     assert opt(args, "-c:a") == "aac"
     assert "-an" not in build_command(cam(), "ffmpeg", OUT)
     assert "-an" in build_command(cam(audio="none"), "ffmpeg", OUT)
+
+
+def test_rtsp_transport_key_sets_the_playlist_transport() -> None:
+    assert "option rtsp_transport tcp\n" in (input_playlist(cam()) or b"").decode()
+    assert "option rtsp_transport udp\n" in (input_playlist(cam(rtspTransport="udp")) or b"").decode()
+    auto = cam(rtspTransport="auto")
+    assert "option rtsp_transport tcp\n" in (input_playlist(auto) or b"").decode()  # TCP until a 461
+    assert "option rtsp_transport udp\n" in (input_playlist(auto, "udp") or b"").decode()
+
+
+def test_stream_copy_is_tagged_hvc1_and_transcodes_are_not() -> None:
+    assert opt(build_command(cam(), "ffmpeg", OUT), "-tag:v") == "hvc1"  # the segment muxer drops it for H.264
+    assert "-tag:v" not in build_command(cam(frameRate=5), "ffmpeg", OUT)
