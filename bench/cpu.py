@@ -28,7 +28,7 @@ import psutil
 
 from cctv_daemon.config.model import CameraConfig
 from cctv_daemon.core import constants as c
-from cctv_daemon.recording.ffmpeg_command import SegmentOutput, build_command, camera_url, input_playlist
+from cctv_daemon.recording.ffmpeg_command import SegmentOutput, build_command, input_playlist
 from tests.support.daemon import DaemonProc, wait_for
 from tests.support.media import make_h264
 from tests.support.rtsp import RtspServer

@@ -76,6 +76,7 @@ class Camera:
         state_dir: Path,
         clock: Clock,
         on_run_ended: RunEnded | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.sup = supervisor
@@ -83,6 +84,7 @@ class Camera:
         self.staging_dir = staging.staging_root(state_dir) / config.cameraName
         self.clock = clock
         self.on_run_ended = on_run_ended
+        self.on_exit = on_exit  # called from a reader thread when ffmpeg exits: wakes the main loop
         self.backoff = Backoff(supervisor.backoffBase, supervisor.backoffCap)
         self.state = State.STOPPED
         self.reason = "not started"
@@ -183,7 +185,8 @@ class Camera:
                                staging.RunMeta(self.name, self.config.videoFeedId))
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
                                  self._audio_codec)
-            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=input_playlist(self.config))
+            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=input_playlist(self.config),
+                                      on_exit=self.on_exit)
         except OSError as exc:
             self.proc = None
             kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None

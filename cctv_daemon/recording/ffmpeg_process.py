@@ -66,11 +66,13 @@ class FfmpegProcess:
         clock: Clock,
         on_line: Callable[[str, str], None] | None = None,
         stdin_data: bytes | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.args = args
         self.camera = camera
         self.clock = clock
         self._on_line = on_line
+        self._on_exit = on_exit
         self._lock = threading.Lock()
         self.started_at = clock.monotonic()
         self.last_advance = self.started_at  # monotonic time media time last moved forward
@@ -136,6 +138,8 @@ class FfmpegProcess:
             if key == "progress":
                 self._progress_block(block)
                 block = {}
+        if self._on_exit is not None:
+            self._on_exit()  # stdout closed: ffmpeg has exited (or is exiting)
 
     def _progress_block(self, block: dict[str, str]) -> None:
         try:

@@ -20,6 +20,7 @@ from cctv_daemon.config.model import CameraConfig, Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.events import FinishedSegment, SegmentBus
+from cctv_daemon.core.waker import Waker
 from cctv_daemon.recording import orphans
 from cctv_daemon.recording.camera import Camera, State
 from cctv_daemon.segments import staging
@@ -29,6 +30,8 @@ from cctv_daemon.segments.watcher import SegmentWatcher, StagedSegment
 log = structlog.get_logger("cctv_daemon.supervisor")
 
 SAFETY_POLL_S = 10.0
+STALL_MARGIN_S = 0.01  # a stall is `now - last_advance > stallTimeout`: wake just after it
+_RETRYING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.DISK_FULL)
 
 
 class Component(Protocol):
@@ -60,6 +63,7 @@ class Daemon:
         self.components: list[Component] = []
         self.storage = catalog_wiring.attach(self)  # catalog: first bus subscriber; retention component
         self._signals: list[int] = []
+        self.waker = Waker()  # wait()s of the loop end early on a signal or an ffmpeg exit
         self._stop_requested = False
         self._force_exit = False
         self._worker: threading.Thread | None = None
@@ -74,12 +78,14 @@ class Daemon:
             sig = getattr(signal, name, None)
             if sig is not None:
                 signal.signal(sig, self._on_signal)
+        self.waker.wake_on_signals()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals.append(signum)  # only record; the loop acts
 
     def request_stop(self) -> None:
         self._stop_requested = True
+        self.waker.wake()
 
     def _handle_signals(self) -> None:
         while self._signals:
@@ -126,7 +132,7 @@ class Daemon:
 
     def add_camera(self, cam_cfg: CameraConfig) -> Camera:
         cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.state_dir, self.clock,
-                     on_run_ended=self._run_ended)
+                     on_run_ended=self._run_ended, on_exit=self.waker.wake)
         self.cameras[cam.name] = cam
         cam.start()
         return cam
@@ -144,8 +150,24 @@ class Daemon:
             if self.clock.monotonic() >= next_poll:
                 self.watcher.poll_all()
                 next_poll = self.clock.monotonic() + SAFETY_POLL_S
-            time.sleep(c.SUPERVISOR_TICK_S)
+            self.waker.wait(self.next_wait())
         return self.shutdown()
+
+    def next_wait(self) -> float:
+        """How long the loop may sleep. SUPERVISOR_TICK_S while a camera starts or stops; otherwise until the
+        first deadline (a stall, a retry) but at most IDLE_TICK_S: with every camera recording steadily, ticking
+        5 times a second was most of the daemon's CPU (docs/benchmarks.md). Signals and ffmpeg exits wake it."""
+        now = self.clock.monotonic()
+        wait = c.IDLE_TICK_S
+        for cam in self.cameras.values():
+            if cam.state == State.RECORDING and cam.proc is not None:
+                last_advance, _, _ = cam.proc.snapshot()
+                wait = min(wait, last_advance + cam.config.stallTimeout - now + STALL_MARGIN_S)
+            elif cam.state in _RETRYING:
+                wait = min(wait, cam.retry_at - now)
+            elif cam.state != State.STOPPED:
+                return c.SUPERVISOR_TICK_S
+        return max(wait, 0.0)
 
     def tick(self) -> None:
         for cam in list(self.cameras.values()):
@@ -186,6 +208,7 @@ class Daemon:
                 comp.stop()
             except Exception:
                 log.exception("component_stop_failed", component=type(comp).__name__)
+        self.waker.close()
         log.info("daemon_stopped")
         return c.EXIT_OK
 
