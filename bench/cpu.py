@@ -114,8 +114,21 @@ def nolist(url: str, out: Path) -> Command:
     return _drop(_drop(args, "-segment_list"), "-segment_list_type"), stdin
 
 
+def noautoconvert(url: str, out: Path) -> Command:
+    """Ours with the concat demuxer's automatic bitstream filters off."""
+    args, stdin = ours(url, out)
+    i = args.index("-i")
+    return args[:i] + ["-auto_convert", "0"] + args[i:], stdin
+
+
+def threads1(url: str, out: Path) -> Command:
+    args, stdin = ours(url, out)
+    return args[:1] + ["-threads", "1"] + args[1:], stdin
+
+
 VARIANTS: dict[str, Callable[[str, Path], Command]] = {
     "bare": bare, "ours": ours, "direct": direct, "noprogress": noprogress, "noflush": noflush, "nolist": nolist,
+    "noautoconvert": noautoconvert, "threads1": threads1,
 }
 
 
