@@ -118,12 +118,12 @@ def noautoconvert(url: str, out: Path) -> Command:
     """Ours with the concat demuxer's automatic bitstream filters off."""
     args, stdin = ours(url, out)
     i = args.index("-i")
-    return args[:i] + ["-auto_convert", "0"] + args[i:], stdin
+    return [*args[:i], "-auto_convert", "0", *args[i:]], stdin
 
 
 def threads1(url: str, out: Path) -> Command:
     args, stdin = ours(url, out)
-    return args[:1] + ["-threads", "1"] + args[1:], stdin
+    return [*args[:1], "-threads", "1", *args[1:]], stdin
 
 
 VARIANTS: dict[str, Callable[[str, Path], Command]] = {

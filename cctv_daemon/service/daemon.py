@@ -155,8 +155,9 @@ class Daemon:
 
     def next_wait(self) -> float:
         """How long the loop may sleep. SUPERVISOR_TICK_S while a camera starts or stops; otherwise until the
-        first deadline (a stall, a retry) but at most IDLE_TICK_S: with every camera recording steadily, ticking
-        5 times a second was most of the daemon's CPU (docs/benchmarks.md). Signals and ffmpeg exits wake it."""
+        first deadline (a stall, a retry, a component's `next_due()`) but at most IDLE_TICK_S: with every camera
+        recording steadily, ticking 5 times a second was half of the daemon's CPU (docs/benchmarks.md). Signals
+        and ffmpeg exits wake it."""
         now = self.clock.monotonic()
         wait = c.IDLE_TICK_S
         for cam in self.cameras.values():
@@ -167,6 +168,11 @@ class Daemon:
                 wait = min(wait, cam.retry_at - now)
             elif cam.state != State.STOPPED:
                 return c.SUPERVISOR_TICK_S
+        for comp in self.components:  # a component with a deadline of its own (systemd's watchdog) says so
+            next_due = getattr(comp, "next_due", None)
+            due = next_due() if callable(next_due) else None
+            if due is not None:
+                wait = min(wait, due - now)
         return max(wait, 0.0)
 
     def tick(self) -> None:
