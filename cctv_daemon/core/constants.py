@@ -25,7 +25,8 @@ PROGRESS_PERIOD_S = 1.0
 # ffmpeg analyses 3 s of a live stream by default before it starts writing; 1 s (a GOP of most cameras) is enough
 # with the codecs known from the SDP and cuts ~2 s from every (re)connect.
 RTSP_ANALYZE_DURATION_US = 1_000_000
-SUPERVISOR_TICK_S = 0.2
+SUPERVISOR_TICK_S = 0.2  # main loop period while a camera starts or stops
+IDLE_TICK_S = 1.0  # at most this long between ticks when all cameras record (signals, exits wake it sooner)
 
 # Transcoding (only when frameRate/resolution are set, or for the test source).
 X264_PRESET = "veryfast"

@@ -100,6 +100,7 @@ class Camera:
         clock: Clock,
         on_run_ended: RunEnded | None = None,
         on_state: StateHook | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.sup = supervisor
@@ -108,6 +109,7 @@ class Camera:
         self.clock = clock
         self.on_run_ended = on_run_ended
         self.on_state = on_state
+        self.on_exit = on_exit  # called from a reader thread when ffmpeg exits: wakes the main loop
         self.backoff = Backoff(supervisor.backoffBase, supervisor.backoffCap)
         self.state = State.STOPPED
         self.reason = "not started"
@@ -213,7 +215,7 @@ class Camera:
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
                                  self._audio_codec)
             playlist = input_playlist(self.config, rtsp_transport(self.config, self._transport_fallback))
-            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist)
+            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist, on_exit=self.on_exit)
         except OSError as exc:
             self.proc = None
             kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None
