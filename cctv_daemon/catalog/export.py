@@ -13,6 +13,7 @@ Timing and the measurements behind this choice: docs/benchmarks.md."""
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import subprocess
 import tempfile
@@ -28,6 +29,7 @@ from cctv_daemon.segments import fmp4
 ProgressFn = Callable[[float, float], None]  # (seconds done, seconds total)
 Item = bytes | tuple[Path, int, int]  # bytes to write, or (source file, offset, length) to copy
 CHUNK = 8 << 20
+TOUCH_S = 0.5  # a segment starting this close to the previous one's end continues it
 
 
 class ExportError(Exception):
@@ -96,19 +98,26 @@ def plan(catalog: Catalog, camera: str, start: float, end: float) -> ExportPlan:
     rows = catalog.segments(camera=camera, start=start, end=end)
     if not rows:
         raise ExportError(f"no footage of camera {camera!r} in that range")
-    files = [catalog.abs(r.path) for r in rows]
+    # The frame at or after --to may be the first one of the next segment, when that one touches.
+    after = [r for r in catalog.segments(camera=camera, start=rows[-1].end, end=rows[-1].end + TOUCH_S)
+             if r.start >= end and r.start - rows[-1].end < TOUCH_S]
+    files = [catalog.abs(r.path) for r in rows + after[:1]]
     missing = [f for f in files if not f.exists()]
     if missing:
         raise ExportError(f"{len(missing)} catalogued file(s) are missing, e.g. {missing[0]} "
                           "(run `cctv-daemon check --repair`)")
     pieces: list[Piece] = []
-    for i, (row, path) in enumerate(zip(rows, files, strict=True)):
-        try:
+    try:
+        for i, (row, path) in enumerate(zip(rows, files, strict=False)):
             piece = _piece(row, path, start if i == 0 else None, end if i == len(rows) - 1 else None)
-        except (fmp4.Fmp4Error, OSError, ValueError) as exc:
-            raise ExportError(f"cannot read {path}: {exc}") from None
-        if piece is not None:
-            pieces.append(piece)
+            if piece is not None:
+                pieces.append(piece)
+        if pieces and after and _last_frame_wall(pieces[-1]) < end - 1e-6:
+            nxt = _piece(after[0], files[-1], None, after[0].start)  # its first frame only
+            if nxt is not None:
+                pieces.append(nxt)
+    except (fmp4.Fmp4Error, OSError, ValueError) as exc:
+        raise ExportError(f"cannot read a segment: {exc}") from None
     if not pieces:
         raise ExportError(f"no footage of camera {camera!r} in that range")
     first, last = pieces[0], pieces[-1]
@@ -149,7 +158,11 @@ def _piece(row: SegmentRow, path: Path, start: float | None, end: float | None) 
         want = media_start + (end - row.start) / scale
         inside = [i for i, v in enumerate(vts) if v and v.base_time / ts <= want + 1e-6 and i >= first]
         last = inside[-1] if inside else first
-        keep = _keep_until(frags[last], vt, init, round(want * ts))
+        want_ts = math.floor((want - 1e-6) * ts)
+        keep = _keep_until(frags[last], vt, init, want_ts)
+        if keep is None and last + 1 < len(frags):  # the frame at or after --to opens the next fragment
+            last += 1
+            keep = _keep_until(frags[last], vt, init, want_ts)
     return Piece(row, path, init, frags, first, last, keep, media_start, scale)
 
 
@@ -178,6 +191,15 @@ def _keep_until(frag: fmp4.Fragment, vt: int, init: fmp4.Init, want: int) -> dic
             m += 1
         keep[tr.track_id] = m
     return keep
+
+
+def _last_frame_wall(p: Piece) -> float:
+    """Wall time at which the piece's last kept video frame is presented."""
+    vt = _video(p.init)
+    v = _vtraf(p.frags[p.last], vt)
+    assert v is not None
+    n = v.count if p.keep is None else p.keep.get(vt, v.count)
+    return p.wall((v.base_time + sum(v.durations[:n - 1]) + v.ctos[n - 1]) / p.init.tracks[vt].timescale)
 
 
 def _piece_start(p: Piece) -> float:
