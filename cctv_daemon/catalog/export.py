@@ -171,12 +171,23 @@ def _keep_until(frag: fmp4.Fragment, vt: int, init: fmp4.Init, want: int) -> dic
     or after `want` (track timescale); other tracks up to the end of that frame."""
     v = _vtraf(frag, vt)
     assert v is not None
-    t, n = v.base_time, v.count
+    pts: list[int] = []
+    t = v.base_time
     for k in range(v.count):
-        if t + v.ctos[k] >= want:
-            n = k + 1
-            break
+        pts.append(t + v.ctos[k])
         t += v.durations[k]
+    later = [p for p in pts if p >= want]
+    if not later:
+        return None
+    # the shortest decode-order prefix (B-frames: a decode-order prefix always decodes) holding every frame
+    # presented up to that one,
+    # and every frame presented before the last one kept (no frame skipped in presentation order)
+    n, top = 0, min(later)
+    while True:
+        need = max(k for k, p in enumerate(pts) if p <= top) + 1
+        if need <= n:
+            break
+        n, top = need, max(pts[:need])
     if n == v.count:
         return None
     end_s = (v.base_time + sum(v.durations[:n])) / init.tracks[vt].timescale
@@ -199,7 +210,8 @@ def _last_frame_wall(p: Piece) -> float:
     v = _vtraf(p.frags[p.last], vt)
     assert v is not None
     n = v.count if p.keep is None else p.keep.get(vt, v.count)
-    return p.wall((v.base_time + sum(v.durations[:n - 1]) + v.ctos[n - 1]) / p.init.tracks[vt].timescale)
+    last = max(v.base_time + sum(v.durations[:k]) + v.ctos[k] for k in range(n))
+    return p.wall(last / p.init.tracks[vt].timescale)
 
 
 def _piece_start(p: Piece) -> float:

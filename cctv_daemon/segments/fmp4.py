@@ -101,6 +101,7 @@ class Traf:
     default_size: int | None
     default_flags: int | None
     trun_flags: int
+    trun_version: int  # 1: signed composition offsets
     data_offset: int  # relative to the moof's first byte
     first_sample_flags: int | None
     entries: bytes  # the trun's per-sample table, as stored
@@ -262,11 +263,11 @@ def _trafs(moof_bytes: bytes, init: Init, path: Path) -> list[Traf]:
         cols = {bit: table[i::len(per)] for i, bit in enumerate(per)}
         durations = list(cols.get(0x100, [d_dur] * count))
         sizes = list(cols.get(0x200, [d_size] * count))
-        ctos = [c - (1 << 32) if c >= 1 << 31 else c for c in cols.get(0x800, [0] * count)]
+        ctos = [c - (1 << 32) if c >= 1 << 31 and t[0] == 1 else c for c in cols.get(0x800, [0] * count)]
         flag0 = first_flags if first_flags is not None else (cols[0x400][0] if 0x400 in cols and count
                                                              else d_flags)
         out.append(Traf(tid, base, flags, vals.get(0x2), vals.get(0x8), vals.get(0x10), vals.get(0x20), tflags,
-                        data_offset, first_flags, entries, durations, sizes, ctos,
+                        t[0], data_offset, first_flags, entries, durations, sizes, ctos,
                         count > 0 and not flag0 & NON_SYNC))
     return out
 
@@ -284,7 +285,7 @@ def build_moof(seq: int, trafs: list[tuple[Traf, int, int]]) -> tuple[bytes, lis
             if t.tfhd_flags & bit:
                 tfhd += struct.pack(">I", v or 0)
         tfdt = struct.pack(">IQ", 1 << 24, base)
-        trun = struct.pack(">II", t.trun_flags | 0x1, n) + struct.pack(">i", data_offset)
+        trun = struct.pack(">II", t.trun_version << 24 | t.trun_flags | 0x1, n) + struct.pack(">i", data_offset)
         if t.trun_flags & 0x4:
             trun += struct.pack(">I", t.first_sample_flags or 0)
         trun += t.entries[:n * t.entry_size]

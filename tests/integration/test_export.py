@@ -25,14 +25,14 @@ FPS = 10
 
 
 def make_run(out_dir: Path, seconds: int, seg_s: int, size: str = "320x180",
-             audio: bool = True) -> list[tuple[Path, float, float]]:
+             audio: bool = True, bframes: int = 0) -> list[tuple[Path, float, float]]:
     """One ffmpeg run cut into fragmented-MP4 segments; returns (file, media start, media end) per segment."""
     out_dir.mkdir(parents=True, exist_ok=True)
     inputs = ["-f", "lavfi", "-i", f"testsrc=size={size}:rate={FPS}"]
     if audio:
         inputs += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
     cmd = ["ffmpeg", "-nostdin", "-v", "error", "-y", *inputs, "-t", str(seconds), "-c:v", "libx264",
-           "-preset", "ultrafast", "-tune", "zerolatency", "-pix_fmt", "yuv420p", "-g", str(FPS),
+           "-preset", "ultrafast", *(["-tune", "zerolatency"] if not bframes else ["-bf", str(bframes)]), "-pix_fmt", "yuv420p", "-g", str(FPS),
            "-force_key_frames", f"expr:gte(t,n_forced*{seg_s})", "-threads", "1",
            *(["-c:a", "aac"] if audio else []), "-f", "segment", "-segment_time", str(seg_s),
            "-reset_timestamps", "1", "-segment_format", "mp4", "-segment_format_options",
@@ -183,6 +183,25 @@ def test_runs_with_another_codec_setup_still_export(tmp_path: Path) -> None:
     sizes = [x.strip(",") for x in sizes]
     assert sizes.count("320") == 50 and sizes.count("256") == 41
     assert format_tags(out)["creation_time"].startswith(iso(T0 + 1)[:19])
+
+
+def test_b_frames(tmp_path: Path) -> None:
+    """A camera sending B-frames (composition offsets): the clip decodes, shows every frame from the keyframe to
+    past --to (a decode-order cut can carry up to the reorder depth more), and has no edit list."""
+    save = tmp_path / "rec"
+    run = make_run(tmp_path / "bf", 9, 3, bframes=2)
+    catalog_run(save, "t1", run, T0)
+    cat = Catalog(save / ".cctv" / c.CATALOG_FILENAME, save)
+    out = tmp_path / "bf.mp4"
+    export.export("ffmpeg", export.plan(cat, "t1", T0 + 1.5, T0 + 7.45), out)
+    assert decode_errors(out) == ""
+    pts = sorted(p for p, _f in packets(out))
+    steps = [round(b - a, 3) for a, b in zip(pts, pts[1:], strict=False)]
+    assert set(steps) == {0.1}, steps  # no frame missing in presentation order
+    shown = len(pts)
+    first_end = run[0][2]
+    assert expected_frames(1.5, 7.45, first_end, 3, 90) <= shown <= expected_frames(1.5, 7.45, first_end, 3, 90) + 2
+    assert b"elst" not in out.read_bytes()[:4096]
 
 
 def test_progress_reaches_100_and_stdout_is_only_data(tmp_path: Path) -> None:
