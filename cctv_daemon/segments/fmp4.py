@@ -8,6 +8,7 @@ to the moof); anything else raises Fmp4Error and the caller falls back to ffmpeg
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 from dataclasses import dataclass, field
@@ -191,29 +192,31 @@ def _init(ftyp: bytes, moov: Box, path: Path) -> Init:
 def read_fragments(path: Path, init: Init, start: int) -> list[Fragment]:
     """Every complete moof+mdat pair after the moov (a crash-cut last fragment is left out)."""
     frags: list[Fragment] = []
-    size_total = path.stat().st_size
     with path.open("rb") as f:
-        off = start
-        pending: tuple[int, bytes] | None = None  # (offset, moof bytes)
-        while off + 8 <= size_total:
-            f.seek(off)
-            hdr = f.read(16)
-            size, kind = struct.unpack_from(">I4s", hdr)
-            hlen = 8
-            if size == 1:
-                size, hlen = struct.unpack_from(">Q", hdr, 8)[0], 16
-            elif size == 0:
-                size = size_total - off
-            if size < hlen or off + size > size_total:
-                break  # cut by a crash
-            if kind == b"moof":
-                f.seek(off)
-                pending = (off, f.read(size))
-            elif kind == b"mdat" and pending is not None:
-                moof_off, moof = pending
-                frags.append(Fragment(moof_off, len(moof), off, size, _trafs(moof, init, path)))
-                pending = None
-            off += size
+        size_total = os.fstat(f.fileno()).st_size
+        if size_total <= start:
+            return frags
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:  # no syscall per box header
+            off = start
+            pending: tuple[int, bytes] | None = None  # (offset, moof bytes)
+            while off + 8 <= size_total:
+                size, kind = struct.unpack_from(">I4s", data, off)
+                hlen = 8
+                if size == 1:
+                    if off + 16 > size_total:
+                        break
+                    size, hlen = struct.unpack_from(">Q", data, off + 8)[0], 16
+                elif size == 0:
+                    size = size_total - off
+                if size < hlen or off + size > size_total:
+                    break  # cut by a crash
+                if kind == b"moof":
+                    pending = (off, data[off:off + size])
+                elif kind == b"mdat" and pending is not None:
+                    moof_off, moof = pending
+                    frags.append(Fragment(moof_off, len(moof), off, size, _trafs(moof, init, path)))
+                    pending = None
+                off += size
     return frags
 
 
@@ -291,19 +294,24 @@ def build_moof(seq: int, trafs: list[tuple[Traf, int, int]]) -> tuple[bytes, lis
         trun += t.entries[:n * t.entry_size]
         return Box(b"traf", children=[Box(b"tfhd", tfhd), Box(b"tfdt", tfdt), Box(b"trun", trun)])
 
-    def moof(offsets: list[int]) -> bytes:
-        kids = [Box(b"mfhd", struct.pack(">II", 0, seq))]
-        kids += [traf_box(t, b, n, o) for (t, b, n), o in zip(parts, offsets, strict=True)]
-        return Box(b"moof", children=kids).serialize()
+    def traf_size(t: Traf, n: int) -> int:
+        tfhd = 16 + 4 * bin(t.tfhd_flags & 0x3A).count("1")
+        trun = 20 + (4 if t.trun_flags & 0x4 else 0) + n * t.entry_size
+        return 8 + tfhd + 20 + trun
 
-    size = len(moof([0] * len(parts)))
+    size = 8 + 16 + sum(traf_size(t, n) for t, _b, n in parts)
     offsets, ranges, pos = [], [], size + 8
     for t, _b, n in parts:
         nbytes = sum(t.sizes[:n])
         offsets.append(pos)
         ranges.append((t.data_offset, nbytes))
         pos += nbytes
-    return moof(offsets), ranges
+    kids = [Box(b"mfhd", struct.pack(">II", 0, seq))]
+    kids += [traf_box(t, b, n, o) for (t, b, n), o in zip(parts, offsets, strict=True)]
+    out = Box(b"moof", children=kids).serialize()
+    if len(out) != size:
+        raise Fmp4Error("moof size mismatch")
+    return out, ranges
 
 
 def build_init(init: Init, creation_epoch: float, duration_s: float) -> bytes:
