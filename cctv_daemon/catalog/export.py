@@ -142,26 +142,28 @@ def _piece(row: SegmentRow, path: Path, start: float | None, end: float | None) 
     init, moov_end = fmp4.read_init(path)
     vt = _video(init)
     ts = init.tracks[vt].timescale
-    frags = [f for f in fmp4.read_fragments(path, init, moov_end) if _vtraf(f, vt) is not None]
-    if not frags:
+    frags = fmp4.read_fragments(path, init, moov_end)  # audio-only ones too (a segment's audio tail)
+    vts = {i: v for i, f in enumerate(frags) if (v := _vtraf(f, vt)) is not None}
+    if not vts:
         return None
-    vts = [_vtraf(f, vt) for f in frags]
-    media_start = vts[0].base_time / ts  # type: ignore[union-attr]
-    media_dur = sum(sum(v.durations) for v in vts if v) / ts
+    vidx = sorted(vts)
+    media_start = vts[vidx[0]].base_time / ts
+    media_dur = sum(sum(v.durations) for v in vts.values()) / ts
     scale = row.duration / media_dur if media_dur > 0 and row.duration > 0 else 1.0
-    first, last, keep = 0, len(frags) - 1, None
+    first, last, keep = vidx[0], len(frags) - 1, None
     if start is not None and start > row.start:
         want = media_start + (start - row.start) / scale
-        starts = [i for i, v in enumerate(vts) if v and v.sync0 and v.base_time / ts <= want + 1e-6]
-        first = starts[-1] if starts else next((i for i, v in enumerate(vts) if v and v.sync0), 0)
+        starts = [i for i in vidx if vts[i].sync0 and vts[i].base_time / ts <= want + 1e-6]
+        first = starts[-1] if starts else next((i for i in vidx if vts[i].sync0), vidx[0])
     if end is not None and end < row.end:
         want = media_start + (end - row.start) / scale
-        inside = [i for i, v in enumerate(vts) if v and v.base_time / ts <= want + 1e-6 and i >= first]
+        inside = [i for i in vidx if vts[i].base_time / ts <= want + 1e-6 and i >= first]
         last = inside[-1] if inside else first
         want_ts = math.floor((want - 1e-6) * ts)
         keep = _keep_until(frags[last], vt, init, want_ts)
-        if keep is None and last + 1 < len(frags):  # the frame at or after --to opens the next fragment
-            last += 1
+        later = [i for i in vidx if i > last]
+        if keep is None and later:  # the frame at or after --to opens the next fragment
+            last = later[0]
             keep = _keep_until(frags[last], vt, init, want_ts)
     return Piece(row, path, init, frags, first, last, keep, media_start, scale)
 
@@ -204,12 +206,19 @@ def _keep_until(frag: fmp4.Fragment, vt: int, init: fmp4.Init, want: int) -> dic
     return keep
 
 
+def _last_video(p: Piece) -> tuple[fmp4.Traf, int]:
+    """The piece's last video track run and how many of its samples are kept."""
+    vt = _video(p.init)
+    i = max(i for i in range(p.first, p.last + 1) if _vtraf(p.frags[i], vt) is not None)
+    v = _vtraf(p.frags[i], vt)
+    assert v is not None
+    return v, v.count if p.keep is None or i != p.last else p.keep.get(vt, v.count)
+
+
 def _last_frame_wall(p: Piece) -> float:
     """Wall time at which the piece's last kept video frame is presented."""
     vt = _video(p.init)
-    v = _vtraf(p.frags[p.last], vt)
-    assert v is not None
-    n = v.count if p.keep is None else p.keep.get(vt, v.count)
+    v, n = _last_video(p)
     last = max(v.base_time + sum(v.durations[:k]) + v.ctos[k] for k in range(n))
     return p.wall(last / p.init.tracks[vt].timescale)
 
@@ -223,9 +232,7 @@ def _piece_start(p: Piece) -> float:
 
 def _piece_end(p: Piece) -> float:
     vt = _video(p.init)
-    v = _vtraf(p.frags[p.last], vt)
-    assert v is not None
-    n = v.count if p.keep is None else p.keep.get(vt, v.count)
+    v, n = _last_video(p)
     return (v.base_time + sum(v.durations[:n])) / p.init.tracks[vt].timescale
 
 

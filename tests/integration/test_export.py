@@ -206,6 +206,22 @@ def test_b_frames(tmp_path: Path) -> None:
     assert b"elst" not in out.read_bytes()[:4096]
 
 
+def test_segment_cut_by_a_crash(tmp_path: Path) -> None:
+    """The last segment of a killed run ends inside a fragment: the export takes its complete fragments."""
+    save = tmp_path / "rec"
+    run = make_run(tmp_path / "k", 6, 3)
+    last = run[-1][0]
+    data = last.read_bytes()
+    third = data.find(b"moof", data.find(b"moof", data.find(b"moof") + 4) + 4) - 4
+    last.write_bytes(data[:third + 1000])  # the 3rd fragment's moof and part of its mdat
+    catalog_run(save, "t1", run, T0)
+    cat = Catalog(save / ".cctv" / c.CATALOG_FILENAME, save)
+    out = tmp_path / "cut.mp4"
+    export.export("ffmpeg", export.plan(cat, "t1", T0, T0 + 6.5), out)
+    assert decode_errors(out) == ""
+    assert len(packets(out)) == 5 * FPS  # 3 s + 2 of the 3 fragments of the second segment
+
+
 def test_progress_reaches_100_and_stdout_is_only_data(tmp_path: Path) -> None:
     save = tmp_path / "rec"
     catalog_run(save, "t1", make_run(tmp_path / "run", 70, 10, size="160x90", audio=False), T0)
