@@ -48,14 +48,17 @@ def make_run(out_dir: Path, seconds: int, seg_s: int, size: str = "320x180",
     return out
 
 
-def catalog_run(save: Path, camera: str, run: list[tuple[Path, float, float]], t0: float) -> list[SegmentRow]:
-    """Move the run's files to their final names under `save` and catalog them, wall time = t0 + media time."""
+def catalog_run(save: Path, camera: str, run: list[tuple[Path, float, float]], t0: float,
+                rate: float = 1.0) -> list[SegmentRow]:
+    """Move the run's files to their final names under `save` and catalog them, wall time = t0 + media time
+    * rate (rate ≠ 1: a camera whose clock drifts)."""
     rows = []
     for f, s, e in run:
-        dest = segment_names.final_path(save, camera, "main", t0 + s, t0 + e)
+        start, end = t0 + s * rate, t0 + e * rate
+        dest = segment_names.final_path(save, camera, "main", start, end)
         dest.parent.mkdir(parents=True, exist_ok=True)
         os.replace(f, dest)
-        rows.append(SegmentRow(dest.relative_to(save).as_posix(), camera, "main", t0 + s, t0 + e,
+        rows.append(SegmentRow(dest.relative_to(save).as_posix(), camera, "main", start, end,
                                dest.stat().st_size))
     cat = Catalog(save / ".cctv" / c.CATALOG_FILENAME, save)
     cat.add_rows(rows)
@@ -204,6 +207,20 @@ def test_b_frames(tmp_path: Path) -> None:
     first_end = run[0][2]
     assert expected_frames(1.5, 7.45, first_end, 3, 90) <= shown <= expected_frames(1.5, 7.45, first_end, 3, 90) + 2
     assert b"elst" not in out.read_bytes()[:4096]
+
+
+def test_drifting_camera_clock_maps_wall_time_to_media_time(tmp_path: Path) -> None:
+    """Segments holding less media than the wall time they span (camera clock 5 % slow): the range is found by
+    spreading each segment's wall time over its media."""
+    save = tmp_path / "rec"
+    run = make_run(tmp_path / "d", 30, 10, audio=False)
+    catalog_run(save, "t1", run, T0, rate=1.05)
+    cat = Catalog(save / ".cctv" / c.CATALOG_FILENAME, save)
+    out = tmp_path / "drift.mp4"
+    start, end = 14.5, 23.45  # media seconds
+    result = export.export("ffmpeg", export.plan(cat, "t1", T0 + 1.05 * start, T0 + 1.05 * end), out)
+    assert len(packets(out)) == expected_frames(start, end, run[0][2], 10, 300)
+    assert abs(result.clip_start - (T0 + 1.05 * (14 + run[0][2] - 10))) < 0.01
 
 
 def test_segment_cut_by_a_crash(tmp_path: Path) -> None:
