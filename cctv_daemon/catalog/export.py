@@ -300,7 +300,7 @@ def _write(items: list[Item], out: Path, seconds: float, progress: ProgressFn | 
     total = sum(len(i) if isinstance(i, bytes) else i[2] for i in items) or 1
     done = 0
     fds: dict[Path, int] = {}
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
     try:
         for item in items:
             if isinstance(item, bytes):
@@ -309,7 +309,7 @@ def _write(items: list[Item], out: Path, seconds: float, progress: ProgressFn | 
                 continue
             src, off, n = item
             if src not in fds:
-                fds[src] = os.open(src, os.O_RDONLY)
+                fds[src] = os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             fmp4.copy_range(fds[src], fd, off, n)
             done += n
             if progress is not None:
@@ -342,9 +342,9 @@ class _Hasher(threading.Thread):
                     continue
                 src, off, n = item
                 if src not in fds:
-                    fds[src] = os.open(src, os.O_RDONLY)
+                    fds[src] = os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
                 while n > 0:
-                    chunk = os.pread(fds[src], min(n, CHUNK), off)
+                    chunk = fmp4.read_at(fds[src], off, min(n, CHUNK))
                     if not chunk:
                         raise OSError(f"{src} ended early")
                     h.update(chunk)

@@ -345,13 +345,35 @@ def build_init(init: Init, creation_epoch: float, duration_s: float) -> bytes:
 
 
 def copy_range(src_fd: int, dst_fd: int, offset: int, count: int) -> None:
-    """Copy bytes between files in the kernel when it can (copy_file_range, else sendfile)."""
+    """Copy bytes between files in the kernel when it can (Linux copy_file_range, else sendfile), else through
+    a buffer (Windows)."""
     while count > 0:
+        n = 0
         try:
-            n = os.copy_file_range(src_fd, dst_fd, min(count, 1 << 30), offset)
+            if hasattr(os, "copy_file_range"):
+                n = os.copy_file_range(src_fd, dst_fd, min(count, 1 << 30), offset)
+            elif hasattr(os, "sendfile") and os.name != "nt":
+                n = os.sendfile(dst_fd, src_fd, offset, min(count, 1 << 30))
         except OSError:
-            n = os.sendfile(dst_fd, src_fd, offset, min(count, 1 << 30))
+            n = 0
+        if n <= 0:
+            n = _copy_buffered(src_fd, dst_fd, offset, min(count, 8 << 20))
         if n <= 0:
             raise Fmp4Error("source file ended early")
         offset += n
         count -= n
+
+
+def read_at(fd: int, offset: int, count: int) -> bytes:
+    if hasattr(os, "pread"):
+        return os.pread(fd, count, offset)
+    os.lseek(fd, offset, os.SEEK_SET)  # Windows: the callers own this descriptor alone
+    return os.read(fd, count)
+
+
+def _copy_buffered(src_fd: int, dst_fd: int, offset: int, count: int) -> int:
+    data = read_at(src_fd, offset, count)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(dst_fd, view):]
+    return len(data)

@@ -3,9 +3,12 @@ its own base times and all samples is byte-identical to ffmpeg's, and the joined
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from cctv_daemon.segments import fmp4
 
@@ -56,3 +59,16 @@ def test_crash_cut_fragment_is_left_out(tmp_path: Path) -> None:
     data = seg.read_bytes()
     seg.write_bytes(data[:whole[-1].mdat_offset + 20])
     assert len(fmp4.read_fragments(seg, init, moov_end)) == len(whole) - 1
+
+
+def test_copy_range_without_kernel_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has neither copy_file_range nor sendfile (simulated here by removing them): buffered copy."""
+    src, dst = tmp_path / "a", tmp_path / "b"
+    src.write_bytes(bytes(range(256)) * 100_000)
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    monkeypatch.delattr(os, "sendfile", raising=False)
+    with src.open("rb") as s, dst.open("wb") as d:
+        d.write(b"x")
+        d.flush()
+        fmp4.copy_range(s.fileno(), d.fileno(), 1000, 9_000_000)
+    assert dst.read_bytes() == b"x" + src.read_bytes()[1000:9_001_000]
