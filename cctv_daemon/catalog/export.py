@@ -12,23 +12,18 @@ Timing and the measurements behind this choice: docs/benchmarks.md."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import subprocess
 import tempfile
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cctv_daemon.catalog.export_io import Item, ProgressFn, sha256_file, write
 from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, with_gaps
 from cctv_daemon.segments import fmp4
 
-ProgressFn = Callable[[float, float], None]  # (seconds done, seconds total)
-Item = bytes | tuple[Path, int, int]  # bytes to write, or (source file, offset, length) to copy
-CHUNK = 8 << 20
 TOUCH_S = 0.5  # a segment starting this close to the previous one's end continues it
 
 
@@ -64,6 +59,7 @@ class ExportPlan:
     media_seconds: float  # the clip's playing time
     requested: tuple[float, float] = (0.0, 0.0)
     files: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # unreadable segments (their time is a gap)
 
     @property
     def duration(self) -> float:
@@ -107,24 +103,25 @@ def plan(catalog: Catalog, camera: str, start: float, end: float) -> ExportPlan:
         raise ExportError(f"{len(missing)} catalogued file(s) are missing, e.g. {missing[0]} "
                           "(run `cctv-daemon check --repair`)")
     pieces: list[Piece] = []
-    try:
-        for i, (row, path) in enumerate(zip(rows, files, strict=False)):
-            piece = _piece(row, path, start if i == 0 else None, end if i == len(rows) - 1 else None)
-            if piece is not None:
-                pieces.append(piece)
-        if pieces and after and _last_frame_wall(pieces[-1]) < end - 1e-6:
-            nxt = _piece(after[0], files[-1], None, after[0].start)  # its first frame only
-            if nxt is not None:
-                pieces.append(nxt)
-    except (fmp4.Fmp4Error, OSError, ValueError) as exc:
-        raise ExportError(f"cannot read a segment: {exc}") from None
+    skipped: list[tuple[Path, str]] = []
+    for i, (row, path) in enumerate(zip(rows, files, strict=False)):
+        piece = _try_piece(row, path, start if i == 0 else None, end if i == len(rows) - 1 else None, skipped)
+        if piece is not None:
+            pieces.append(piece)
+    if pieces and after and _last_frame_wall(pieces[-1]) < end - 1e-6:
+        nxt = _try_piece(after[0], files[-1], None, after[0].start, [])  # its first frame only
+        if nxt is not None:
+            pieces.append(nxt)
     if not pieces:
-        raise ExportError(f"no footage of camera {camera!r} in that range")
+        why = f" ({len(skipped)} unreadable segment(s), e.g. {skipped[0][0]}: {skipped[0][1]})" if skipped else ""
+        raise ExportError(f"no footage of camera {camera!r} in that range{why}")
+    used = [p.row for p in pieces if p.row in rows]
     first, last = pieces[0], pieces[-1]
     clip_start = first.wall(_piece_start(first))
     clip_end = last.wall(_piece_end(last))
     media = sum(_piece_end(p) - _piece_start(p) for p in pieces)
-    return ExportPlan(rows, with_gaps(rows, start, end), pieces, clip_start, clip_end, media, (start, end), files)
+    return ExportPlan(rows, with_gaps(used, start, end), pieces, clip_start, clip_end, media, (start, end), files,
+                      skipped)
 
 
 def _video(init: fmp4.Init) -> int:
@@ -136,6 +133,20 @@ def _video(init: fmp4.Init) -> int:
 
 def _vtraf(frag: fmp4.Fragment, vt: int) -> fmp4.Traf | None:
     return next((t for t in frag.trafs if t.track_id == vt), None)
+
+
+def _try_piece(row: SegmentRow, path: Path, start: float | None, end: float | None,
+               skipped: list[tuple[Path, str]]) -> Piece | None:
+    """A segment that cannot be read (no moov: killed in its first second; not our fragmented MP4) holds no
+    footage we can join: it is skipped, and its time is reported as a gap."""
+    try:
+        piece = _piece(row, path, start, end)
+    except (fmp4.Fmp4Error, OSError) as exc:
+        skipped.append((path, str(exc)))
+        return None
+    if piece is None:
+        skipped.append((path, "no complete fragment"))
+    return piece
 
 
 def _piece(row: SegmentRow, path: Path, start: float | None, end: float | None) -> Piece | None:
@@ -277,7 +288,7 @@ def export(ffmpeg_exe: str, p: ExportPlan, output: Path, progress: ProgressFn | 
     groups = p.groups
     try:
         if len(groups) == 1:
-            digest = _write(_items(groups[0], p.clip_start, p.media_seconds), tmp_out, p.media_seconds, progress)
+            digest = write(_items(groups[0], p.clip_start, p.media_seconds), tmp_out, p.media_seconds, progress)
             how = "fragments"
         else:
             digest = _join_groups(ffmpeg_exe, p, groups, tmp_out, progress)
@@ -292,80 +303,6 @@ def export(ffmpeg_exe: str, p: ExportPlan, output: Path, progress: ProgressFn | 
     return ExportResult(output, digest, output.stat().st_size, p.clip_start, p.clip_end, p.media_seconds, how)
 
 
-def _write(items: list[Item], out: Path, seconds: float, progress: ProgressFn | None) -> str:
-    """Write the items (kernel copies for source ranges) while a second thread hashes the same bytes from the
-    sources (page cache): the SHA-256 costs no extra pass over the output."""
-    hasher = _Hasher(items)
-    hasher.start()
-    total = sum(len(i) if isinstance(i, bytes) else i[2] for i in items) or 1
-    done = 0
-    fds: dict[Path, int] = {}
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o644)
-    try:
-        for item in items:
-            if isinstance(item, bytes):
-                os.write(fd, item)
-                done += len(item)
-                continue
-            src, off, n = item
-            if src not in fds:
-                fds[src] = os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            fmp4.copy_range(fds[src], fd, off, n)
-            done += n
-            if progress is not None:
-                progress(seconds * min(done / total, 0.999), seconds)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-        for sfd in fds.values():
-            os.close(sfd)
-        hasher.join()
-    if hasher.error is not None:
-        raise hasher.error
-    return hasher.digest
-
-
-class _Hasher(threading.Thread):
-    def __init__(self, items: list[Item]) -> None:
-        super().__init__(daemon=True, name="export-sha256")
-        self.items = items
-        self.digest = ""
-        self.error: OSError | None = None
-
-    def run(self) -> None:
-        h = hashlib.sha256()
-        fds: dict[Path, int] = {}
-        try:
-            for item in self.items:
-                if isinstance(item, bytes):
-                    h.update(item)
-                    continue
-                src, off, n = item
-                if src not in fds:
-                    fds[src] = os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-                while n > 0:
-                    chunk = fmp4.read_at(fds[src], off, min(n, CHUNK))
-                    if not chunk:
-                        raise OSError(f"{src} ended early")
-                    h.update(chunk)
-                    off += len(chunk)
-                    n -= len(chunk)
-            self.digest = h.hexdigest()
-        except OSError as exc:
-            self.error = exc
-        finally:
-            for fd in fds.values():
-                os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _join_groups(ffmpeg_exe: str, p: ExportPlan, groups: list[list[Piece]], out: Path,
                  progress: ProgressFn | None) -> str:
     """Codec setups differ inside the range: join each run of one setup as fragments, then let ffmpeg
@@ -375,7 +312,7 @@ def _join_groups(ffmpeg_exe: str, p: ExportPlan, groups: list[list[Piece]], out:
         for i, g in enumerate(groups):
             part = Path(tmp) / f"part{i:03d}.mp4"
             secs = sum(_piece_end(x) - _piece_start(x) for x in g)
-            _write(_items(g, p.clip_start, secs), part, secs, None)
+            write(_items(g, p.clip_start, secs), part, secs, None)
             parts.append(part)
         lst = Path(tmp) / "parts.ffconcat"
         lst.write_text("ffconcat version 1.0\n" + "".join(

@@ -242,6 +242,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     except export.ExportError as exc:
         print(f"cctv-daemon: {exc}", file=sys.stderr)
         return c.EXIT_USAGE if "must be after" in str(exc) else c.EXIT_RUNTIME
+    for path, why in plan.skipped:
+        print(f"skipped unreadable segment {path}: {why}", file=sys.stderr)
     for g in plan.gaps:
         print(f"gap: {iso(g.start)} → {iso(g.end)} ({g.seconds:.1f} s without footage)", file=sys.stderr)
     show = not args.quiet and plan.duration >= 60
@@ -272,7 +274,8 @@ def cmd_export(args: argparse.Namespace) -> int:
                "clip": {"from": iso(result.clip_start), "to": iso(result.clip_end),
                         "seconds": round(result.seconds, 3)},
                "segments": len(plan.segments), "joinedBy": result.joined_by,
-               "gaps": [gap_json(g) for g in plan.gaps]}
+               "gaps": [gap_json(g) for g in plan.gaps],
+               "skipped": [{"path": str(path), "reason": why} for path, why in plan.skipped]}
         sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
     else:
         sys.stdout.write(f"{result.sha256}  {args.output}\n")

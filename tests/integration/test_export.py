@@ -239,6 +239,24 @@ def test_segment_cut_by_a_crash(tmp_path: Path) -> None:
     assert len(packets(out)) == 5 * FPS  # 3 s + 2 of the 3 fragments of the second segment
 
 
+def test_unreadable_segment_is_skipped_and_reported_as_a_gap(tmp_path: Path) -> None:
+    save = tmp_path / "rec"
+    run = make_run(tmp_path / "u", 9, 3)
+    run[1][0].write_bytes(run[1][0].read_bytes()[:500])  # killed before its moov was complete
+    catalog_run(save, "t1", run, T0)
+    cfg = write_config(tmp_path, ["t1"])
+    out = tmp_path / "u.mp4"
+    res = cli("export", "--config", str(cfg), "--camera", "t1", "--from", iso(T0 + 1.5), "--to", iso(T0 + 8),
+              "-o", str(out), "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert len(doc["skipped"]) == 1 and doc["skipped"][0]["path"].endswith("T080003Z_20270115T080006Z.mp4")
+    assert "skipped unreadable segment" in res.stderr
+    assert len(doc["gaps"]) == 1 and abs(doc["gaps"][0]["seconds"] - 3.0) < 0.1
+    assert decode_errors(out) == ""
+    assert len(packets(out)) == 20 + 21  # the keyframe before 1.5 s .. 3 s, then 6 s to the frame at/after 8 s
+
+
 def test_progress_reaches_100_and_stdout_is_only_data(tmp_path: Path) -> None:
     save = tmp_path / "rec"
     catalog_run(save, "t1", make_run(tmp_path / "run", 70, 10, size="160x90", audio=False), T0)
