@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -187,6 +188,11 @@ def test_runs_with_another_codec_setup_still_export(tmp_path: Path) -> None:
                            capture_output=True, text=True, check=True).stdout.split()
     sizes = [x.strip(",") for x in sizes]
     assert sizes.count("320") == 50 and sizes.count("256") == 41
+    if shutil.which("chromium"):
+        web = tmp_path / "web" / "clip.mp4"
+        web.parent.mkdir()
+        os.link(out, web)
+        assert chromium_plays(web, result.seconds).startswith("ENDED")
     assert format_tags(out)["creation_time"].startswith(iso(T0 + 1)[:19])
 
 
@@ -272,6 +278,69 @@ def test_progress_reaches_100_and_stdout_is_only_data(tmp_path: Path) -> None:
     again = cli("export", "--config", str(cfg), "--camera", "t1", "--from", iso(T0 + 2), "--to", iso(T0 + 5),
                 "-o", str(out))
     assert again.returncode == c.EXIT_RUNTIME and "--force" in again.stderr and again.stdout == ""
+
+
+PAGE = """<html><body><video id="v" src="clip.mp4" muted autoplay playsinline></video><pre id="o">start</pre>
+<script>
+const v = document.getElementById('v'), o = document.getElementById('o');
+v.addEventListener('error', () => { o.textContent = 'ERROR ' + (v.error && v.error.message); });
+v.addEventListener('ended', () => { const q = v.getVideoPlaybackQuality();
+  o.textContent = 'ENDED ' + v.currentTime.toFixed(2) + ' ' + q.totalVideoFrames + ' ' + q.droppedVideoFrames; });
+</script><img src="/wait"></body></html>"""
+
+
+def chromium_plays(clip: Path, seconds: float) -> str:
+    """Play the clip in headless Chromium from a loopback HTTP server; the page's load event (and so the DOM
+    dump) waits on /wait, which answers after the clip's duration. Returns the page's verdict."""
+    import http.server
+    import threading
+    import time
+
+    exe = shutil.which("chromium")
+    if exe is None:
+        pytest.skip("chromium not installed (Debian package `chromium`)")
+    clip.with_name("page.html").write_text(PAGE)
+    directory = str(clip.parent)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kw: object) -> None:
+            super().__init__(*args, directory=directory, **kw)  # type: ignore[arg-type]
+
+        def do_GET(self) -> None:
+            if self.path == "/wait":
+                time.sleep(seconds + 4)
+                self.send_response(204)
+                self.end_headers()
+                return
+            super().do_GET()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        res = subprocess.run([exe, "--headless=new", "--no-sandbox", "--disable-gpu",
+                              "--autoplay-policy=no-user-gesture-required", "--dump-dom",
+                              f"http://127.0.0.1:{server.server_address[1]}/page.html"],
+                             capture_output=True, text=True, timeout=seconds + 60, check=False)
+    finally:
+        server.shutdown()
+    start = res.stdout.find('<pre id="o">')
+    return res.stdout[start + 12:res.stdout.find("</pre>", start)] if start >= 0 else res.stdout[-300:]
+
+
+def test_clip_plays_to_the_end_in_chromium(tmp_path: Path) -> None:
+    save = tmp_path / "rec"
+    catalog_run(save, "t1", make_run(tmp_path / "r", 6, 3), T0)
+    out = tmp_path / "web" / "clip.mp4"
+    cat = Catalog(save / ".cctv" / c.CATALOG_FILENAME, save)
+    result = export.export("ffmpeg", export.plan(cat, "t1", T0 + 1.5, T0 + 5.2), out)
+    verdict = chromium_plays(out, result.seconds)
+    frames = len(packets(out))
+    assert verdict.startswith("ENDED"), verdict
+    _, t, total, dropped = verdict.split()
+    assert abs(float(t) - result.seconds) < 0.15 and int(total) == frames and int(dropped) == 0, verdict
 
 
 def test_unknown_camera_is_named_with_the_known_ones(footage: Path) -> None:
