@@ -254,15 +254,33 @@ def _items(pieces: list[Piece], creation: float, seconds: float) -> list[Item]:
     next_t: dict[int, int] = {}  # per track: the decode time where its next sample goes
     out_s = 0.0
     seq = 0
+    prev: Piece | None = None
     for p in pieces:
         origin = _piece_start(p)
+        # Every track of a segment is placed from the segment's start (the video's first frame). ffmpeg writes
+        # each track's first sample at 0 and stretches its duration to reach the second one, so when segments
+        # of a run touch, a track's first sample is moved back to where that track stopped in the previous
+        # segment (its duration shrunk to match): no overlap, no drift at joins.
+        touching = prev is not None and p.row.start - prev.row.end < TOUCH_S
+        shift: dict[int, int] = {}
         for i in range(p.first, p.last + 1):
             frag = p.frags[i]
             keep = p.keep if i == p.last else None
             trafs = []
             for t in frag.trafs:
                 ts = p.init.tracks[t.track_id].timescale
-                base = max(next_t.get(t.track_id, 0), round((out_s + t.base_time / ts - origin) * ts))
+                base = None
+                if t.track_id not in shift:
+                    placed = round((out_s + t.base_time / ts - origin) * ts)
+                    after = next_t.get(t.track_id, 0)
+                    first = t.durations[0] if t.count else 0
+                    moved = (fmp4.with_first_duration(t, placed + first - after)
+                             if touching and t.track_id in next_t and 0 < after - placed < first else None)
+                    shift[t.track_id] = (placed if moved else max(after, placed)) - t.base_time
+                    if moved is not None:  # its second sample and all later ones stay where they were placed
+                        t, base = moved, after
+                if base is None:
+                    base = t.base_time + shift[t.track_id]
                 n = t.count if keep is None else keep.get(t.track_id, t.count)
                 trafs.append((t, base, n))
                 next_t[t.track_id] = base + sum(t.durations[:n])
@@ -275,6 +293,7 @@ def _items(pieces: list[Piece], creation: float, seconds: float) -> list[Item]:
                     items.append((p.path, frag.offset + off, n))
         vt = _video(p.init)
         out_s = next_t[vt] / p.init.tracks[vt].timescale
+        prev = p
     return items
 
 

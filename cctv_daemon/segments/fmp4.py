@@ -11,7 +11,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"edts", b"dinf", b"moof", b"traf"}
@@ -118,6 +118,14 @@ class Traf:
     @property
     def count(self) -> int:
         return len(self.durations)
+
+
+def with_first_duration(t: Traf, duration: int) -> Traf | None:
+    """The run with its first sample's duration changed (None when durations are not stored per sample)."""
+    if not t.trun_flags & 0x100 or not t.count:
+        return None
+    entries = struct.pack(">I", duration) + t.entries[4:]
+    return replace(t, entries=entries, durations=[duration, *t.durations[1:]])
 
 
 @dataclass

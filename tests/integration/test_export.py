@@ -168,6 +168,9 @@ def test_clip_over_a_gap_and_a_restart_lists_the_gap(footage: Path) -> None:
     pkts = packets(out)
     assert len(pkts) == 40 + 31, len(pkts)
     assert [p for p, f in pkts if f.startswith("K")][:6] == pytest.approx([0, 1, 2, 3, 4, 5], abs=0.03)
+    audio = packets(out, "a")  # audio stays with the video across segments and the restart
+    assert abs(audio[-1][0] - pkts[-1][0]) < 0.15
+    assert all(b > a for (a, _f), (b, _g) in itertools.pairwise(audio))
     assert decode_errors(out) == ""
     assert doc["clip"]["from"].startswith(iso(T0 + 20)[:19]) and abs(doc["clip"]["seconds"] - 7.1) < 0.05
 
@@ -194,6 +197,21 @@ def test_runs_with_another_codec_setup_still_export(tmp_path: Path) -> None:
         os.link(out, web)
         assert chromium_plays(web, result.seconds).startswith("ENDED")
     assert format_tags(out)["creation_time"].startswith(iso(T0 + 1)[:19])
+
+
+def test_audio_stays_with_the_video_over_many_joins(tmp_path: Path) -> None:
+    """ffmpeg writes each segment's first audio sample at 0 with a stretched duration; joined naively, audio
+    slips a few ms later at every join (0.45 s over 60 joins). It must stay continuous and in step."""
+    save = tmp_path / "rec"
+    catalog_run(save, "t1", make_run(tmp_path / "a", 40, 1), T0)
+    cat = Catalog(save / ".cctv" / c.CATALOG_FILENAME, save)
+    out = tmp_path / "av.mp4"
+    export.export("ffmpeg", export.plan(cat, "t1", T0, T0 + 100), out)
+    video, audio = packets(out), packets(out, "a")
+    steps = {round(b - a, 4) for (a, _f), (b, _g) in itertools.pairwise(audio)}
+    assert max(steps) < 0.0215 and min(steps) > 0.0212, steps  # 1024 samples at 48 kHz, no holes
+    audio_end, video_end = audio[-1][0] + 1024 / 48000, video[-1][0] + 1 / FPS
+    assert abs(audio_end - video_end) < 0.03, (audio_end, video_end)
 
 
 def test_b_frames(tmp_path: Path) -> None:
