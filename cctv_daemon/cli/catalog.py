@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cctv_daemon.catalog import check as catalog_check
 from cctv_daemon.catalog import recovery as catalog_recovery
-from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, with_gaps
+from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, db_path, with_gaps
 from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
@@ -230,6 +230,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     if loaded is None:
         return c.EXIT_USAGE
     config, ffmpeg_exe = loaded
+    import structlog
+
+    if not structlog.is_configured():  # stdout is for the result only: any log line goes to stderr
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    sc = config.storageConfig
+    if not db_path(sc.state_dir).exists():  # nothing recorded yet: do not create a catalog just to say so
+        known = sorted(cam.cameraName for cam in config.cameras)
+        if args.camera in known:
+            print(f"cctv-daemon: no footage of camera {args.camera!r} (no catalog in {sc.state_dir})",
+                  file=sys.stderr)
+            return c.EXIT_RUNTIME
+        print(f"cctv-daemon: unknown camera {args.camera!r}; known cameras: {', '.join(known) or '(none)'}",
+              file=sys.stderr)
+        return c.EXIT_USAGE
     catalog = _open_catalog(config)
     known = _known_cameras(config, catalog)
     if args.camera not in known:

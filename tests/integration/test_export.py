@@ -371,3 +371,15 @@ def test_unknown_camera_is_named_with_the_known_ones(footage: Path) -> None:
     res = cli("export", "--config", str(footage / "config.json"), "--camera", "t2", "--from", iso(T0),
               "--to", iso(T0 + 5), "-o", str(footage / "x.mp4"))
     assert res.returncode == c.EXIT_RUNTIME and "no footage" in res.stderr and res.stdout == ""
+
+
+def test_export_before_anything_was_recorded(tmp_path: Path) -> None:
+    """No catalog yet: nothing on stdout, no catalog created, the camera named."""
+    cfg = write_config(tmp_path, ["gate"])
+    for camera, code in (("nosuch", c.EXIT_USAGE), ("gate", c.EXIT_RUNTIME)):
+        res = cli("export", "--config", str(cfg), "--camera", camera, "--from", iso(T0), "--to", iso(T0 + 5),
+                  "-o", str(tmp_path / "x.mp4"))
+        assert res.returncode == code and res.stdout == "" and repr(camera) in res.stderr, res
+    assert "known cameras: gate" in cli("export", "--config", str(cfg), "--camera", "x", "--from", iso(T0),
+                                        "--to", iso(T0 + 5), "-o", str(tmp_path / "x.mp4")).stderr
+    assert not (tmp_path / "rec" / ".cctv" / c.CATALOG_FILENAME).exists()
