@@ -4,6 +4,7 @@ second thread reading the same bytes (from the page cache), so hashing costs no 
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import threading
 from collections.abc import Callable
@@ -57,29 +58,34 @@ class Hasher(threading.Thread):
         self.error: OSError | None = None
 
     def run(self) -> None:
+        """Hash straight from the page cache through a memory map of each source (no copy into Python)."""
         h = hashlib.sha256()
-        fds: dict[Path, int] = {}
+        src: Path | None = None
+        mapped: mmap.mmap | None = None
         try:
             for item in self.items:
                 if isinstance(item, bytes):
                     h.update(item)
                     continue
-                src, off, n = item
-                if src not in fds:
-                    fds[src] = os.open(src, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-                while n > 0:
-                    chunk = fmp4.read_at(fds[src], off, min(n, CHUNK))
-                    if not chunk:
-                        raise OSError(f"{src} ended early")
-                    h.update(chunk)
-                    off += len(chunk)
-                    n -= len(chunk)
+                path, off, n = item
+                if path != src:
+                    if mapped is not None:
+                        mapped.close()
+                    mapped, src = None, path
+                    with path.open("rb") as f:
+                        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                m = mapped
+                assert m is not None
+                if off + n > len(m):
+                    raise OSError(f"{path} ended early")
+                with memoryview(m) as view:
+                    h.update(view[off:off + n])
             self.digest = h.hexdigest()
-        except OSError as exc:
-            self.error = exc
+        except (OSError, ValueError) as exc:
+            self.error = OSError(str(exc))
         finally:
-            for fd in fds.values():
-                os.close(fd)
+            if mapped is not None:
+                mapped.close()
 
 
 def sha256_file(path: Path) -> str:
