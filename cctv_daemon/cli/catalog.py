@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cctv_daemon.catalog import check as catalog_check
 from cctv_daemon.catalog import recovery as catalog_recovery
-from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, with_gaps
+from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, db_path, with_gaps
 from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
@@ -233,22 +233,52 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("--force", action="store_true", help="overwrite the output file")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--json", action="store_true", help="print the result (clip times, SHA-256, gaps) as JSON")
+
+
+def _known_cameras(config: Config, catalog: Catalog) -> list[str]:
+    names = {cam.cameraName for cam in config.cameras}
+    names.update(str(r[0]) for r in catalog.query("SELECT DISTINCT camera FROM segments"))
+    return sorted(names)
 
 
 @command("export", "one camera and a time range → one MP4 (no re-encode)", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
+    """stdout: only the result (`SHA256  FILE`, as sha256sum prints it, or the JSON); the rest on stderr."""
     from cctv_daemon.catalog import export
 
     loaded = load_with_ffmpeg(args.config)
     if loaded is None:
         return c.EXIT_USAGE
     config, ffmpeg_exe = loaded
+    import structlog
+
+    if not structlog.is_configured():  # stdout is for the result only: any log line goes to stderr
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    sc = config.storageConfig
+    if not db_path(sc.state_dir).exists():  # nothing recorded yet: do not create a catalog just to say so
+        known = sorted(cam.cameraName for cam in config.cameras)
+        if args.camera in known:
+            print(f"cctv-daemon: no footage of camera {args.camera!r} (no catalog in {sc.state_dir})",
+                  file=sys.stderr)
+            return c.EXIT_RUNTIME
+        print(f"cctv-daemon: unknown camera {args.camera!r}; known cameras: {', '.join(known) or '(none)'}",
+              file=sys.stderr)
+        return c.EXIT_USAGE
     catalog = _open_catalog(config)
+    known = _known_cameras(config, catalog)
+    if args.camera not in known:
+        print(f"cctv-daemon: unknown camera {args.camera!r}; known cameras: "
+              f"{', '.join(known) if known else '(none: no camera in the config or the catalog)'}",
+              file=sys.stderr)
+        return c.EXIT_USAGE
     try:
         plan = export.plan(catalog, args.camera, args.start, args.end)
     except export.ExportError as exc:
         print(f"cctv-daemon: {exc}", file=sys.stderr)
         return c.EXIT_USAGE if "must be after" in str(exc) else c.EXIT_RUNTIME
+    for path, why in plan.skipped:
+        print(f"skipped unreadable segment {path}: {why}", file=sys.stderr)
     for g in plan.gaps:
         print(f"gap: {iso(g.start)} → {iso(g.end)} ({g.seconds:.1f} s without footage)", file=sys.stderr)
     show = not args.quiet and plan.duration >= 60
@@ -262,7 +292,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     try:
-        export.export(ffmpeg_exe, plan, args.output, progress if show else None, overwrite=args.force)
+        result = export.export(ffmpeg_exe, plan, args.output, progress if show else None, overwrite=args.force)
     except export.ExportError as exc:
         if show:
             sys.stderr.write("\n")
@@ -270,6 +300,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         return c.EXIT_RUNTIME
     if show:
         sys.stderr.write("\n")
-    print(f"{args.output}: {len(plan.segments)} segment(s), {plan.duration:.1f} s, {len(plan.gaps)} gap(s)",
-          file=sys.stderr)
+    print(f"{args.output}: {iso(result.clip_start)} → {iso(result.clip_end)}, {result.seconds:.1f} s from "
+          f"{len(plan.segments)} segment(s), {len(plan.gaps)} gap(s)", file=sys.stderr)
+    if args.json:
+        out = {"version": JSON_VERSION, "camera": args.camera, "output": str(args.output),
+               "sha256": result.sha256, "bytes": result.size,
+               "requested": {"from": iso(args.start), "to": iso(args.end)},
+               "clip": {"from": iso(result.clip_start), "to": iso(result.clip_end),
+                        "seconds": round(result.seconds, 3)},
+               "segments": len(plan.segments), "joinedBy": result.joined_by,
+               "gaps": [gap_json(g) for g in plan.gaps],
+               "skipped": [{"path": str(path), "reason": why} for path, why in plan.skipped]}
+        sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+    else:
+        sys.stdout.write(f"{result.sha256}  {args.output}\n")
     return c.EXIT_OK
