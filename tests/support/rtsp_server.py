@@ -10,6 +10,11 @@ Run it with Debian's ``/usr/bin/python3`` (the interpreter that has ``gi``), not
 Every mount loops a pre-encoded Annex-B H.264 file (no B-frames) in real time; ``video+pcmu`` adds a
 G.711 mu-law audio track from ``audiotestsrc``. Media are shared per mount. Prints ``READY <port>`` on stdout
 once listening; exits cleanly (status 0) on SIGTERM / SIGINT.
+
+Time tests (a clock the daemon does not own): ``--keyframe-log FILE`` appends ``<mount> <wall epoch> <pts s>``
+for every keyframe the payloader gets (after the real-time pacing, i.e. when it is sent); ``--clock /cam=1.01``
+gives a mount's media a pipeline clock running 1 % fast (a camera whose clock is wrong); ``--jump /cam=20:5``
+shifts that mount's timestamps by +5 s (negative: back) from 20 s of media on (a camera's clock reset).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,7 +79,46 @@ def _fix_pts(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
     return Gst.PadProbeReturn.OK
 
 
-def _on_media_configure(_factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia) -> None:
+@dataclass
+class TimeOptions:
+    keyframe_log: Any = None  # an open text file
+    rate: float | None = None  # media clock rate against the wall clock (1.01 = 1 % fast)
+    jump_after_s: float | None = None
+    jump_by_s: float = 0.0
+
+
+def _keyframe_logger(mount: str, out: Any) -> Any:
+    def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buf = info.get_buffer()
+        if buf is not None and not buf.has_flags(Gst.BufferFlags.DELTA_UNIT):
+            pts = buf.pts / Gst.SECOND if buf.pts != Gst.CLOCK_TIME_NONE else -1.0
+            out.write(f"{mount} {time.time():.6f} {pts:.6f}\n")
+            out.flush()
+        return Gst.PadProbeReturn.OK
+
+    return probe
+
+
+def _jumper(after_s: float, by_s: float) -> Any:
+    offset = int(by_s * Gst.SECOND)
+    start = int(after_s * Gst.SECOND)
+
+    def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
+        buf = info.get_buffer()
+        if buf is None or buf.pts == Gst.CLOCK_TIME_NONE or buf.pts < start:
+            return Gst.PadProbeReturn.OK
+        buf = buf.make_writable() if not buf.is_writable() else buf
+        buf.pts = max(0, buf.pts + offset)
+        if buf.dts != Gst.CLOCK_TIME_NONE:
+            buf.dts = max(0, buf.dts + offset)
+        info.set_buffer(buf)
+        return Gst.PadProbeReturn.OK
+
+    return probe
+
+
+def _on_media_configure(_factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia,
+                        mount: str = "", opts: TimeOptions | None = None) -> None:
     element = media.get_element()
     parse = element.get_by_name("parse0") if element is not None else None
     if parse is None:
@@ -81,6 +126,32 @@ def _on_media_configure(_factory: GstRtspServer.RTSPMediaFactory, media: GstRtsp
         return
     pad = parse.get_static_pad("src")
     pad.add_probe(Gst.PadProbeType.BUFFER, _fix_pts)
+    if opts is None:
+        return
+    if opts.rate is not None:
+        clock = Gst.SystemClock.obtain().__class__()
+        now = clock.get_internal_time()
+        clock.set_calibration(now, now, round(opts.rate * 100_000), 100_000)
+        media.set_clock(clock)
+    pay_sink = element.get_by_name("pay0").get_static_pad("sink")
+    if opts.jump_after_s is not None:  # after identity sync=true, so the server itself does not wait it out
+        pay_sink.add_probe(Gst.PadProbeType.BUFFER, _jumper(opts.jump_after_s, opts.jump_by_s))
+    if opts.keyframe_log is not None:
+        pay_sink.add_probe(Gst.PadProbeType.BUFFER, _keyframe_logger(mount, opts.keyframe_log))
+
+
+def time_options(args: argparse.Namespace, path: str) -> TimeOptions:
+    opts = TimeOptions(keyframe_log=getattr(args, "keyframe_file", None))
+    for spec in getattr(args, "clock", []):
+        mount, _, rate = spec.partition("=")
+        if mount == path:
+            opts.rate = float(rate)
+    for spec in getattr(args, "jump", []):
+        mount, _, rest = spec.partition("=")
+        if mount == path:
+            after, _, by = rest.partition(":")
+            opts.jump_after_s, opts.jump_by_s = float(after), float(by)
+    return opts
 
 
 def build_server(args: argparse.Namespace) -> GstRtspServer.RTSPServer:
@@ -100,7 +171,7 @@ def build_server(args: argparse.Namespace) -> GstRtspServer.RTSPServer:
         factory = GstRtspServer.RTSPMediaFactory()
         factory.set_launch(launch_line(mount))
         factory.set_shared(True)
-        factory.connect("media-configure", _on_media_configure)
+        factory.connect("media-configure", _on_media_configure, mount.path, time_options(args, mount.path))
         if with_auth:
             permissions = GstRtspServer.RTSPPermissions()
             permissions.add_permission_for_role("user", GstRtspServer.RTSP_PERM_MEDIA_FACTORY_ACCESS, True)
@@ -118,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mount", type=parse_mount, action="append", required=True)
     parser.add_argument("--user")
     parser.add_argument("--password")
+    parser.add_argument("--keyframe-log", help="append '<mount> <wall epoch> <pts>' per keyframe sent")
+    parser.add_argument("--clock", action="append", default=[], help="/mount=RATE: media clock rate (1.01)")
+    parser.add_argument("--jump", action="append", default=[], help="/mount=AFTER_S:BY_S: timestamps jump")
     args = parser.parse_args(argv)
+    args.keyframe_file = open(args.keyframe_log, "a", encoding="utf-8") if args.keyframe_log else None  # noqa: SIM115
     if (args.user is None) != (args.password is None):
         parser.error("--user and --password go together")
 
