@@ -79,8 +79,9 @@ class CameraTimeline:
         run_end = self._run_end.get(run_id)
         if run_end is not None:
             start = run_end  # touches the previous segment of its run
-        elif media_start < FIRST_OF_RUN_MAX_S and anchor is not None and media_duration > SHORT_FIRST_S:
-            start = anchor + media_start  # the first segment of a run, a long one
+        elif media_start < FIRST_OF_RUN_MAX_S:  # the first segment of a run
+            long_one = anchor is not None and media_duration > SHORT_FIRST_S
+            start = anchor + media_start if anchor is not None and long_one else end - media_duration
         elif self.last_end is not None and end - self.last_end <= media_duration * 1.05 + 2.0:
             start = self.last_end  # recovery: continues the run whose earlier segments are already named
         else:

@@ -59,7 +59,7 @@ def launch_line(mount: Mount) -> str:
     # identity sync=true paces the (non-live) file source against the pipeline clock: real-time playback.
     video = (
         f'multifilesrc location="{location}" loop=true ! h264parse name=parse0 ! '
-        "video/x-h264,stream-format=byte-stream,alignment=au ! identity sync=true ! "
+        "video/x-h264,stream-format=byte-stream,alignment=au ! identity name=pace0 sync=true ! "
         "rtph264pay name=pay0 pt=96 config-interval=1"
     )
     if mount.kind == "video":
@@ -99,22 +99,45 @@ def _keyframe_logger(mount: str, out: Any) -> Any:
     return probe
 
 
-def _jumper(after_s: float, by_s: float) -> Any:
+def _jumper(identity: Gst.Element, after_s: float, by_s: float) -> Any:
+    """A camera whose clock is reset: from ``after_s`` of media on, its timestamps are ``by_s`` off. The pacing
+    identity is told the same offset (its ts-offset), so the server keeps sending in real time."""
     offset = int(by_s * Gst.SECOND)
     start = int(after_s * Gst.SECOND)
+    done = [False]
 
     def probe(_pad: Gst.Pad, info: Gst.PadProbeInfo) -> Gst.PadProbeReturn:
         buf = info.get_buffer()
         if buf is None or buf.pts == Gst.CLOCK_TIME_NONE or buf.pts < start:
             return Gst.PadProbeReturn.OK
-        buf = buf.make_writable() if not buf.is_writable() else buf
+        if not done[0]:
+            done[0] = True
+            identity.set_property("ts-offset", -offset)
+            _unsync_sinks(identity)
+        # In place, like _fix_pts (PyGObject has no make_writable; an exception here would drop the buffer).
         buf.pts = max(0, buf.pts + offset)
         if buf.dts != Gst.CLOCK_TIME_NONE:
             buf.dts = max(0, buf.dts + offset)
-        info.set_buffer(buf)
         return Gst.PadProbeReturn.OK
 
     return probe
+
+
+def _unsync_sinks(element: Gst.Element) -> None:
+    """The server's own sinks must not pace on the (jumped) timestamps, or the server itself would wait out a
+    forward jump (its streaming thread blocks): identity sync=true already paces the source in real time. Done at
+    the jump: rtsp-server sets its sinks up when a client sets up its transport."""
+    pipeline = element
+    while pipeline.get_parent() is not None:
+        pipeline = pipeline.get_parent()
+    it = pipeline.iterate_recurse()
+    while True:
+        res, child = it.next()
+        if res != Gst.IteratorResult.OK:
+            break
+        factory = child.get_factory()
+        if child.find_property("sync") is not None and (factory is None or factory.get_name() != "identity"):
+            child.set_property("sync", False)
 
 
 def _on_media_configure(_factory: GstRtspServer.RTSPMediaFactory, media: GstRtspServer.RTSPMedia,
@@ -134,8 +157,10 @@ def _on_media_configure(_factory: GstRtspServer.RTSPMediaFactory, media: GstRtsp
         clock.set_calibration(now, now, round(opts.rate * 100_000), 100_000)
         media.set_clock(clock)
     pay_sink = element.get_by_name("pay0").get_static_pad("sink")
-    if opts.jump_after_s is not None:  # after identity sync=true, so the server itself does not wait it out
-        pay_sink.add_probe(Gst.PadProbeType.BUFFER, _jumper(opts.jump_after_s, opts.jump_by_s))
+    if opts.jump_after_s is not None:
+        pace = element.get_by_name("pace0")
+        pace.get_static_pad("sink").add_probe(Gst.PadProbeType.BUFFER,
+                                               _jumper(pace, opts.jump_after_s, opts.jump_by_s))
     if opts.keyframe_log is not None:
         pay_sink.add_probe(Gst.PadProbeType.BUFFER, _keyframe_logger(mount, opts.keyframe_log))
 
