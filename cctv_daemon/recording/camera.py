@@ -309,7 +309,7 @@ class Camera:
         self._close_probe()
         target = rtsp_target(camera_url(self.config)) if self.config.source == "rtsp" else None
         if state == State.BACKOFF and kind in _PROBED and target is not None:
-            self._probe = ReachProbe(target, self.clock)
+            self._probe = ReachProbe(target, self.clock, seen_down=kind == fp.REFUSED)
         # Say an error once per change of failure, not on every retry.
         new_failure = (kind or "ended") != self._last_failure
         self._last_failure = kind or "ended"

@@ -53,14 +53,17 @@ def start_connect(target: tuple[str, int]) -> socket.socket | bool:
 
 
 class ReachProbe:
-    def __init__(self, target: tuple[str, int], clock: Clock, connect: Connector = start_connect) -> None:
+    def __init__(self, target: tuple[str, int], clock: Clock, connect: Connector = start_connect,
+                 seen_down: bool = False) -> None:
+        """`seen_down`: the failure that started the wait already showed the camera unreachable (connection
+        refused), so the first accepted connect means it is back (it may return before the first probe)."""
         self.target = target
         self.clock = clock
         self._connect = connect
         self._sock: socket.socket | None = None
         self._sent_at = 0.0
         self._next_at = 0.0
-        self.seen_down = False
+        self.seen_down = seen_down
         self.probes = 0
 
     def poll(self) -> bool:

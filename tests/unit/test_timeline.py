@@ -108,6 +108,12 @@ def test_reach_probe_says_back_only_after_seeing_the_camera_down() -> None:
     assert probe.probes == 4
 
 
+def test_reach_probe_after_connection_refused_needs_no_second_look() -> None:
+    """The camera may come back before the first probe: a refused connect already showed it gone."""
+    probe = ReachProbe(("127.0.0.1", 554), FakeClock(T0), connect=lambda _t: True, seen_down=True)
+    assert probe.poll() is True
+
+
 def test_reach_probe_real_sockets_refused_then_back_without_blocking() -> None:
     clock = FakeClock(T0)
     listener = socket.socket()
