@@ -155,8 +155,10 @@ def test_camera_back_after_outage_records_within_3s(
     try:
         server.start()
         cam = rtsp_camera(server, "cam", "/cam", duration=SEGMENT_S)
-        # A long backoff: without the reach probe the camera would wait up to 30 s after it came back.
-        d = DaemonProc(tmp_path, {"cameras": [cam], "supervisor": {**FAST, "backoffCap": 30.0}})
+        # A long backoff (2, 4, 8, 16, 30 s ±20 %): without the reach probe the camera would come back at the
+        # next retry, ≥ 5 s after the server after an 8 s outage, up to 30 s after a 60 s one.
+        d = DaemonProc(tmp_path, {"cameras": [cam],
+                                  "supervisor": {**FAST, "backoffBase": 2.0, "backoffCap": 30.0}})
         daemons.append(d)
         d.start()
         d.wait_event("camera_state", 30, camera="cam", state="recording")
