@@ -130,4 +130,5 @@ def _finish_stray(catalog: Catalog, state_dir: Path, run_path: Path, ffmpeg_exe:
     bus = SegmentBus()
     bus.subscribe("catalog", catalog.add_segment)
     finisher = SegmentFinisher(catalog.save_path, state_dir, ffmpeg_exe, bus, SystemClock())
+    finisher.seed_last_ends(catalog.newest_end())  # names never overlap what is catalogued
     finisher.close_run(run_path.parent, run_path.name)

@@ -79,6 +79,7 @@ class SegmentRow(NamedTuple):  # a NamedTuple: 100 000 of them are built in well
     size: int
     state: str = "complete"
     upload_state: str | None = None  # from the uploads table, when it exists
+    media_duration: float | None = None  # seconds of media by the camera's clock (None: unknown, e.g. rebuilt)
 
     @property
     def duration(self) -> float:
@@ -138,6 +139,12 @@ class Catalog:
                     "BEGIN IMMEDIATE;" + _SCHEMA_V1 + "DELETE FROM catalog_schema;"
                     f"INSERT INTO catalog_schema (version) VALUES ({SCHEMA_VERSION}); COMMIT;")
                 log.info("catalog_schema", path=str(self.path), old=version, new=SCHEMA_VERSION)
+            # Added in place (no version bump: idempotent, a column check): the media duration of a segment,
+            # which differs from its wall duration (end - start) when the camera's clock drifts or jumps.
+            cols = {str(r[1]) for r in self._db.execute("PRAGMA table_info(segments)").fetchall()}
+            if "media_duration" not in cols:
+                self._db.execute("ALTER TABLE segments ADD COLUMN media_duration REAL")
+                log.info("catalog_column_added", path=str(self.path), column="media_duration")
             # future migrations: if version < 2: ...
 
     @contextmanager
@@ -169,7 +176,8 @@ class Catalog:
     def add_segment(self, seg: FinishedSegment) -> None:
         """Bus subscriber (first one): catalogue a finished segment. Idempotent."""
         crash_point("catalog.before_insert")
-        row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size)
+        row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size,
+                         media_duration=seg.media_duration)
         self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered)
 
     def add_rows(self, rows: Iterable[SegmentRow], run_id: str | None = None, recovered: bool = False) -> int:
@@ -181,12 +189,12 @@ class Catalog:
             for r in rows:
                 cur = db.execute(
                     'INSERT INTO segments (path, camera, feed_id, start, "end", duration, size, state,'
-                    " run_id, recovered, added_at, state_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?)"
+                    " run_id, recovered, added_at, state_at, media_duration)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?)"
                     " ON CONFLICT (path) DO UPDATE SET state = 'complete', size = excluded.size,"
                     " state_at = excluded.state_at, reason = NULL WHERE state IN ('deleted', 'missing')",
                     (r.path, r.camera, r.feed_id, r.start, r.end, r.end - r.start, r.size, run_id,
-                     int(recovered), now, now),
+                     int(recovered), now, now, r.media_duration),
                 )
                 n += cur.rowcount
         return n
@@ -252,7 +260,8 @@ class Catalog:
             uploads = self._uploads_exists(self._db)
             join = "LEFT JOIN uploads u ON u.path = s.path" if uploads else ""
             up = "u.state" if uploads else "NULL"
-            sql = (f'SELECT s.path, s.camera, s.feed_id, s.start, s."end", s.size, s.state, {up} '
+            sql = (f'SELECT s.path, s.camera, s.feed_id, s.start, s."end", s.size, s.state, {up}, '
+                   "s.media_duration "
                    f"FROM segments s {join} {clause} {order}" + (f" LIMIT {int(limit)}" if limit else ""))
             rows = self._db.execute(sql, params).fetchall()
         make = SegmentRow._make
@@ -291,6 +300,11 @@ class Catalog:
     def newest_start(self) -> dict[str, float]:
         return {str(cam): float(str(s)) for cam, s in
                 self.query("SELECT camera, MAX(start) FROM segments GROUP BY camera")}
+
+    def newest_end(self) -> dict[str, float]:
+        """camera -> the latest end of any of its segments (no new segment may start before it)."""
+        return {str(cam): float(str(e)) for cam, e in
+                self.query('SELECT camera, MAX("end") FROM segments GROUP BY camera')}
 
     def rows_in_state(self, state: str) -> list[tuple[str, float]]:
         return [(str(p), float(str(t))) for p, t in

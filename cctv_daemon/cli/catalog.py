@@ -109,7 +109,8 @@ def _segments_args(p: argparse.ArgumentParser) -> None:
 
 def segment_json(r: SegmentRow) -> dict[str, object]:
     return {"camera": r.camera, "feedId": r.feed_id, "path": r.path, "start": iso(r.start), "end": iso(r.end),
-            "startEpoch": r.start, "endEpoch": r.end, "duration": round(r.duration, 3), "bytes": r.size,
+            "startEpoch": r.start, "endEpoch": r.end, "duration": round(r.duration, 3),
+            "mediaDuration": r.media_duration, "bytes": r.size,
             "upload": r.upload_state}
 
 

@@ -181,9 +181,11 @@ class FfmpegProcess:
 
     def _progress(self, out_time: int, frames: int) -> None:
         with self._lock:
-            if out_time > self.out_time_us:
-                self.out_time_us = out_time
+            # Media flows when media time OR the frame count grows: a camera whose timestamps jump back keeps
+            # media time still for a while (or an hour) although frames keep coming; that is not a stall.
+            if out_time > self.out_time_us or frames > self.frames:
                 self.last_advance = self.clock.monotonic()
+            self.out_time_us = max(self.out_time_us, out_time)
             self.frames = max(self.frames, frames)
 
     def _read_stderr(self, stream: IO[bytes]) -> None:

@@ -15,6 +15,7 @@ from cctv_daemon.segments import names as segment_names
 from cctv_daemon.segments import staging
 from cctv_daemon.segments.media_probe import probe_duration
 from cctv_daemon.segments.mp4_tail import truncate_incomplete_tail
+from cctv_daemon.segments.timeline import FIRST_OF_RUN_MAX_S, CameraTimeline
 from cctv_daemon.segments.watcher import StagedSegment, _ListReader
 
 log = structlog.get_logger("cctv_daemon.segment")
@@ -31,45 +32,70 @@ class SegmentFinisher:
         self.bus = bus
         self.clock = clock
         self._meta: dict[tuple[str, str], staging.RunMeta] = {}
+        self._timelines: dict[str, CameraTimeline] = {}
 
     # -- normal path: ffmpeg listed the segment as closed --------------------------------------------
-    def finish(self, staged: StagedSegment, recovered: bool = False) -> FinishedSegment | None:
+    def finish(self, staged: StagedSegment, recovered: bool = False, media_duration: float | None = None,
+               closed_at: float | None = None) -> FinishedSegment | None:
         src = staged.path
         if not src.exists():
             log.debug("segment_already_handled", camera=staged.camera, staging=str(src))
             return None
-        meta = self._run_meta(src.parent, staged.run_id, staged.camera)
-        anchor = meta.anchor
-        if anchor is None:
-            # No anchor recorded (the run never reported progress): the file's last write is its end.
-            anchor = src.stat().st_mtime - staged.end_s
-        start, end = anchor + staged.start_s, anchor + staged.end_s
+        meta = self._run_meta(src.parent, staged.run_id, staged.camera,
+                              fresh=staged.start_s < FIRST_OF_RUN_MAX_S)
+        media = staged.end_s - staged.start_s if media_duration is None else media_duration
+        timeline = self.timeline(meta.camera)
+        if staged.seen is not None:
+            timeline.check_step(staged.seen)
+            end = staged.seen.wall
+        else:
+            # Read late (recovery, safety-net poll): the file's last write happened when it closed.
+            end = closed_at if closed_at is not None else src.stat().st_mtime
         removed, fragments = truncate_incomplete_tail(src)
         if removed:
             log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=str(src), bytes=removed)
         if fragments == 0:
             self._quarantine(src, "segment holds no complete fragment")
             return None
+        placed = timeline.place(staged.run_id, staged.start_s, end, media, meta.anchor)
+        start, end = placed.start, placed.end
         dest = self._free_dest(
             segment_names.final_path(self.save_path, meta.camera, meta.feed_id, start, end)
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
         size = src.stat().st_size
         _move(src, dest)
-        seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered)
+        seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered,
+                              round(media, 3))
         log.info(
             "segment_finished",
             camera=seg.camera,
             path=str(dest),
             start=segment_names.stamp(start),
             end=segment_names.stamp(end),
+            start_at=round(start, 3),
+            end_at=round(end, 3),
             duration=round(seg.duration, 3),
+            media_start=round(staged.start_s, 3),
+            media_duration=round(media, 3),
             bytes=size,
             recovered=recovered,
+            clamped=placed.clamped or None,
             run_id=staged.run_id,
         )
         self.bus.publish(seg)
         return seg
+
+    def timeline(self, camera: str) -> CameraTimeline:
+        tl = self._timelines.get(camera)
+        if tl is None:
+            tl = self._timelines[camera] = CameraTimeline(camera)
+        return tl
+
+    def seed_last_ends(self, ends: dict[str, float]) -> None:
+        """Startup: the newest end per camera in the catalog; no new segment will start before it."""
+        for camera, end in ends.items():
+            self.timeline(camera).seed(end)
 
     # -- end of a run, and startup recovery -------------------------------------------------------------
     def close_run(self, cam_dir: Path, run_id: str) -> list[FinishedSegment]:
@@ -93,6 +119,7 @@ class SegmentFinisher:
             for leftover in (list_file, staging.meta_path(cam_dir, run_id)):
                 leftover.unlink(missing_ok=True)
             self._meta.pop((cam_dir.name, run_id), None)
+            self.timeline(cam_dir.name).forget_run(run_id)
         return done
 
     def recover_all(self) -> list[FinishedSegment]:
@@ -108,6 +135,7 @@ class SegmentFinisher:
         return done
 
     def _finish_partial(self, path: Path, run_id: str, start_s: float) -> FinishedSegment | None:
+        closed_at = path.stat().st_mtime  # before the truncation touches it
         truncate_incomplete_tail(path)  # so that the probed duration is what will play
         size = path.stat().st_size
         probe = probe_duration(self.ffmpeg_exe, path) if size > 0 else None
@@ -116,9 +144,6 @@ class SegmentFinisher:
             return None
         staged = StagedSegment(path.parent.name, run_id, path, start_s, start_s + probe.duration)
         meta = self._run_meta(path.parent, run_id, path.parent.name)
-        if meta.anchor is None:
-            # Unknown anchor: the file's last write is its end, so that the name carries the real end time.
-            meta.anchor = path.stat().st_mtime - staged.end_s
         log.warning(
             "partial_segment_finalized",
             camera=meta.camera,
@@ -126,7 +151,8 @@ class SegmentFinisher:
             duration=round(probe.duration, 3),
             errors=probe.errors[:500] or None,
         )
-        return self.finish(staged, recovered=True)
+        # Its end is the file's last write (a complete fragment is written when the next keyframe arrives).
+        return self.finish(staged, recovered=True, media_duration=probe.duration, closed_at=closed_at)
 
     def _quarantine(self, path: Path, why: str) -> None:
         """Never delete recorded bytes: an unreadable file is moved aside for a human to look at."""
@@ -142,10 +168,11 @@ class SegmentFinisher:
             bytes=dest.stat().st_size,
         )
 
-    def _run_meta(self, cam_dir: Path, run_id: str, camera: str) -> staging.RunMeta:
+    def _run_meta(self, cam_dir: Path, run_id: str, camera: str, fresh: bool = False) -> staging.RunMeta:
+        """The run's camera, feed and anchor; `fresh`: re-read (the camera refines the anchor for a while)."""
         key = (cam_dir.name, run_id)
         meta = self._meta.get(key)
-        if meta is None or meta.anchor is None:
+        if meta is None or meta.anchor is None or fresh:
             meta = staging.read_meta(cam_dir, run_id) or staging.RunMeta(camera, camera)
             self._meta[key] = meta
         return meta

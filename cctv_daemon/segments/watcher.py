@@ -14,7 +14,9 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from cctv_daemon.core.clock import Clock
 from cctv_daemon.segments import staging
+from cctv_daemon.segments.timeline import Observed
 
 log = structlog.get_logger("cctv_daemon.watcher")
 WAKE_FILE = ".stop"  # touched in the lists folder to wake the emitter thread at stop (not a .csv: ignored)
@@ -27,6 +29,8 @@ class StagedSegment:
     path: Path  # the closed segment file in staging
     start_s: float  # media seconds since the run's start
     end_s: float
+    # When the daemon saw the list line (its wall time is the segment's end); None when read late (recovery).
+    seen: Observed | None = None
 
 
 class _ListReader:
@@ -36,7 +40,8 @@ class _ListReader:
         self.offset = 0
         self.seen: set[str] = set()
 
-    def read_new(self) -> list[StagedSegment]:
+    def read_new(self, seen: Observed | None = None) -> list[StagedSegment]:
+        """New complete lines; only the last one is stamped `seen` (earlier ones were read late)."""
         try:
             with self.path.open("rb") as f:
                 f.seek(self.offset)
@@ -64,11 +69,16 @@ class _ListReader:
             out.append(
                 StagedSegment(self.segment_dir.name, self.path.stem, self.segment_dir / name, start, end_s)
             )
+        if out and seen is not None:
+            last = out[-1]
+            out[-1] = StagedSegment(last.camera, last.run_id, last.path, last.start_s, last.end_s, seen)
         return out
 
 
 class SegmentWatcher:
-    def __init__(self, staging_root: Path, on_segment: Callable[[StagedSegment], None]) -> None:
+    def __init__(self, staging_root: Path, on_segment: Callable[[StagedSegment], None],
+                 clock: Clock | None = None) -> None:
+        self.clock = clock
         self.root = staging_root
         self.lists = staging.lists_root(staging_root)
         self.on_segment = on_segment
@@ -109,20 +119,22 @@ class SegmentWatcher:
         observer.stop()
         observer.join(5)
 
-    def poll(self, list_path: Path) -> None:
-        """Read any new complete lines of one list (called on watchdog events; idempotent)."""
+    def poll(self, list_path: Path, stamp: bool = True) -> None:
+        """Read any new complete lines of one list (called on watchdog events; idempotent). `stamp`: the line
+        was just written, so now is the segment's end (not so for the safety-net poll)."""
         with self._lock:
             reader = self._readers.get(list_path)
             if reader is None:
                 reader = self._readers[list_path] = _ListReader(list_path, self.root / list_path.parent.name)
-            new = reader.read_new()
+            seen = Observed(self.clock.time(), self.clock.monotonic()) if stamp and self.clock else None
+            new = reader.read_new(seen)
         for seg in new:
             self.on_segment(seg)
 
     def poll_all(self) -> None:
         """Read every list: at shutdown after ffmpeg exited, and as a periodic safety net."""
         for list_path in sorted(self.lists.glob("*/*.csv")):
-            self.poll(list_path)
+            self.poll(list_path, stamp=False)
 
     def forget(self, list_path: Path) -> None:
         with self._lock:

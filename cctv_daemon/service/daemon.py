@@ -133,6 +133,8 @@ class Daemon:
         stopped = orphans.stop_orphans(self.staging_root)
         if stopped:
             log.warning("orphans_stopped", count=stopped)
+        # No new segment may start before the newest catalogued end (names never overlap across runs).
+        self.finisher.seed_last_ends(self.storage.catalog.newest_end())
         self.finisher.recover_all()
         self.storage.recover()  # catalog startup recovery (docs/segment-lifecycle.md)
 

@@ -54,7 +54,16 @@ class RtspServer:
         ready_timeout: float = 15.0,
         python: str = SYSTEM_PYTHON,
         script: str | os.PathLike[str] = SCRIPT,
+        keyframe_log: str | os.PathLike[str] | None = None,
+        clocks: Mapping[str, float] | None = None,
+        jumps: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
+        """``keyframe_log``: the server appends ``<mount> <wall epoch> <pts>`` per keyframe sent (see
+        ``keyframes()``); ``clocks``: mount -> media clock rate (1.01 = 1 % fast); ``jumps``: mount ->
+        (after media seconds, by seconds): the mount's timestamps jump once."""
+        self.keyframe_log = Path(keyframe_log) if keyframe_log is not None else None
+        self.clocks = dict(clocks or {})
+        self.jumps = dict(jumps or {})
         if (user is None) != (password is None):
             raise ValueError("user and password go together")
         self.mounts = dict(mounts)
@@ -80,7 +89,24 @@ class RtspServer:
             cmd += ["--user", self.user, "--password", self.password]
             if self.auth != "basic":
                 cmd += ["--auth", self.auth]
+        if self.keyframe_log is not None:
+            cmd += ["--keyframe-log", str(self.keyframe_log)]
+        for path, rate in self.clocks.items():
+            cmd += ["--clock", f"{path}={rate}"]
+        for path, (after, by) in self.jumps.items():
+            cmd += ["--jump", f"{path}={after}:{by}"]
         return cmd
+
+    def keyframes(self, mount: str) -> list[float]:
+        """Wall-clock times (epoch) at which the server sent each keyframe of ``mount`` (needs keyframe_log)."""
+        if self.keyframe_log is None or not self.keyframe_log.exists():
+            return []
+        out = []
+        for line in self.keyframe_log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == mount:
+                out.append(float(parts[1]))
+        return out
 
     def start(self) -> RtspServer:
         """Start the server (again, on the same port) and wait until it prints ``READY``."""
