@@ -42,7 +42,7 @@ def staged_run(spool: Path, camera: str = "cam", n: int = 1) -> tuple[Path, list
 
 def test_segment_data_is_fsynced_before_its_row_is_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     save = tmp_path / "rec"
-    _cam_dir, [seg] = staged_run(staging.spool_dir(save))
+    _cam_dir, [seg] = staged_run(save / ".cctv")
     synced: set[tuple[int, int]] = set()
     real_fsync = os.fsync
 
@@ -69,7 +69,7 @@ def test_staging_is_on_save_paths_filesystem_whatever_state_dir_is(tmp_path: Pat
     save, state = tmp_path / "rec", tmp_path / "elsewhere" / "state"
     fin = SegmentFinisher(save, state, find_ffmpeg(), EventBus(), SystemClock())
     assert fin.root == save / ".cctv" / "staging"
-    _cam_dir, [seg] = staged_run(fin.spool)
+    _cam_dir, [seg] = staged_run(save / ".cctv")
     copies: list[object] = []
     monkeypatch.setattr(finisher_mod.shutil, "copyfile", lambda *a: copies.append(a))
     done = fin.finish(seg)
@@ -98,22 +98,22 @@ def test_cross_filesystem_move_never_leaves_a_short_final_file(tmp_path: Path) -
 
 def test_json_tmp_left_by_a_kill_is_recovered_and_repaired(tmp_path: Path) -> None:
     save = tmp_path / "rec"
-    spool = staging.spool_dir(save)
+    spool = save / ".cctv"
     cam_dir, [seg] = staged_run(spool)
     # the kill came while the anchor was written: only the .tmp holds it, the .json is gone
-    staging.meta_path(cam_dir, RUN).rename(staging.meta_tmp_path(cam_dir, RUN))
+    staging.meta_path(cam_dir, RUN).rename((cam_dir / f"{RUN}.json.tmp"))
     fin = SegmentFinisher(save, save / ".cctv", find_ffmpeg(), EventBus(), SystemClock())
     done = fin.recover_all()
     assert [d.feed_id for d in done] == ["feed"]  # the .tmp's metadata was used
-    assert not staging.meta_tmp_path(cam_dir, RUN).exists()
+    assert not (cam_dir / f"{RUN}.json.tmp").exists()
     assert seg.path.exists() is False
 
 
 def test_check_repair_removes_a_lone_json_tmp(tmp_path: Path) -> None:
     save = tmp_path / "rec"
-    cam_dir = staging.staging_root(staging.spool_dir(save)) / "cam"
+    cam_dir = staging.staging_root(save / ".cctv") / "cam"
     cam_dir.mkdir(parents=True)
-    tmp = staging.meta_tmp_path(cam_dir, RUN)
+    tmp = (cam_dir / f"{RUN}.json.tmp")
     tmp.write_text('{"camera": "cam", "feedId": "fe')  # cut short by the kill
     old = time.time() - 3600
     os.utime(tmp, (old, old))
@@ -152,7 +152,7 @@ def test_list_reader_memory_is_flat_and_each_segment_is_handed_on_once(tmp_path:
 
     def segment(i: int) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(_list_bytes(max(0, i - staging.LIST_SIZE + 1), i))
+        tmp.write_bytes(_list_bytes(max(0, i - 64 + 1), i))
         os.replace(tmp, path)
         for s in reader.read_new():
             handed.append(int(s.start_s))
