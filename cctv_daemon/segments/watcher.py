@@ -51,8 +51,15 @@ class _ListReader:
     def parse(self, data: bytes) -> list[StagedSegment]:
         """New segments in (the complete lines of) a list's bytes. Never raises: a crash may have left anything."""
         end = data.rfind(b"\n")
+        lines = data[: end + 1].decode("utf-8", "replace").splitlines()
+        first_new = 0
+        for i in range(len(lines) - 1, -1, -1):  # from the end: only the last entry or two are new
+            parsed = staging.segment_index(lines[i].strip().rsplit(",", 2)[0].strip('"'))
+            if parsed is not None and parsed[0] == self.run_id and parsed[1] <= self.last_index:
+                first_new = i + 1
+                break
         out: list[StagedSegment] = []
-        for raw in data[: end + 1].decode("utf-8", "replace").splitlines():
+        for raw in lines[first_new:]:
             seg = self._parse_line(raw)
             if seg is not None:
                 out.append(seg)
