@@ -86,6 +86,10 @@ def _nobody_ok() -> str | None:
         return "needs root (to run commands as root and the daemon as nobody)"
     if shutil.which("runuser") is None or not SYSTEM_PYTHON.exists() or not SITE.is_dir():
         return "needs runuser, the system Python of this version and the worktree's .venv"
+    probe = subprocess.run(["runuser", "-u", "nobody", "--", str(SYSTEM_PYTHON), "-c", "import pydantic, cctv_daemon"],
+                           env=child_env({"PYTHONPATH": f"{REPO}:{SITE}"}), cwd="/", capture_output=True, check=False)
+    if probe.returncode != 0:
+        return f"nobody cannot run this checkout ({REPO}): {probe.stderr.decode(errors='replace')[-200:]}"
     return None
 
 

@@ -101,7 +101,7 @@ def test_json_tmp_left_by_a_kill_is_recovered_and_repaired(tmp_path: Path) -> No
     spool = save / ".cctv"
     cam_dir, [seg] = staged_run(spool)
     # the kill came while the anchor was written: only the .tmp holds it, the .json is gone
-    staging.meta_path(cam_dir, RUN).rename((cam_dir / f"{RUN}.json.tmp"))
+    staging.meta_path(cam_dir, RUN).rename(cam_dir / f"{RUN}.json.tmp")
     fin = SegmentFinisher(save, save / ".cctv", find_ffmpeg(), EventBus(), SystemClock())
     done = fin.recover_all()
     assert [d.feed_id for d in done] == ["feed"]  # the .tmp's metadata was used
