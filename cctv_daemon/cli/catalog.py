@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cctv_daemon.catalog import check as catalog_check
-from cctv_daemon.catalog import recovery as catalog_recovery
 from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, db_path, with_gaps
 from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
 from cctv_daemon.config.model import Config
@@ -18,6 +19,7 @@ from cctv_daemon.core import constants as c
 from cctv_daemon.segments import names as segment_names
 
 JSON_VERSION = 1
+CHECK_WAIT_S = 3600.0  # a rebuild of a very large catalog inside the daemon
 
 
 def parse_time(text: str) -> float:
@@ -68,9 +70,11 @@ def _table_time(epoch: float) -> str:
     return iso(round(epoch))[:19]
 
 
-def _open_catalog(config: Config) -> Catalog:
+def _open_catalog(config: Config, read_only: bool = True) -> Catalog:
+    """Read commands open the catalog read-only and never create it (nor the state folder): run as root before the
+    service's first start, they must not leave root-owned files that the service user then cannot use."""
     sc = config.storageConfig
-    return Catalog.for_state_dir(sc.state_dir, sc.savePath)
+    return Catalog.for_state_dir(sc.state_dir, sc.savePath, read_only=read_only)
 
 
 def known_cameras(config: Config, catalog: Catalog) -> list[str]:
@@ -189,13 +193,65 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config is None:
         return c.EXIT_USAGE
     state_dir = config.storageConfig.state_dir
-    catalog = _open_catalog(config)
-    if args.rebuild:
-        added = catalog_recovery.rebuild(catalog, state_dir, replace=True)
-        print(f"catalog rebuilt from files: {added} segment(s)", file=sys.stderr)
-    problems = catalog_check.reconcile(catalog, state_dir)
-    left = problems
-    if args.repair and problems:
+    if args.repair or args.rebuild:
+        report = _repair(config, args)
+        if report is None:
+            return c.EXIT_RUNTIME
+    else:  # read-only: nothing is written or created
+        report = catalog_check.run_check(_open_catalog(config), state_dir, repair_found=False, rebuild=False,
+                                         ffmpeg_exe=None)
+    found, left = list(report["found"]), list(report["remaining"])
+    if report.get("rebuilt") is not None:
+        print(f"catalog rebuilt from files: {report['rebuilt']} segment(s)", file=sys.stderr)
+    if args.json:
+        out = {"version": JSON_VERSION, "found": found, "remaining": left, "repaired": bool(args.repair)}
+        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+    else:
+        for p in found:
+            print(f"{p['kind']:<20} {p['path']}  ({p['detail']})")
+        if not found:
+            print("catalog and disk agree: no problems")
+        elif args.repair:
+            print(f"{len(found)} problem(s) found, {len(found) - len(left)} repaired, {len(left)} remaining")
+        else:
+            print(f"{len(found)} problem(s) found (run with --repair to fix)")
+    return c.EXIT_CHECK_PROBLEMS if left else c.EXIT_OK
+
+
+def _repair(config: Config, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Repairs run inside the daemon (its "check" command) when one runs, else here under the instance lock, so
+    that a daemon cannot start in the middle of them."""
+    from cctv_daemon.service import instance_lock
+    from cctv_daemon.service.control import send_command
+
+    state_dir = config.storageConfig.state_dir
+    want = {"repair": bool(args.repair), "rebuild": bool(args.rebuild)}
+    owner = instance_lock.running_owner(state_dir)
+    if owner is not None:
+        try:
+            job = send_command(state_dir, "check", want, timeout=10, pid=owner.pid)["job"]
+            deadline = time.monotonic() + CHECK_WAIT_S
+            while time.monotonic() < deadline:
+                state = send_command(state_dir, "check_result", {"job": job}, timeout=10, pid=owner.pid)
+                if state.get("done"):
+                    if "error" in state:
+                        print(f"cctv-daemon: check failed in the daemon: {state['error']}", file=sys.stderr)
+                        return None
+                    print(f"repairs done by the running daemon (pid {owner.pid})", file=sys.stderr)
+                    return dict(state["report"])
+                time.sleep(0.2)
+            print(f"cctv-daemon: the daemon's check did not finish within {CHECK_WAIT_S:.0f} s", file=sys.stderr)
+        except Exception as exc:
+            print(f"cctv-daemon: the running daemon (pid {owner.pid}) did not take the repair: {exc}; "
+                  "nothing was changed", file=sys.stderr)
+        return None
+    lock = instance_lock.InstanceLock(state_dir)
+    try:
+        lock.acquire(config.storageConfig.savePath)
+    except instance_lock.AlreadyRunning as exc:
+        print(f"cctv-daemon: a daemon started meanwhile ({exc}); run the repair again", file=sys.stderr)
+        return None
+    try:
         ffmpeg_exe: str | None
         try:
             from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
@@ -203,27 +259,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             ffmpeg_exe = find_ffmpeg(config.ffmpegPath)
         except Exception:
             ffmpeg_exe = None
-        catalog_check.repair(catalog, state_dir, problems, ffmpeg_exe)
-        left = catalog_check.reconcile(catalog, state_dir)
-    if args.json:
-        report = {"version": JSON_VERSION, "found": [_problem_json(p) for p in problems],
-                  "remaining": [_problem_json(p) for p in left], "repaired": bool(args.repair)}
-        sys.stdout.write(json.dumps(report, indent=1) + "\n")
-    else:
-        for p in problems:
-            print(f"{p.kind:<20} {p.path}  ({p.detail})")
-        if not problems:
-            print("catalog and disk agree: no problems")
-        elif args.repair:
-            fixed = len(problems) - len(left)
-            print(f"{len(problems)} problem(s) found, {fixed} repaired, {len(left)} remaining")
-        else:
-            print(f"{len(problems)} problem(s) found (run with --repair to fix)")
-    return c.EXIT_CHECK_PROBLEMS if left else c.EXIT_OK
-
-
-def _problem_json(p: catalog_check.Problem) -> dict[str, str]:
-    return {"kind": p.kind, "path": p.path, "detail": p.detail}
+        catalog = _open_catalog(config, read_only=False)
+        try:
+            return catalog_check.run_check(catalog, state_dir, repair_found=bool(args.repair),
+                                           rebuild=bool(args.rebuild), ffmpeg_exe=ffmpeg_exe)
+        finally:
+            catalog.close()
+    finally:
+        lock.release()
 
 
 # -- export -----------------------------------------------------------------------------------------------

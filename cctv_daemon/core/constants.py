@@ -38,6 +38,7 @@ STATE_DIRNAME = ".cctv"
 STAGING_DIRNAME = "staging"
 STAGING_LISTS_DIRNAME = ".lists"  # ffmpeg's segment lists, apart from the segments (camera names never start with ".")
 LOG_DIRNAME = "logs"
+DAMAGED_DIRNAME = "damaged"  # quarantined segments ({savePath}/.cctv) and catalogs moved aside ({stateDir})
 CATALOG_FILENAME = "catalog.sqlite3"
 LOCK_FILENAME = "cctv-daemon.lock"
 STATUS_FILENAME = "status.json"

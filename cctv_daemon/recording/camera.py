@@ -103,7 +103,7 @@ class Camera:
         config: CameraConfig,
         supervisor: SupervisorConfig,
         ffmpeg_exe: str,
-        state_dir: Path,
+        spool_dir: Path,  # {savePath}/.cctv: staging lives on savePath's filesystem (segments/staging.py)
         clock: Clock,
         on_run_ended: RunEnded | None = None,
         on_state: StateHook | None = None,
@@ -112,7 +112,7 @@ class Camera:
         self.config = config
         self.sup = supervisor
         self.ffmpeg_exe = ffmpeg_exe
-        self.staging_dir = staging.staging_root(state_dir) / config.cameraName
+        self.staging_dir = staging.staging_root(spool_dir) / config.cameraName
         self.clock = clock
         self.on_run_ended = on_run_ended
         self.on_state = on_state

@@ -28,7 +28,7 @@ from cctv_daemon.config.model import CameraConfig, Config
 from cctv_daemon.recording.ffmpeg_command import SEGMENT_FORMAT_OPTIONS
 from cctv_daemon.recording.ffmpeg_locate import FfmpegNotFound, find_ffmpeg
 
-PROBE_VERSION = 1  # bump when the trials change: cached results of older trials are ignored
+PROBE_VERSION = 2  # bump when the trials change: cached results of older trials are ignored
 _TIMEOUT_S = 30.0
 _CANNOT_RUN = "cannot run it"
 
@@ -215,7 +215,8 @@ def _record_trial(exe: str, tmp: Path, missing: dict[str, str]) -> tuple[str, Pa
     args = ["-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=0.5", "-map", "0:v:0", "-c:v", "mpeg4",
             "-tag:v", "hvc1", "-f", "segment", "-segment_time", "1", "-reset_timestamps", "1",
             "-segment_format", "mp4", "-segment_format_options", SEGMENT_FORMAT_OPTIONS,
-            "-segment_list", str(out / "list.csv"), "-segment_list_type", "csv", str(out / "%06d.mp4")]
+            "-segment_list", str(out / "list.csv"), "-segment_list_type", "csv", "-segment_list_size", "64",
+            str(out / "%06d.mp4")]
     code, stdout, stderr = _run([exe, *global_args, *args])
     if code != 0 and "stats_period" in stderr:
         missing[PROGRESS] = "-stats_period: " + _last_error(stderr)

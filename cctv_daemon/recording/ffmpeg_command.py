@@ -163,6 +163,9 @@ def build_command(
             "segment_format_options": SEGMENT_FORMAT_OPTIONS,
             "segment_list": str(out.list_file),
             "segment_list_type": "csv",
+            # Only the last entries: ffmpeg rewrites {run}.csv.tmp and renames it over the list after each segment,
+            # so the list stays a few kB for a run of months (without it, ~55 bytes a segment forever).
+            "segment_list_size": str(staging.LIST_SIZE),
         }
     )
     stream = ffmpeg.output(*streams, str(out.pattern), **opts).global_args(

@@ -1,9 +1,10 @@
-"""Watches ffmpeg's segment lists in the staging folder (watchdog): ffmpeg appends `name,start,end` to
-`.lists/{camera}/{run}.csv` only after the segment file is closed, so each new line is an exact "segment
-finished" signal."""
+"""Watches ffmpeg's segment lists in the staging folder (watchdog): ffmpeg writes `name,start,end` to
+`.lists/{camera}/{run}.csv` only after the segment file is complete, so each new entry is an exact "segment
+finished" signal. The list holds the run's last staging.LIST_SIZE entries (rewritten and renamed into place)."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,45 +35,71 @@ class StagedSegment:
 
 
 class _ListReader:
+    """Reads a run's segment list. ffmpeg rewrites the list (its last staging.LIST_SIZE entries) and renames it into
+    place after each segment, so every read sees whole lines; what was already handed on is remembered as one
+    number, the highest segment index seen, so memory stays flat for the life of a run however long it lasts."""
+
     def __init__(self, path: Path, segment_dir: Path) -> None:
         self.path = path
         self.segment_dir = segment_dir
-        self.offset = 0
-        self.seen: set[str] = set()
+        self.run_id = path.stem
+        self.last_index = -1
 
     def read_new(self, seen: Observed | None = None) -> list[StagedSegment]:
         """New complete lines; only the last one is stamped `seen` (earlier ones were read late)."""
         try:
             with self.path.open("rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
+                data = f.read(MAX_LIST_BYTES)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
             return []
+        return self.parse(data, seen)
+
+    def parse(self, data: bytes, seen: Observed | None = None) -> list[StagedSegment]:
+        """New segments in (the complete lines of) a list's bytes. Never raises: a crash may have left anything."""
         end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        out = []
-        for raw in data[: end + 1].decode("utf-8", "replace").splitlines():
-            parts = raw.strip().rsplit(",", 2)
-            if len(parts) != 3:
-                continue
-            name = Path(parts[0].strip('"')).name
-            if name in self.seen:
-                continue
-            try:
-                start, end_s = float(parts[1]), float(parts[2])
-            except ValueError:
-                log.warning("bad_segment_list_line", list=str(self.path), line=raw)
-                continue
-            self.seen.add(name)
-            out.append(
-                StagedSegment(self.segment_dir.name, self.path.stem, self.segment_dir / name, start, end_s)
-            )
+        lines = data[: end + 1].decode("utf-8", "replace").splitlines()
+        first_new = 0
+        for i in range(len(lines) - 1, -1, -1):  # from the end: only the last entry or two are new
+            parsed = staging.segment_index(lines[i].strip().rsplit(",", 2)[0].strip('"'))
+            if parsed is not None and parsed[0] == self.run_id and parsed[1] <= self.last_index:
+                first_new = i + 1
+                break
+        out: list[StagedSegment] = []
+        for raw in lines[first_new:]:
+            seg = self._parse_line(raw)
+            if seg is not None:
+                out.append(seg)
         if out and seen is not None:
             last = out[-1]
             out[-1] = StagedSegment(last.camera, last.run_id, last.path, last.start_s, last.end_s, seen)
         return out
+
+    def _parse_line(self, raw: str) -> StagedSegment | None:
+        parts = raw.strip().rsplit(",", 2)
+        if len(parts) != 3:
+            return None
+        name = parts[0].strip('"')
+        parsed = staging.segment_index(name)
+        if parsed is None or parsed[0] != self.run_id:
+            if raw.strip():
+                log.warning("bad_segment_list_line", list=str(self.path), line=raw[:200])
+            return None
+        index = parsed[1]
+        if index <= self.last_index:
+            return None  # handed on already (the list repeats its last entries)
+        try:
+            start, end_s = float(parts[1]), float(parts[2])
+        except ValueError:
+            start = end_s = math.nan
+        if not (math.isfinite(start) and math.isfinite(end_s) and 0 <= start <= end_s < MAX_MEDIA_S):
+            log.warning("bad_segment_list_line", list=str(self.path), line=raw[:200])
+            return None
+        self.last_index = index
+        return StagedSegment(self.segment_dir.name, self.run_id, self.segment_dir / name, start, end_s)
+
+
+MAX_LIST_BYTES = 64 * 1024 * 1024  # a list left by an older version (no size limit) is read whole, up to this
+MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 
 
 class SegmentWatcher:
@@ -146,8 +173,10 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type not in ("modified", "created", "closed"):
+        if event.is_directory or event.event_type not in ("modified", "created", "closed", "moved"):
             return
-        path = Path(str(event.src_path))
+        # ffmpeg writes {run}.csv.tmp and renames it over {run}.csv: the rename is the event that matters.
+        src = event.dest_path if event.event_type == "moved" else event.src_path
+        path = Path(str(src, "utf-8", "replace") if isinstance(src, bytes) else src)
         if path.suffix == ".csv":
             self.watcher.poll(path)

@@ -161,7 +161,7 @@ class Daemon:
             cb()
 
     def add_camera(self, cam_cfg: CameraConfig) -> Camera:
-        cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.state_dir, self.clock,
+        cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.finisher.spool, self.clock,
                      on_run_ended=self.handoff.run_ended, on_state=self.bus.publish, on_exit=self.waker.wake)
         self.cameras[cam.name] = cam
         cam.start()

@@ -22,9 +22,9 @@ from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import Config
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.events import EventBus
-from cctv_daemon.segments import staging
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
+from cctv_daemon.service.catalog_commands import CheckJobs
 from cctv_daemon.service.commands import Args, CommandError, CommandQueue
 from cctv_daemon.service.control import ControlServer
 from cctv_daemon.service.daemon import Component, Daemon
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from cctv_daemon.upload.uploader import Uploader
 
 BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader")
-COMPONENT_ORDER = ("control", "retention", "reload", "systemd", "status_file", "uploader")
+COMPONENT_ORDER = ("control", "catalog", "retention", "reload", "systemd", "status_file", "uploader")
 
 
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
@@ -49,12 +49,13 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     save_path, state_dir = config.storageConfig.savePath, config.storageConfig.state_dir
     # 2.
     finisher = SegmentFinisher(save_path, state_dir, ffmpeg_exe, bus, clock)
-    handoff = SegmentHandoff(staging.staging_root(state_dir), finisher)
+    handoff = SegmentHandoff(finisher.root, finisher)  # {savePath}/.cctv/staging, whatever stateDir is
     # 3.
     storage = CatalogServices(config, clock)
     bus.subscribe("catalog", storage.catalog.add_segment)
     bus.subscribe("retention", storage.retention.on_segment)
-    parts: dict[str, Component] = {"retention": storage.retention}
+    CheckJobs(storage.catalog, state_dir, ffmpeg_exe).register(commands)  # `check --repair/--rebuild` run here
+    parts: dict[str, Component] = {"catalog": storage, "retention": storage.retention}
     # 4.
     daemon = Daemon(config, ffmpeg_exe, clock, bus, finisher, handoff, storage, commands)
     bus.subscribe("camera_counters", daemon.count_segment)

@@ -39,6 +39,7 @@ def test_rtsp_stream_copy_segment_muxer_tcp_timeout() -> None:
     assert "flush_packets=1" in opt(args, "-segment_format_options")
     assert opt(args, "-segment_list") == str(OUT.list_file)
     assert opt(args, "-segment_list_type") == "csv"
+    assert opt(args, "-segment_list_size") == "64"  # bounded list: ffmpeg rewrites and renames it (issue 12, 16)
     assert args[args.index("-progress") + 1] == "pipe:1"
     assert str(OUT.pattern) in args
     assert "libx264" not in args
