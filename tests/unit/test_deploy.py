@@ -162,7 +162,13 @@ def test_dockerfile_runs_what_the_statefulset_expects() -> None:
     container = _container(sts)
     pod_security = sts["spec"]["template"]["spec"]["securityContext"]
     assert re.search(r"^FROM debian:bookworm-slim$", text, re.M)
-    assert re.search(r"apt-get install -y --no-install-recommends ffmpeg python3-venv", text)
+    # the README's set-up: the same apt packages, a venv, `pip install .`
+    readme = (ROOT / "README.md").read_text()
+    readme_apt = re.search(r"apt-get install -y ([a-z0-9 .+-]+?) &&", readme)
+    docker_apt = re.search(r"apt-get install -y --no-install-recommends ([a-z0-9 .+-]+?) \\$", text, re.M)
+    assert readme_apt is not None and docker_apt is not None
+    assert set(readme_apt.group(1).split()) == set(docker_apt.group(1).split()) == {"ffmpeg", "python3-venv"}
+    assert "python3 -m venv /opt/cctv-daemon/venv" in text and "venv/bin/pip install --no-cache-dir /src" in text
     assert re.search(r"^ENTRYPOINT \[\"cctv-daemon\"\]$", text, re.M)
     cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
     assert cmd == container["args"] == ["run", "--config", "/etc/cctv/config.json"]
