@@ -4,7 +4,10 @@ data (a real outage)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -134,3 +137,19 @@ def test_servers_start_within_seconds(postgres_server: DatabaseServer, mariadb_s
     conn = postgres_server.connect()
     conn.close()
     assert time.monotonic() - started < 5
+
+
+def test_servers_left_by_a_killed_test_run_are_reaped() -> None:
+    """A test process killed before its teardown leaves its server running; the next run stops and deletes it."""
+    script = ("import os, sys; sys.path.insert(0, '.');"
+              "from tests.support.databases import MariaDBServer;"
+              "s = MariaDBServer().start(); print(s.dir, s.proc.pid, flush=True); os._exit(0)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    if "Unavailable" in done.stderr:
+        pytest.skip(done.stderr.strip().splitlines()[-1])
+    assert done.returncode == 0, done.stderr
+    left_dir, left_pid = done.stdout.split()
+    assert psutil.pid_exists(int(left_pid)) and Path(left_dir).is_dir()
+    assert Path(left_dir) in databases.reap_leftovers("mariadb")
+    assert not Path(left_dir).exists()
+    assert not psutil.pid_exists(int(left_pid)) or psutil.Process(int(left_pid)).status() == psutil.STATUS_ZOMBIE

@@ -59,6 +59,35 @@ def _mariadb_binaries() -> tuple[str, str]:
     return install, server
 
 
+OWNER_FILE = "owner.pid"  # the pid of the test process that made a server's dir
+
+
+def reap_leftovers(kind: str) -> list[Path]:
+    """Servers left by a test process that was killed (no teardown ran): stop every process running from a
+    ``cctv-{kind}-*`` temp dir whose owner process is gone, and delete the dir. Returns the dirs removed. Only
+    processes whose command line names such a dir are touched."""
+    import psutil
+
+    removed = []
+    for d in Path(tempfile.gettempdir()).glob(f"cctv-{kind}-*"):
+        try:
+            owner = int((d / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if psutil.pid_exists(owner):
+            continue
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if any(str(d) in arg for arg in p.info["cmdline"] or []):
+                    p.kill()
+                    p.wait(10)
+            except (psutil.Error, subprocess.TimeoutExpired):
+                pass
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
 class Outage(threading.Thread):
     """Stops a server, keeps it down for ``seconds``, starts it again (same port, same data). ``join()`` raises
     what went wrong; ``down_at``/``up_at`` are the monotonic times the server stopped and answered again."""
@@ -169,7 +198,9 @@ class DatabaseServer(ABC):
         started = time.monotonic()
         first = self.dir is None
         if first:
+            reap_leftovers(self.kind)
             self.dir = Path(tempfile.mkdtemp(prefix=f"cctv-{self.kind}-"))
+            (self.dir / OWNER_FILE).write_text(str(os.getpid()))
             self.socket_dir.mkdir()
             self._log = tempfile.TemporaryFile(prefix=f"cctv-{self.kind}-log-")  # noqa: SIM115 (close())
             self._hand_over(self.dir)
