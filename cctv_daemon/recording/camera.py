@@ -41,6 +41,7 @@ class State(str, enum.Enum):
     STOPPING = "stopping"
 
 
+DISK_FULL_RETRY_S = 3.0  # a full disk is retried this often: retention makes room, recording resumes in seconds
 _WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.DISK_FULL)
 _FAILURE_STATE = {
     fp.AUTH_FAILED: (State.AUTH_FAILED, "authentication failed"),
@@ -265,6 +266,8 @@ class Camera:
         state, label = _FAILURE_STATE.get(kind or "", (State.BACKOFF, "stream ended"))
         at_cap = state in (State.AUTH_FAILED, State.NOT_FOUND)
         delay = self.backoff.next_delay(at_cap=at_cap)
+        if state == State.DISK_FULL:
+            delay = min(delay, DISK_FULL_RETRY_S)
         self.retry_at = self.clock.monotonic() + delay
         # Say an error once per change of failure, not on every retry.
         new_failure = (kind or "ended") != self._last_failure

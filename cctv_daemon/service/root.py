@@ -19,7 +19,7 @@ from __future__ import annotations
 from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import Config
 from cctv_daemon.core.clock import Clock, SystemClock
-from cctv_daemon.core.events import EventBus
+from cctv_daemon.core.events import CameraStateChanged, EventBus
 from cctv_daemon.segments import staging
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
@@ -31,7 +31,7 @@ from cctv_daemon.service.sd_notify import SystemdNotifier
 from cctv_daemon.service.snapshot import component_name
 from cctv_daemon.service.status import StatusWriter
 
-BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader")
+BUS_ORDER = ("catalog", "retention", "retention_disk_full", "camera_counters", "uploader")
 COMPONENT_ORDER = ("control", "retention", "reload", "systemd", "status_file", "uploader")
 
 
@@ -47,8 +47,9 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     handoff = SegmentHandoff(staging.staging_root(state_dir), finisher)
     # 3.
     storage = CatalogServices(config, clock)
-    bus.subscribe("catalog", storage.catalog.add_segment)
+    bus.subscribe("catalog", storage.add_segment)  # retries after making room when the disk is full
     bus.subscribe("retention", storage.retention.on_segment)
+    bus.on(CameraStateChanged, "retention_disk_full", storage.retention.on_camera_state)
     parts: dict[str, Component] = {"retention": storage.retention}
     # 4.
     daemon = Daemon(config, ffmpeg_exe, clock, bus, finisher, handoff, storage, commands)
