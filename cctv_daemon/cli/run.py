@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from cctv_daemon.cli import service as cli_service
-from cctv_daemon.cli.common import command, load_with_ffmpeg
-from cctv_daemon.config.model import json_schema
+from cctv_daemon.cli.common import command, load_with_ffmpeg, report
+from cctv_daemon.config.disk_floor import floor_problems
+from cctv_daemon.config.model import ConfigError, json_schema
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging
 
@@ -21,6 +22,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if loaded is None:
         return c.EXIT_USAGE
     config, ffmpeg_exe = loaded
+    if problem := floor_problems(config)[1]:  # `run` records anyway; retention deletes nothing for this floor
+        report(ConfigError([problem], args.config))
+        return c.EXIT_USAGE
     enabled = [cam.cameraName for cam in config.cameras if cam.enabled]
     print(f"{args.config}: OK ({len(enabled)} camera(s) enabled: {', '.join(enabled) or 'none'}; "
           f"ffmpeg: {ffmpeg_exe})")

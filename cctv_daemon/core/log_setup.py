@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import logging.handlers
+import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -37,6 +38,7 @@ def redact_processor(
     return event_dict
 
 
+_TAIL = 65536  # a log line is shorter than this
 _FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _notice_log = structlog.get_logger("cctv_daemon.logging")
 
@@ -68,7 +70,7 @@ class _FullDiskTolerant(logging.StreamHandler):  # type: ignore[type-arg]
         self.dropped_total += 1
         self._discard_buffer()
         if self.dropped == 1:
-            self._notice("log_lines_dropping", target=self._target(),
+            self._notice("log_lines_dropping",
                          detail="no room on the disk: log lines are dropped and counted until it has room")
 
     def _discard_buffer(self) -> None:
@@ -93,13 +95,24 @@ class SafeStreamHandler(_FullDiskTolerant):
 
 class SafeRotatingFileHandler(_FullDiskTolerant, logging.handlers.RotatingFileHandler):
     def _discard_buffer(self) -> None:
-        """Close the stream, losing what its buffer held (a partial line), so the next line reopens the file."""
+        """Close the stream, losing what its buffer held, and cut the line the disk tore (a short write), so the
+        file holds whole lines only; the next line reopens the file."""
         stream, self.stream = self.stream, None  # type: ignore[assignment]
         if stream is not None:
             try:
                 stream.close()
             except OSError:
                 pass
+        try:
+            with open(self.baseFilename, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - _TAIL))
+                tail = f.read()
+                if tail and not tail.endswith(b"\n"):
+                    cut = tail.rfind(b"\n")
+                    f.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+        except OSError:
+            pass
 
     def _target(self) -> str:
         return self.baseFilename
