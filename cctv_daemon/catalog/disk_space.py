@@ -65,12 +65,12 @@ class SpaceReserve:
             return False
         return True
 
-    def ensure(self, free: int, margin: int) -> None:
-        """(Re)make the reserve file when the disk has room for it and ``margin`` more."""
+    def ensure(self, free: int) -> None:
+        """(Re)make the reserve file when the disk has room for it twice over."""
         try:
             if self.path.exists() and self.path.stat().st_size >= self.size:
                 return
-            if free < self.size + margin:
+            if free < 2 * self.size:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "wb") as f:

@@ -197,7 +197,7 @@ class Retention:
             if self._room_wanted:
                 n += self._make_room()
             if self.reserve is not None and (free := self._free()) is not None:
-                self.reserve.ensure(free, max(self.limits.min_free_bytes, headroom(self.catalog.totals())))
+                self.reserve.ensure(free)
             self.last_check_at = self.clock.time()
             return n
         finally:
