@@ -62,6 +62,6 @@ def test_the_same_full_disk_fails_the_plain_insert(disk: Path) -> None:
     cat.query("PRAGMA wal_checkpoint(TRUNCATE)")
     fill(disk / "filler")
     seg = FinishedSegment("gate", "gate", cat.abs(new.path), new.start, new.end, new.size, "r1")
-    with pytest.raises(Exception, match="disk is full|No space"):
+    with pytest.raises(Exception, match=r"disk is full|No space"):
         cat.add_segment(seg)
     cat.close()
