@@ -100,16 +100,19 @@ def rebuild(catalog: Catalog, state_dir: Path, replace: bool = False) -> int:
 
 
 def startup_recover(catalog: Catalog, deleter: SegmentDeleter, state_dir: Path,
-                    cameras: Iterable[str]) -> int:
-    """Run by Daemon.prepare() after the finisher's staging recovery. Returns rows added."""
+                    cameras: Iterable[str], newest_before: dict[str, float] | None = None) -> int:
+    """Run by Daemon.prepare() after the finisher's staging recovery. Returns rows added. ``newest_before``: each
+    camera's newest row before the staging recovery catalogued the dead run's last segments (a file the crash left
+    without a row is older than those, but never older than this)."""
     deleter.finish_all()
     newest = catalog.newest_start()
     if catalog.created or not newest:  # no database, or an empty one (e.g. made by `segments`): rebuild
         return rebuild(catalog, state_dir)
+    bound = newest if newest_before is None else newest_before
     added = 0
     for camera in sorted(set(cameras) | set(newest)):
-        since = segment_names.date_dir(newest[camera]) if camera in newest else None
-        since_stamp = segment_names.stamp(newest[camera]) if camera in newest else None
+        since = segment_names.date_dir(bound[camera]) if camera in bound else None
+        since_stamp = segment_names.stamp(bound[camera]) if camera in bound else None
         rows = (d.row for d in scan_camera(catalog.save_path, camera, since, since_stamp))
         added += catalog.add_rows(rows, recovered=True)
     if added:

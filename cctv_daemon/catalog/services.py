@@ -35,6 +35,8 @@ class CatalogServices:
         self.deleter = SegmentDeleter(self.catalog)
         self.retention = Retention(self.catalog, self.deleter, Limits.from_config(config), clock,
                                    reserve=SpaceReserve(self.state_dir))
+        # Before the finisher's staging recovery adds the dead run's last segments: bounds the recovery scan.
+        self._newest_at_open = self.catalog.newest_start()
 
     def delete_segment(self, rel_path: str, reason: str) -> bool:
         return self.deleter.delete_segment(rel_path, reason)
@@ -62,7 +64,8 @@ class CatalogServices:
     def recover(self) -> None:
         """Startup recovery only: the first prune runs on retention's own thread once the daemon started, so a
         large one never delays readiness."""
-        catalog_recovery.startup_recover(self.catalog, self.deleter, self.state_dir, self.camera_names)
+        catalog_recovery.startup_recover(self.catalog, self.deleter, self.state_dir, self.camera_names,
+                                         self._newest_at_open)
 
     def status(self) -> dict[str, object]:
         return self.retention.status()
