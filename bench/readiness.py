@@ -10,6 +10,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -23,7 +24,8 @@ from tests.support.daemon import DaemonProc, pattern_camera, wait_for
 
 def trial(base: Path, template: Path, rows: int, prune: int) -> dict[str, float]:
     tmp = base / f"t{time.time_ns()}"
-    shutil.copytree(template, tmp / "rec", symlinks=True)
+    tmp.mkdir()
+    subprocess.run(["cp", "-a", str(template), str(tmp / "rec")], check=True)  # much faster than copytree
     cams = sorted(p.name for p in (tmp / "rec").iterdir() if not p.name.startswith("."))
     cfg: dict[str, Any] = {
         "cameras": [pattern_camera(cams[0], 2)] + [pattern_camera(n, 2, enabled=False) for n in cams[1:]],
