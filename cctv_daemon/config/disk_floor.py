@@ -23,8 +23,9 @@ def _existing(path: Path) -> Path | None:
     return next((p for p in (path, *path.parents) if p.exists()), None)
 
 
-def our_footage_bytes(state_dir: Path) -> int:
-    """Bytes of live segments the catalog knows (read-only; 0 when there is no catalog yet)."""
+def our_footage_bytes(state_dir: Path) -> int | None:
+    """Bytes of live segments the catalog knows (read-only; 0 when there is no catalog yet, None when it cannot
+    be read: then nothing is claimed about the floor)."""
     db = state_dir / c.CATALOG_FILENAME
     if not db.is_file():
         return 0
@@ -35,8 +36,8 @@ def our_footage_bytes(state_dir: Path) -> int:
         finally:
             conn.close()
         return int(row[0])
-    except (sqlite3.Error, ValueError):
-        return 0
+    except (sqlite3.Error, ValueError, TypeError):
+        return None
 
 
 def floor_problems(config: Config) -> tuple[str | None, str | None]:
@@ -55,7 +56,7 @@ def floor_problems(config: Config) -> tuple[str | None, str | None]:
         return (f"storageConfig.minFreeDiskGB: {gb} is more than the whole disk under {sc.savePath} "
                 f"({usage.total / GB:.2f} GB); lower it (0 turns the floor off)"), None
     ours = our_footage_bytes(sc.state_dir)
-    if floor > usage.free + ours:
+    if ours is not None and floor > usage.free + ours:
         return None, (f"storageConfig.minFreeDiskGB: {gb} cannot be met: the disk under {sc.savePath} has "
                       f"{usage.free / GB:.2f} GB free and {ours / GB:.2f} GB of our footage; deleting all of it "
                       f"would not reach the floor. Lower minFreeDiskGB or free space (`run` records anyway and "
