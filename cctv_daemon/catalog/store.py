@@ -72,6 +72,14 @@ END;
 """
 
 
+UPLOADED = "uploaded"  # the uploads-table state of a verified off-site copy (upload/queue.py)
+
+
+def is_uploaded(upload_state: str | None) -> bool:
+    """The one question others ask of upload state: is a verified copy off-site? (None: no uploads row.)"""
+    return upload_state == UPLOADED
+
+
 class SegmentRow(NamedTuple):  # a NamedTuple: 100 000 of them are built in well under a second
     path: str  # relative, POSIX
     camera: str
@@ -349,8 +357,8 @@ class Catalog:
                 if uploaded:
                     return []
             else:
-                where.append("u.state = 'uploaded'" if uploaded
-                             else "(u.state IS NULL OR u.state != 'uploaded')")
+                where.append(f"u.state = '{UPLOADED}'" if uploaded
+                             else f"(u.state IS NULL OR u.state != '{UPLOADED}')")
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._select(clause, params, ("complete",), order="ORDER BY s.start", limit=limit)
 
@@ -361,6 +369,16 @@ class Catalog:
 
     def total_bytes(self) -> int:
         return sum(b for _n, b in self.totals().values())
+
+    def not_uploaded(self) -> tuple[int, int]:
+        """(segments, bytes) of complete segments without a verified upload (a full scan: not for the main loop)."""
+        if not self.has_uploads_table():
+            n, b = self.query("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM segments WHERE state = 'complete'")[0]
+            return int(str(n)), int(str(b))
+        n, b = self.query("SELECT COUNT(*), COALESCE(SUM(s.size), 0) FROM segments s LEFT JOIN uploads u"
+                          f" ON u.path = s.path WHERE s.state = 'complete' AND (u.state IS NULL OR"
+                          f" u.state != '{UPLOADED}')")[0]
+        return int(str(n)), int(str(b))
 
     def newest_start(self) -> dict[str, float]:
         return {str(cam): float(str(s)) for cam, s in
