@@ -37,7 +37,9 @@ def health(request: Request) -> JSONResponse:
 @router.get("/api/status", tags=["system"], responses=ERRORS)
 def status(request: Request, _caller: Caller = Depends(viewer)) -> dict[str, Any]:
     """The same JSON as `cctv-daemon status --json` (schema in docs/cli.md)."""
-    return ctx_of(request).snapshot().to_dict()
+    data = ctx_of(request).snapshot().to_dict()
+    data.update(running=True, age_s=round(max(0.0, time.time() - float(data["updated_at"])), 1))  # as the CLI's
+    return data
 
 
 @router.get("/api/events", tags=["system"], responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
