@@ -27,6 +27,7 @@ from cctv_daemon.service.snapshot import Snapshot
 log = structlog.get_logger("cctv_daemon.api")
 
 STOP_TIMEOUT_S = 5.0
+HOUSEKEEPING_S = 1.0
 
 
 def info_path(state_dir: Path) -> Path:
@@ -98,7 +99,7 @@ class ApiServer:
                              ssl_certfile=str(api.tlsCert) if api.tlsCert else None,
                              ssl_keyfile=str(api.tlsKey) if api.tlsKey else None,
                              proxy_headers=api.behindTlsProxy, timeout_graceful_shutdown=1, server_header=False)
-        self._server = uvicorn.Server(cfg)
+        self._server = _quiet_server(cfg)
         server = self._server
 
         def serve() -> None:
@@ -143,7 +144,7 @@ class ApiServer:
 
     def stop(self) -> None:
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.request_exit()
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_S)
             if self._thread.is_alive() and self._server is not None:
@@ -156,6 +157,45 @@ class ApiServer:
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "url": self.url, "port": self.port, "error": self.error,
                 "event_clients": self.broker.clients}
+
+
+def _quiet_server_class() -> type[Any]:
+    import uvicorn
+
+    class QuietServer(uvicorn.Server):
+        """uvicorn's housekeeping loop wakes 10 times a second; this one once a second (its Date header has
+        1 s resolution anyway), or at once when asked to exit: an idle API costs the daemon next to nothing."""
+
+        _exit_event: asyncio.Event | None = None
+        _loop: asyncio.AbstractEventLoop | None = None
+
+        async def main_loop(self) -> None:
+            self._loop = asyncio.get_running_loop()
+            self._exit_event = asyncio.Event()
+            counter = 0
+            should_exit = await self.on_tick(counter)
+            while not should_exit:
+                try:
+                    await asyncio.wait_for(self._exit_event.wait(), HOUSEKEEPING_S)
+                except asyncio.TimeoutError:
+                    pass
+                counter = (counter + 10) % 864000  # on_tick refreshes its Date header when counter % 10 == 0
+                should_exit = await self.on_tick(counter)
+
+        def request_exit(self) -> None:
+            self.should_exit = True
+            loop, event = self._loop, self._exit_event
+            if loop is not None and event is not None:
+                try:
+                    loop.call_soon_threadsafe(event.set)
+                except RuntimeError:
+                    pass  # its loop has already closed
+
+    return QuietServer
+
+
+def _quiet_server(cfg: Any) -> Any:  # built on first use: uvicorn is imported only when the API is on
+    return _quiet_server_class()(cfg)
 
 
 def _bind(host: str, port: int) -> socket.socket:
