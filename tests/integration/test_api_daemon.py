@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import DaemonFactory
+from tests.integration.test_upload import BUCKET, s3_cfg, upload_config, upload_rows
 from tests.support.api import Api
 from tests.support.daemon import pattern_camera, run_cli, wait_for
+from tests.support.s3 import MotoServer
 
 
 def test_a_stopped_camera_stays_stopped_across_restarts_until_started(daemon_factory: DaemonFactory) -> None:
@@ -73,3 +78,39 @@ def test_binding_beyond_loopback_needs_tls(tmp_path: Path) -> None:
     assert check({"host": "localhost", "port": 8081})[0] == 0
     code, err = check({"port": 70000})
     assert code == 2 and "api.port" in err
+
+
+def test_a_segment_removed_after_upload_plays_from_s3(moto_server: MotoServer,
+                                                     daemon_factory: DaemonFactory) -> None:
+    moto_server.client().create_bucket(Bucket=BUCKET)
+    d = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing"),
+                                     storage={"clearAfterUpload": True}))
+    api = Api(d)
+    seg_id = wait_for(lambda: _deleted_uploaded(d.save_path), 60, "a segment uploaded and cleared locally")
+    r = api.get(f"/api/segments/{seg_id}/video", "viewer", follow_redirects=False)
+    assert r.status_code == 307, r.text
+    location = r.headers["location"]
+    assert location.startswith(moto_server.endpoint) and "Signature" in location  # presigned
+    assert "testing" not in location.split("?")[0]  # no credential in the path
+    body = httpx.get(location, timeout=30)
+    assert body.status_code == 200 and body.content[4:8] == b"ftyp"
+    assert d.stop() == 0
+
+
+def _deleted_uploaded(save: Path) -> str | None:
+    """The opaque id of a segment deleted locally after a verified upload, read from the catalog."""
+    from cctv_daemon.api.ids import segment_id
+    from cctv_daemon.catalog.store import SegmentRow
+
+    for r in upload_rows(save):
+        if r["state"] != "uploaded":
+            continue
+        conn = sqlite3.connect(f"file:{save / '.cctv' / 'catalog.sqlite3'}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute('SELECT camera, feed_id, start, "end", size, state FROM segments WHERE path = ?',
+                               (r["path"],)).fetchone()
+        finally:
+            conn.close()
+        if row and row[5] == "deleted":
+            return segment_id(SegmentRow(r["path"], row[0], row[1], row[2], row[3], row[4]))
+    return None
