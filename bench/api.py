@@ -5,7 +5,8 @@
 2. Latency: GET /api/status and one day of GET /api/segments?camera= with --rows catalogued segments, against
    the API component (uvicorn in its thread, as in the daemon) over a real catalog of synthetic rows.
 
-    .venv/bin/python -m bench.api [--seconds 60] [--rounds 2] [--rows 100000] [--segment 600] [--cameras 10] [--skip-cpu]
+    .venv/bin/python -m bench.api [--seconds 60] [--rounds 2] [--rows 100000] [--segment 600] [--cameras 10]
+                                  [--skip-cpu]
 """
 
 from __future__ import annotations
@@ -53,6 +54,23 @@ def daemon_cpu(api_on: bool, seconds: float) -> float:
         return 100.0 * (c1 - c0) / (t1 - t0)
     finally:
         d.close()
+
+
+def idle_api_cpu(seconds: float) -> float:
+    """% of a core used by an idle API server alone (this process: uvicorn's thread while the main thread sleeps)."""
+    tmp = Path(tempfile.mkdtemp(prefix="cctv-bench-api-"))
+    config = parse_config({"cameras": [pattern_camera("cam")], "storageConfig": {"savePath": str(tmp)},
+                           "api": {"port": 0}})
+    snap = SnapshotPublisher(config, time.time()).current
+    server = ApiServer(config, "ffmpeg", CommandQueue(), lambda: snap, EventBroker())
+    server.start()
+    try:
+        time.sleep(3)
+        c0, t0 = time.process_time(), time.monotonic()
+        time.sleep(seconds)
+        return 100.0 * (time.process_time() - c0) / (time.monotonic() - t0)
+    finally:
+        server.stop()
 
 
 def pct(values: list[float], q: float) -> float:
@@ -128,6 +146,8 @@ def main() -> int:
     ap.add_argument("--skip-cpu", action="store_true")
     args = ap.parse_args()
     if not args.skip_cpu:
+        alone = idle_api_cpu(args.seconds)
+        print(f"idle API server alone (uvicorn thread, {args.seconds:g} s): {alone:.4f} % of a core")
         off, on = [], []
         for _ in range(args.rounds):
             off.append(daemon_cpu(False, args.seconds))
