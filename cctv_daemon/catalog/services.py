@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cctv_daemon.catalog import labels
 from cctv_daemon.catalog import recovery as catalog_recovery
 from cctv_daemon.catalog.deletion import SegmentDeleter
 from cctv_daemon.catalog.retention import Limits, Retention
@@ -19,6 +20,7 @@ class CatalogServices:
         self.state_dir: Path = config.storageConfig.state_dir
         self.camera_names = [cam.cameraName for cam in config.cameras]
         self.catalog = Catalog.for_state_dir(self.state_dir, config.storageConfig.savePath, clock)
+        labels.ensure_table(self.catalog)
         self.deleter = SegmentDeleter(self.catalog)
         self.retention = Retention(self.catalog, self.deleter, Limits.from_config(config), clock)
 

@@ -277,6 +277,10 @@ class Catalog:
             else:
                 where.append("u.state = 'uploaded'" if uploaded
                              else "(u.state IS NULL OR u.state != 'uploaded')")
+        if self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'recordings'"):
+            # a recording marked keep (catalog/labels.py) protects its segments from deletion candidates
+            where.append('NOT EXISTS (SELECT 1 FROM recordings r WHERE r.keep = 1 AND r.camera = s.camera'
+                         ' AND r.start < s."end" AND r."end" > s.start)')
         clause = ("WHERE " + " AND ".join(where)) if where else ""
         return self._select(clause, params, ("complete",), order="ORDER BY s.start", limit=limit)
 

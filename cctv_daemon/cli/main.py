@@ -7,13 +7,13 @@ import sys
 from collections.abc import Sequence
 
 from cctv_daemon import __version__
-from cctv_daemon.cli import catalog, run, service, uploads  # noqa: F401  (their commands register themselves)
+from cctv_daemon.cli import api, catalog, run, service, uploads  # noqa: F401  (their commands register themselves)
 from cctv_daemon.cli.common import COMMANDS
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging
 
 ORDER = ("run", "check-config", "config-schema", "status", "stop", "reload", "segments", "export", "check",
-         "install-service")
+         "install-service", "ui-url", "api-token")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -161,6 +161,7 @@ class CameraConfig:
     audio: AudioMode = "auto"
     stallTimeout: Number = Field(default=c.DEFAULT_STALL_TIMEOUT_S, ge=2)
     maxStorageGB: Number | None = Field(default=None, gt=0)  # per-camera cap (retention)
+    mode: Literal["continuous", "onDemand"] = "continuous"  # onDemand: records only on a `record` command
 
     @model_validator(mode="after")
     def _feed_defaults_to_name(self) -> CameraConfig:
@@ -237,6 +238,19 @@ class SupervisorConfig:
     stopTimeout: Number = Field(default=c.DEFAULT_STOP_TIMEOUT_S, gt=0)
 
 
+@dataclass(frozen=True, config=MODEL)
+class ApiConfig:
+    """The HTTP API (cctv_daemon/api). A non-loopback host needs TLS (tlsCert + tlsKey) or behindTlsProxy (rules)."""
+
+    enabled: StrictBool = True
+    host: Annotated[Text, AfterValidator(_host)] = c.DEFAULT_API_HOST
+    port: StrictInt = Field(default=c.DEFAULT_API_PORT, ge=0, le=65535)  # 0: an ephemeral port (tests)
+    tlsCert: FsPath | None = None
+    tlsKey: FsPath | None = None
+    behindTlsProxy: StrictBool = False
+    cors: tuple[Text, ...] = ()  # allowed origins; empty: no CORS headers at all
+
+
 def _non_empty(cams: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
     if not cams:
         fail("must not be empty (at least one camera is needed)")
@@ -251,6 +265,7 @@ class Config:
     awsCredentials: AwsCredentials | None = None
     logging: LoggingConfig = LoggingConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
+    api: ApiConfig = ApiConfig()
     ffmpegPath: Text | None = None
     path: SkipJsonSchema[Path | None] = Field(default=None, exclude=True)  # the file it was read from
 

@@ -7,6 +7,7 @@ has an error stays silent.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,9 @@ def cross_checks(data: dict[str, Any], col: Collector) -> None:
             col.add("s3Config.sseKmsKeyId", 'only used with serverSideEncryption "aws:kms"')
         _s3_key_length(s3, [cam for _, cam in cams], col)
     bad = col.paths()
+    api = data.get("api")
+    if isinstance(api, dict):
+        _api(api, bad, col)
     if isinstance(sup, dict) and not {"supervisor.backoffBase", "supervisor.backoffCap"} & bad:
         base = sup.get("backoffBase", c.DEFAULT_BACKOFF_BASE_S)
         cap = sup.get("backoffCap", c.DEFAULT_BACKOFF_CAP_S)
@@ -117,3 +121,27 @@ def _s3_key_length(s3: dict[str, Any], cams: list[dict[str, Any]], col: Collecto
         names = ", ".join(f'"{n}"' for n in too_long)
         col.add("s3Config.s3Path", f"makes the S3 object keys of camera(s) {names} up to {longest} bytes long;"
                 f" S3 allows at most {S3_MAX_KEY_BYTES} (shorten s3Path by {longest - S3_MAX_KEY_BYTES} bytes)")
+
+
+LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _api(api: dict[str, Any], bad: set[str], col: Collector) -> None:
+    cert, key = _given(api, "tlsCert"), _given(api, "tlsKey")
+    if cert != key:
+        col.add("api.tlsKey" if cert else "api.tlsCert", "tlsCert and tlsKey go together (give both or neither)")
+    host = api.get("host", c.DEFAULT_API_HOST)
+    if "api.host" in bad or not isinstance(host, str) or is_loopback(host):
+        return
+    if not (cert and key) and api.get("behindTlsProxy") is not True:
+        col.add("api.host", f'"{host}" is not a loopback address: serving the API beyond this machine needs TLS'
+                ' (api.tlsCert and api.tlsKey) or a TLS proxy in front (api.behindTlsProxy: true)')

@@ -82,3 +82,11 @@ UPLOAD_READ_TIMEOUT_S = 30.0
 UPLOAD_BOTO_MAX_ATTEMPTS = 2  # botocore's own quick retries; the uploader's backoff does the long ones
 UPLOAD_BACKOFF_ENV = "CCTV_UPLOAD_BACKOFF_S"  # "BASE,CAP" overrides the two constants above (tests, tuning)
 SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256 on every uploaded object
+
+# HTTP API (cctv_daemon/api)
+DEFAULT_API_HOST = "127.0.0.1"
+DEFAULT_API_PORT = 8080
+API_INFO_FILENAME = "api.json"  # {stateDir}/api.json: where the running daemon's API listens (read by the CLI)
+API_TOKENS_FILENAME = "api-tokens.json"  # {stateDir}/api-tokens.json, 0600: viewer + admin tokens, signing key
+API_AUDIT_FILENAME = "audit.jsonl"  # {stateDir}/audit.jsonl: who stopped/started/recorded/deleted what, when
+CAMERA_CHOICES_FILENAME = "camera-choices.json"  # {stateDir}/: cameras stopped through the API/CLI

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from cctv_daemon.catalog import labels
 from cctv_daemon.config.model import CameraConfig
 from cctv_daemon.recording.camera import Camera, State
 from cctv_daemon.service.commands import Args, CommandError
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("cctv_daemon.commands")
 
 MAX_RECORD_MINUTES = 24 * 60
+MAX_LABEL_CHARS = 200
 
 
 def _config_of(daemon: Daemon, args: Args) -> CameraConfig:
@@ -50,16 +52,21 @@ def register_camera_commands(daemon: Daemon) -> None:
         daemon.refuse_if_stopping()
         cam_cfg = _config_of(daemon, args)
         daemon.record_until.pop(cam_cfg.cameraName, None)  # started: records until stopped
+        daemon.record_labels.pop(cam_cfg.cameraName, None)
+        daemon.choices.set_stopped(cam_cfg, False)
         log.info("camera_start_command", camera=cam_cfg.cameraName)
         return _state(_start(daemon, cam_cfg))
 
     def stop_camera(args: Args) -> dict[str, Any]:
         daemon.refuse_if_stopping()
         cam_cfg = _config_of(daemon, args)
+        daemon.choices.set_stopped(cam_cfg, True)  # stays stopped across restarts until started again
         cam = daemon.cameras.get(cam_cfg.cameraName)
         if cam is None:
             raise CommandError(f"camera {cam_cfg.cameraName!r} is not running")
         daemon.record_until.pop(cam.name, None)
+        daemon.record_labels.pop(cam.name, None)
+        labels.end_active(daemon.storage.catalog, cam.name, daemon.clock.time())
         log.info("camera_stop_command", camera=cam.name)
         cam.stop()
         return _state(cam)
@@ -74,12 +81,48 @@ def register_camera_commands(daemon: Daemon) -> None:
         running = cam is not None and cam.state not in (State.STOPPED, State.STOPPING)
         if running and cam_cfg.cameraName not in daemon.record_until:
             raise CommandError(f"camera {cam_cfg.cameraName!r} is already recording continuously")
+        label = args.get("label")
+        if label is not None and (not isinstance(label, str) or len(label) > MAX_LABEL_CHARS):
+            raise CommandError(f'"label" must be a string of at most {MAX_LABEL_CHARS} characters')
         cam = _start(daemon, cam_cfg)
-        daemon.record_until[cam.name] = daemon.clock.monotonic() + minutes * 60
-        until = daemon.clock.time() + minutes * 60
-        log.info("record_command", camera=cam.name, minutes=minutes)
-        return {**_state(cam), "until": until}
+        now_m, now = daemon.clock.monotonic(), daemon.clock.time()
+        # a second request extends to the later end (never shortens)
+        end_m = max(daemon.record_until.get(cam.name, now_m), now_m + minutes * 60)
+        daemon.record_until[cam.name] = end_m
+        until = now + (end_m - now_m)
+        if label:
+            daemon.record_labels[cam.name] = label
+        who = args.get("who")
+        rec = labels.add(daemon.storage.catalog, cam.name, label or None, now, now + minutes * 60,
+                         who if isinstance(who, str) else None)
+        log.info("record_command", camera=cam.name, minutes=minutes, label=label, until=until)
+        return {**_state(cam), "until": until, "recording_id": rec.id, "label": label or None}
 
     daemon.commands.register("start_camera", start_camera)
     daemon.commands.register("stop_camera", stop_camera)
     daemon.commands.register("record", record)
+
+
+def register_catalog_commands(daemon: Daemon) -> None:
+    """Catalog changes asked for through the API, executed on the main loop: deleting one segment (through the
+    catalog's one deletion path) and marking a labelled recording keep."""
+
+    def delete_segment(args: Args) -> dict[str, Any]:
+        path = args.get("path")
+        if not isinstance(path, str) or not path:
+            raise CommandError('missing "path"')
+        if not daemon.storage.delete_segment(path, str(args.get("reason") or "deleted on request")):
+            raise CommandError("no such segment")
+        return {"deleted": True}
+
+    def keep_recording(args: Args) -> dict[str, Any]:
+        rid, keep = args.get("id"), args.get("keep")
+        if not isinstance(rid, int) or not isinstance(keep, bool):
+            raise CommandError('"id" (integer) and "keep" (boolean) are needed')
+        rec = labels.set_keep(daemon.storage.catalog, rid, keep)
+        if rec is None:
+            raise CommandError("no such recording")
+        return rec.to_dict()
+
+    daemon.commands.register("delete_segment", delete_segment)
+    daemon.commands.register("keep_recording", keep_recording)

@@ -22,7 +22,8 @@ from cctv_daemon.recording import orphans
 from cctv_daemon.recording.camera import Camera, State
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
-from cctv_daemon.service.camera_commands import register_camera_commands
+from cctv_daemon.service.camera_choices import CameraChoices
+from cctv_daemon.service.camera_commands import register_camera_commands, register_catalog_commands
 from cctv_daemon.service.commands import Args, CommandError, CommandQueue
 from cctv_daemon.service.snapshot import CameraSnapshot, Snapshot, SnapshotPublisher
 
@@ -58,6 +59,8 @@ class Daemon:
         self.commands = commands
         self.cameras: dict[str, Camera] = {}  # main loop only; other threads read self.snapshot
         self.record_until: dict[str, float] = {}  # camera -> monotonic end of a `record` command
+        self.record_labels: dict[str, str] = {}  # camera -> label of its current `record` command
+        self.choices = CameraChoices(self.state_dir)  # cameras stopped by command stay stopped across restarts
         self.components: list[Component] = []
         self.ready_callbacks: list[Callable[[], None]] = []
         self.reload_callbacks: list[Callable[[], object]] = []  # config reload (SIGHUP, reload command)
@@ -71,6 +74,7 @@ class Daemon:
         commands.register("stop", self._cmd_stop)
         commands.register("status", lambda _args: self.snapshot.to_dict())
         register_camera_commands(self)
+        register_catalog_commands(self)
 
     @property
     def snapshot(self) -> Snapshot:
@@ -143,13 +147,24 @@ class Daemon:
                 comp.start()
         for cam_cfg in self.config.cameras:
             if cam_cfg.enabled:
-                self.add_camera(cam_cfg)
+                self.autostart_camera(cam_cfg)
             else:
                 log.info("camera_disabled", camera=cam_cfg.cameraName)
         self.phase = "running"
         self.publish(refresh_all=True)
         for cb in self.ready_callbacks:
             cb()
+
+    def autostart_camera(self, cam_cfg: CameraConfig) -> None:
+        """Start an enabled camera unless it records only on demand or was stopped by command (and its config
+        has not changed since)."""
+        if cam_cfg.mode == "onDemand":
+            log.info("camera_on_demand", camera=cam_cfg.cameraName, detail="recorded only on a record command")
+        elif self.choices.is_stopped(cam_cfg):
+            log.info("camera_stopped_by_command", camera=cam_cfg.cameraName,
+                     detail="stopped by a stop command; start it again to record")
+        else:
+            self.add_camera(cam_cfg)
 
     def add_camera(self, cam_cfg: CameraConfig) -> Camera:
         cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.state_dir, self.clock,
@@ -183,6 +198,7 @@ class Daemon:
         for name, until in list(self.record_until.items()):
             if now >= until:
                 del self.record_until[name]
+                self.record_labels.pop(name, None)
                 cam = self.cameras.get(name)
                 if cam is not None:
                     log.info("record_finished", camera=name)
@@ -200,7 +216,8 @@ class Daemon:
 
     def publish(self, refresh_all: bool = False) -> Snapshot:
         wall_offset = self.clock.time() - self.clock.monotonic()
-        cams = {name: CameraSnapshot.of(cam, None if (u := self.record_until.get(name)) is None else u + wall_offset)
+        cams = {name: CameraSnapshot.of(cam, None if (u := self.record_until.get(name)) is None else u + wall_offset,
+                                        self.record_labels.get(name))
                 for name, cam in self.cameras.items()}
         return self.snapshots.publish(config=self.config, now=self.clock.time(), monotonic=self.clock.monotonic(),
                                       phase=self.phase, cameras=cams, components=self.components,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("cctv_daemon.reload")
 
-RESTART_SECTIONS = ("storageConfig", "s3Config", "awsCredentials", "logging", "supervisor", "ffmpegPath")
+RESTART_SECTIONS = ("storageConfig", "s3Config", "awsCredentials", "logging", "supervisor", "ffmpegPath", "api")
 
 
 @dataclass
@@ -102,7 +102,7 @@ class ConfigReloader:
             if cam_cfg.cameraName in d.cameras:  # still stopping from an earlier reload
                 self.pending[cam_cfg.cameraName] = cam_cfg
             else:
-                d.add_camera(cam_cfg)
+                d.autostart_camera(cam_cfg)
         for cam_cfg in new.cameras:
             if not cam_cfg.enabled and cam_cfg.cameraName not in diff.removed:
                 log.info("camera_disabled", camera=cam_cfg.cameraName)
@@ -136,7 +136,7 @@ class ConfigReloader:
             log.info("camera_removed", camera=name)
             new_cfg = self.pending.pop(name, None)
             if new_cfg is not None:
-                self.daemon.add_camera(new_cfg)
+                self.daemon.autostart_camera(new_cfg)
 
     def stop(self) -> None:
         self.pending.clear()

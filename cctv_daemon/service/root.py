@@ -9,6 +9,7 @@
  5. uploader (only with s3Config): subscribes after the catalog; deletes through the catalog after a verified upload
  6. service components (service=True, i.e. `cctv-daemon run`): control socket, config reload, systemd notify,
     status.json
+ 7. the HTTP API (service=True and api.enabled): a bus subscriber (last) for its event stream, a component
 
 BUS_ORDER and COMPONENT_ORDER state the orders in code; build_daemon() checks the result against them.
 Components start in COMPONENT_ORDER and stop in reverse: the uploader stops first (its grace period), then the
@@ -36,8 +37,8 @@ from cctv_daemon.service.status import StatusWriter
 if TYPE_CHECKING:
     from cctv_daemon.upload.uploader import Uploader
 
-BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader")
-COMPONENT_ORDER = ("control", "retention", "reload", "systemd", "status_file", "uploader")
+BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader", "api_events")
+COMPONENT_ORDER = ("control", "retention", "reload", "systemd", "status_file", "api", "uploader")
 
 
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
@@ -84,6 +85,14 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
         daemon.stopping_callbacks.append(writer.write)
         parts.update(control=ControlServer(state_dir, commands, lambda: daemon.snapshot, control_transport),
                      reload=reloader, systemd=notifier, status_file=writer)
+        # 7. the HTTP API: reads the snapshot, acts through commands, streams bus events (api/server.py)
+        if config.api.enabled:
+            from cctv_daemon.api.events_stream import EventBroker  # FastAPI/uvicorn only when the API is on
+            from cctv_daemon.api.server import ApiServer
+
+            broker = EventBroker()
+            bus.subscribe_all("api_events", broker.publish)
+            parts["api"] = ApiServer(config, ffmpeg_exe, commands, lambda: daemon.snapshot, broker)
     daemon.components = [parts[name] for name in COMPONENT_ORDER if name in parts]
     _check_order(bus, daemon.components)
     return daemon

@@ -60,16 +60,17 @@ class CameraSnapshot:
     ffmpeg_pid: int | None
     enabled: bool
     record_until: float | None = None  # wall clock end of a `record` command, None when recording continuously
+    record_label: str | None = None  # the label of that `record` command
 
     @classmethod
-    def of(cls, cam: Camera, record_until: float | None = None) -> CameraSnapshot:
+    def of(cls, cam: Camera, record_until: float | None = None, record_label: str | None = None) -> CameraSnapshot:
         k = cam.counters
         return cls(state=cam.state.value, reason=cam.reason, since=k.state_since,
                    last_segment_at=k.last_segment_at, segments=k.segments, starts=k.starts,
                    reconnects=k.reconnects, stalls=k.stalls,
                    last_error=redact(k.last_error) if k.last_error else None,
                    ffmpeg_pid=cam.proc.pid if cam.proc is not None else None, enabled=cam.config.enabled,
-                   record_until=record_until)
+                   record_until=record_until, record_label=record_label)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

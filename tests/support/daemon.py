@@ -78,6 +78,7 @@ class DaemonProc:
     def __init__(self, tmp: Path, config: dict[str, Any], env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         config.setdefault("storageConfig", {}).setdefault("savePath", str(tmp / "rec"))
+        config.setdefault("api", {"port": 0})  # many daemons at once: each API on an ephemeral port (api.json)
         self.save_path = Path(config["storageConfig"]["savePath"])
         if not self.save_path.is_absolute():  # like the daemon: relative to the config file's folder
             self.save_path = tmp / self.save_path

@@ -1,0 +1,106 @@
+"""Media made on request with ffmpeg (never touching the recorder's processes): the latest keyframe of a camera as
+a JPEG, and export streams. `export_stream` is the one function the API exports through; it plans the range with
+catalog/export.py (which decides what "only the asked range" means) and streams a fragmented MP4, stream-copied,
+while ffmpeg makes it."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from cctv_daemon.api.context import ApiContext
+from cctv_daemon.catalog import export as catalog_export
+
+KEYFRAME_TIMEOUT_S = 15.0
+CHUNK = 64 * 1024
+
+
+def latest_keyframe(ctx: ApiContext, camera: str) -> bytes | None:
+    rows = ctx.catalog.query("SELECT path FROM segments WHERE camera = ? AND state = 'complete'"
+                             " ORDER BY start DESC LIMIT 1", (camera,))
+    if not rows:
+        return None
+    path = ctx.catalog.abs(str(rows[0][0]))
+    for seek in (["-sseof", "-3"], []):  # near the end first (the latest keyframe); a short segment: from the start
+        args = [ctx.ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", *seek, "-skip_frame", "nokey",
+                "-i", str(path), "-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]
+        try:
+            proc = subprocess.run(args, capture_output=True, timeout=KEYFRAME_TIMEOUT_S, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        if proc.returncode == 0 and proc.stdout.startswith(b"\xff\xd8"):
+            return proc.stdout
+    return None
+
+
+@dataclass
+class ExportDigestState:
+    sha256: str | None = None
+    bytes: int = 0
+    complete: bool = False
+
+
+class ExportDigests:
+    """The SHA-256 of recent exports (the clip is streamed before its digest is known): the last 100, by id."""
+
+    def __init__(self, keep: int = 100) -> None:
+        self._items: OrderedDict[str, ExportDigestState] = OrderedDict()
+        self._lock = threading.Lock()
+        self.keep = keep
+
+    def new(self, export_id: str) -> ExportDigestState:
+        state = ExportDigestState()
+        with self._lock:
+            self._items[export_id] = state
+            while len(self._items) > self.keep:
+                self._items.popitem(last=False)
+        return state
+
+    def get(self, export_id: str) -> ExportDigestState | None:
+        with self._lock:
+            return self._items.get(export_id)
+
+
+def plan_export(ctx: ApiContext, camera: str, start: float, end: float) -> catalog_export.ExportPlan:
+    """Raises catalog_export.ExportError (no footage, bad range)."""
+    p = catalog_export.plan(ctx.catalog, camera, start, end)
+    missing = [f for f in p.files if not f.exists()]
+    if missing:
+        raise catalog_export.ExportError(f"{len(missing)} segment file(s) of that range are no longer on disk")
+    return p
+
+
+def export_stream(ctx: ApiContext, p: catalog_export.ExportPlan, digest: ExportDigestState) -> Iterator[bytes]:
+    """One MP4 of the planned range, as ffmpeg makes it (fragmented MP4 on a pipe, `-c copy`: no re-encode).
+    The digest is filled in as bytes go out and marked complete when ffmpeg has finished successfully."""
+    start_at = p.segments[0].start + p.ss
+    created = datetime.datetime.fromtimestamp(start_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    with tempfile.NamedTemporaryFile("w", suffix=".ffconcat", delete=False, encoding="utf-8") as lst:
+        lst.write(catalog_export._concat_list(p.files))
+    args = [ctx.ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0",
+            "-ss", f"{p.ss:.3f}", "-to", f"{p.to:.3f}", "-i", lst.name, "-map", "0", "-c", "copy",
+            "-metadata", f"creation_time={created}",
+            "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1"]
+    sha = hashlib.sha256()
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        while chunk := proc.stdout.read(CHUNK):
+            sha.update(chunk)
+            digest.bytes += len(chunk)
+            yield chunk
+        if proc.wait() == 0:
+            digest.sha256 = sha.hexdigest()
+            digest.complete = True
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.unlink(lst.name)

@@ -1,0 +1,181 @@
+"""Segments: search (with gaps and labels), one segment, its video (HTTP Range; S3 redirect once removed locally
+after upload), deletion (admin, through the catalog's one deletion path on the main loop, audited), and export."""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+
+from cctv_daemon.api import auth, ids, media
+from cctv_daemon.api.context import ApiContext, CommandFailed
+from cctv_daemon.api.models import FORBIDDEN, NOT_FOUND, Deleted, ExportDigest, SegmentDetail, SegmentList
+from cctv_daemon.api.security import Caller, admin, ctx_of, optional_caller, viewer
+from cctv_daemon.catalog import export as catalog_export
+from cctv_daemon.catalog import labels
+from cctv_daemon.catalog.store import SegmentRow, with_gaps
+
+router = APIRouter(tags=["segments"])
+
+SegmentId = Path(max_length=200, description="a segment's opaque id")
+DEFAULT_RANGE_S = 86400.0
+MAX_RANGE_S = 31 * 86400.0
+TIME_HELP = "epoch seconds or ISO 8601 (UTC unless it has an offset)"
+
+
+def parse_time(value: str | None, name: str) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        t = float(value)
+    except ValueError:
+        try:
+            d = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise HTTPException(422, f"{name}: must be {TIME_HELP} (got {value[:40]!r})") from None
+        t = (d if d.tzinfo else d.replace(tzinfo=datetime.timezone.utc)).timestamp()
+    if not 0 <= t < 1e11:
+        raise HTTPException(422, f"{name}: out of range")
+    return t
+
+
+def _range(start_s: str | None, end_s: str | None) -> tuple[float, float]:
+    start, end = parse_time(start_s, "from"), parse_time(end_s, "to")
+    end = end if end is not None else (start + DEFAULT_RANGE_S if start is not None else time.time())
+    start = start if start is not None else end - DEFAULT_RANGE_S
+    if end <= start or end - start > MAX_RANGE_S:
+        raise HTTPException(422, f"the range must have from < to and span at most {MAX_RANGE_S / 86400:g} days")
+    return start, end
+
+
+def _camera(ctx: ApiContext, camera: str | None) -> str | None:
+    if camera is None or camera == "":
+        return None
+    if camera not in ctx.camera_names():
+        raise HTTPException(404, "no such camera")
+    return camera
+
+
+def _segment(row: SegmentRow, seg_labels: list[str]) -> dict[str, Any]:
+    sid = ids.segment_id(row)
+    return {"id": sid, "camera": row.camera, "start": row.start, "end": row.end,
+            "duration": round(row.end - row.start, 3), "size": row.size, "state": row.state,
+            "upload_state": row.upload_state, "labels": seg_labels, "video_url": f"/api/segments/{sid}/video"}
+
+
+@router.get("/api/segments", response_model=SegmentList, responses=NOT_FOUND)
+def list_segments(request: Request, camera: str | None = Query(default=None, max_length=64),
+                  start_s: str | None = Query(default=None, alias="from", max_length=40, description=TIME_HELP),
+                  end_s: str | None = Query(default=None, alias="to", max_length=40, description=TIME_HELP),
+                  label: str | None = Query(default=None, max_length=200),
+                  _caller: Caller = Depends(viewer)) -> Response:
+    """Segments overlapping [from, to) (default: the last 24 h), with the gaps between them; `label` keeps only
+    the segments of recordings with that label."""
+    ctx = ctx_of(request)
+    cam = _camera(ctx, camera)
+    start, end = _range(start_s, end_s)
+    rows = ctx.catalog.segments(camera=cam, start=start, end=end)
+    recs = labels.find(ctx.catalog, camera=cam, start=start, end=end)
+    gaps = with_gaps(rows, start, end)
+    out = []
+    for row in rows:
+        seg_labels = labels.labels_of(row, recs) if recs else []
+        if label is None or label in seg_labels:
+            out.append(_segment(row, seg_labels))
+    gap_list = [] if label is not None else [
+        {"camera": g.camera, "start": g.start, "end": g.end, "seconds": round(g.seconds, 3)} for g in gaps]
+    return JSONResponse({"segments": out, "gaps": gap_list, "start": start, "end": end})
+
+
+def _find(ctx: ApiContext, seg_id: str) -> SegmentRow:
+    row = ids.find(ctx.catalog, seg_id)
+    if row is None:
+        raise HTTPException(404, "no such segment")
+    return row
+
+
+@router.get("/api/segments/{seg_id}", response_model=SegmentDetail, responses=NOT_FOUND)
+def get_segment(request: Request, seg_id: str = SegmentId, _caller: Caller = Depends(viewer)) -> Any:
+    ctx = ctx_of(request)
+    row = _find(ctx, seg_id)
+    seg = _segment(row, labels.labels_of(row, labels.find(ctx.catalog, camera=row.camera, start=row.start,
+                                                          end=row.end)))
+    sig = auth.video_signature(ctx.tokens, f"segment:{seg['id']}")
+    return {**seg, "signed_video_url": f"{seg['video_url']}?sig={sig}"}
+
+
+@router.get("/api/segments/{seg_id}/video", response_class=FileResponse,
+            responses={**NOT_FOUND, 206: {"description": "a byte range (Range header)"},
+                       307: {"description": "removed locally after upload: a presigned S3 URL"},
+                       200: {"content": {"video/mp4": {}}}})
+def segment_video(request: Request, seg_id: str = SegmentId, sig: str | None = Query(default=None, max_length=2048),
+                  caller: Caller | None = Depends(optional_caller)) -> Response:
+    """The MP4 file; Range requests get 206 (seeking). `sig` (from signed_video_url) replaces the token."""
+    ctx = ctx_of(request)
+    if caller is None:
+        payload = auth.verify(ctx.tokens.key, "video", sig) if sig else None
+        if payload is None or payload.get("r") != f"segment:{seg_id}":
+            raise HTTPException(401, "authentication required (token, sign-in or a valid signed URL)",
+                                headers={"WWW-Authenticate": "Bearer"})
+    row = _find(ctx, seg_id)
+    path = ctx.catalog.abs(row.path)
+    if row.state in ("complete", "deleting") and path.is_file():
+        return FileResponse(path, media_type="video/mp4", filename=path.name, content_disposition_type="inline")
+    if row.upload_state == "uploaded":
+        keys = ctx.catalog.query("SELECT s3_key FROM uploads WHERE path = ? AND state = 'uploaded'", (row.path,))
+        url = ctx.presign(str(keys[0][0])) if keys else None
+        if url:
+            return RedirectResponse(url, status_code=307)
+    raise HTTPException(404, "this segment is no longer available")
+
+
+@router.delete("/api/segments/{seg_id}", response_model=Deleted, responses={**FORBIDDEN, **NOT_FOUND})
+def delete_segment(request: Request, seg_id: str = SegmentId, caller: Caller = Depends(admin)) -> Any:
+    """Delete one segment (file and catalog row) through the catalog's deletion path; audited."""
+    ctx = ctx_of(request)
+    row = _find(ctx, seg_id)
+    try:
+        result = ctx.call("delete_segment", {"path": row.path, "reason": f"deleted by {caller.who} via the API"})
+    except CommandFailed as exc:
+        ctx.audit.record(caller.who, "delete", seg_id, "refused", error=str(exc))
+        raise HTTPException(404, "no such segment") from None
+    ctx.audit.record(caller.who, "delete", seg_id, "ok", camera=row.camera, start=row.start, end=row.end)
+    return result
+
+
+@router.get("/api/export", response_class=StreamingResponse,
+            responses={**NOT_FOUND, 200: {"content": {"video/mp4": {}},
+                                          "description": "the clip, streamed; X-Export-Id names its digest"}})
+def export(request: Request, camera: str = Query(max_length=64),
+           start_s: str = Query(alias="from", max_length=40, description=TIME_HELP),
+           end_s: str = Query(alias="to", max_length=40, description=TIME_HELP),
+           _caller: Caller = Depends(viewer)) -> Response:
+    """One MP4 of [from, to), streamed while it is made (no re-encode; it may start up to one keyframe interval
+    early). Its SHA-256: GET /api/export/{X-Export-Id}/sha256 once the stream has ended."""
+    ctx = ctx_of(request)
+    cam = _camera(ctx, camera)
+    assert cam is not None
+    start, end = _range(start_s, end_s)
+    try:
+        p = media.plan_export(ctx, cam, start, end)
+    except catalog_export.ExportError as exc:
+        raise HTTPException(404, str(exc)) from None
+    export_id = secrets.token_urlsafe(12)
+    digest = request.app.state.exports.new(export_id)
+    name = f"{cam}_{datetime.datetime.fromtimestamp(start, datetime.timezone.utc):%Y%m%dT%H%M%SZ}.mp4"
+    return StreamingResponse(media.export_stream(ctx, p, digest), media_type="video/mp4",
+                             headers={"X-Export-Id": export_id, "Content-Disposition": f'attachment; filename="{name}"',
+                                      "Link": f'</api/export/{export_id}/sha256>; rel="digest"'})
+
+
+@router.get("/api/export/{export_id}/sha256", response_model=ExportDigest, responses=NOT_FOUND)
+def export_digest(request: Request, export_id: str = Path(max_length=40, pattern=r"^[A-Za-z0-9_-]+$"),
+                  _caller: Caller = Depends(viewer)) -> ExportDigest:
+    state = request.app.state.exports.get(export_id)
+    if state is None:
+        raise HTTPException(404, "no such export (only the last 100 are kept)")
+    return ExportDigest(export_id=export_id, complete=state.complete, bytes=state.bytes, sha256=state.sha256)
