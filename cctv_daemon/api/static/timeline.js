@@ -80,7 +80,7 @@ export class Timeline {
     const b = document.createElement("div");
     b.className = cls;
     b.style.left = `${this._pct(s)}%`;
-    b.style.width = `max(${this._pct(e) - this._pct(s)}%, 2px)`;
+    b.style.width = `max(${this._pct(e) - this._pct(s)}%, 3px)`;
     b.title = title;
     this.el.append(b);
     return b;
@@ -106,8 +106,10 @@ export class Timeline {
 
   render() {
     this.el.replaceChildren();
+    const now = Date.now() / 1000;
     for (const g of this.gaps) {
-      this._block("gap", g.start, g.end, `gap ${localTime(g.start)}–${localTime(g.end)} (${Math.round(g.seconds)} s)`);
+      const end = Math.min(g.end, now); // the future is not a gap
+      if (end > g.start) this._block("gap", g.start, end, `gap ${localTime(g.start)}–${localTime(end)} (${Math.round(end - g.start)} s)`);
     }
     for (const r of this._runs()) {
       const lab = r.labels.length ? ` [${r.labels.join(", ")}]` : "";
@@ -115,7 +117,6 @@ export class Timeline {
         `recorded ${localTime(r.start)}–${localTime(r.end)} (UTC ${utc(r.start)}–${utc(r.end)})${lab}`);
       if (b) b.dataset.count = String(r.count);
     }
-    const now = Date.now() / 1000;
     if (now > this.from && now < this.to) this._block("now", now, now + this.secondsPerPx(), `now ${localTime(now)}`);
     if (this.selection) {
       const [a, z] = this.selection;
