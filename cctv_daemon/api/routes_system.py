@@ -22,7 +22,7 @@ SSE_KEEPALIVE_S = 15.0
 
 @router.get("/api/health", response_model=Health, tags=["system"],
             responses={503: {"model": Health, "description": "not ready (starting, stopping, or the loop is stuck)"}})
-def health(request: Request) -> JSONResponse:
+async def health(request: Request) -> JSONResponse:
     """Liveness and readiness, without authentication: the main loop ticks and the daemon is running."""
     ctx = ctx_of(request)
     snap = ctx.snapshot()
@@ -35,9 +35,11 @@ def health(request: Request) -> JSONResponse:
 
 
 @router.get("/api/status", tags=["system"], responses=ERRORS)
-def status(request: Request, _caller: Caller = Depends(viewer)) -> dict[str, Any]:
+async def status(request: Request, _caller: Caller = Depends(viewer)) -> dict[str, Any]:
     """The same JSON as `cctv-daemon status --json` (schema in docs/cli.md)."""
-    return ctx_of(request).snapshot().to_dict()
+    data = ctx_of(request).snapshot().to_dict()
+    data.update(running=True, age_s=round(max(0.0, time.time() - float(data["updated_at"])), 1))  # as the CLI's
+    return data
 
 
 @router.get("/api/events", tags=["system"], responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
@@ -94,7 +96,7 @@ def signin(request: Request, code: str = Query(max_length=2048)) -> Response:
 
 
 @router.get("/api/session", response_model=Session, tags=["auth"], responses=ERRORS)
-def session(request: Request, caller: Caller = Depends(viewer)) -> Session:
+async def session(request: Request, caller: Caller = Depends(viewer)) -> Session:
     """The caller's role, and the CSRF token to send (X-CSRF-Token) with state-changing requests."""
     cookie = request.cookies.get(SESSION_COOKIE)
     ctx = ctx_of(request)

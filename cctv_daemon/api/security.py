@@ -35,7 +35,7 @@ def _unauthorized(detail: str = "authentication required (Bearer token or sign-i
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-def optional_caller(request: Request) -> Caller | None:
+async def optional_caller(request: Request) -> Caller | None:
     ctx = ctx_of(request)
     header = request.headers.get("authorization")
     if header is not None:
@@ -56,13 +56,13 @@ def optional_caller(request: Request) -> Caller | None:
     return None
 
 
-def viewer(caller: Caller | None = Depends(optional_caller)) -> Caller:
+async def viewer(caller: Caller | None = Depends(optional_caller)) -> Caller:
     if caller is None:
         raise _unauthorized()
     return caller
 
 
-def admin(caller: Caller = Depends(viewer)) -> Caller:
+async def admin(caller: Caller = Depends(viewer)) -> Caller:
     if caller.role != "admin":
         raise HTTPException(403, "this needs the admin token")
     return caller

@@ -116,6 +116,12 @@ def format_human(data: dict[str, Any], now: float | None = None) -> str:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=False)) + "  " + r[-1])
     if len(rows) == 1:
         lines.append("(no cameras)")
+    for name, cam in sorted(data.get("cameras", {}).items()):
+        until = cam.get("record_until")
+        if isinstance(until, (int, float)):
+            label = f" [{cam['record_label']}]" if cam.get("record_label") else ""
+            lines.append(f"  {name}: recording on request{label}, {_ago(until - now)}"
+                         " left")
     d = data.get("disk", {})
     limits = [f"min free {d.get('min_free_gb')} GB"]
     if d.get("cap_gb"):
@@ -172,7 +178,14 @@ def _uploader_line(u: dict[str, Any], now: float) -> str:
     return text
 
 
+def _api_line(a: dict[str, Any], _now: float) -> str:
+    if a.get("state") == "listening":
+        return f"api: {a.get('url')} (sign in: cctv-daemon ui-url)"
+    return f"api: {a.get('state')}" + (f" ({a['error']})" if a.get("error") else "")
+
+
 _RENDER: dict[str, Callable[[dict[str, Any], float], str]] = {
+    "api": _api_line,
     "retention": _retention_line,
     "uploader": _uploader_line,
 }

@@ -1,0 +1,144 @@
+"""Benchmark of the HTTP API. Prints figures; record them in docs/benchmarks.md.
+
+1. Daemon CPU with the API on and idle vs off: one `test` camera, the daemon process's own CPU (not ffmpeg's)
+   over --seconds, runs alternating off/on --rounds times.
+2. Latency: GET /api/status and one day of GET /api/segments?camera= with --rows catalogued segments, against
+   the API component (uvicorn in its thread, as in the daemon) over a real catalog of synthetic rows.
+
+    .venv/bin/python -m bench.api [--seconds 60] [--rounds 2] [--rows 100000] [--segment 600] [--cameras 10] [--skip-cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+from cctv_daemon.api.events_stream import EventBroker
+from cctv_daemon.api.server import ApiServer
+from cctv_daemon.catalog.store import Catalog, SegmentRow
+from cctv_daemon.config.model import parse_config
+from cctv_daemon.segments import names as segment_names
+from cctv_daemon.service.commands import CommandQueue
+from cctv_daemon.service.snapshot import CameraSnapshot, SnapshotPublisher
+from tests.support.api import Api
+from tests.support.daemon import DaemonProc, pattern_camera, wait_for
+
+T0 = 1_800_000_000.0
+
+
+def daemon_cpu(api_on: bool, seconds: float) -> float:
+    """% of one core used by the daemon process alone (ffmpeg excluded) over `seconds`, after a settle time."""
+    tmp = Path(tempfile.mkdtemp(prefix="cctv-bench-api-"))
+    cfg = {"cameras": [pattern_camera("cam", duration=10)], "logging": {"file": None},
+           "api": {"port": 0} if api_on else {"enabled": False}}
+    d = DaemonProc(tmp, cfg)
+    try:
+        d.start()
+        assert d.proc is not None
+        d.wait_segments("cam", 1, 60)
+        if api_on:
+            Api(d)
+        time.sleep(5)
+        p = psutil.Process(d.proc.pid)
+        t0, c0 = time.monotonic(), sum(p.cpu_times()[:2])
+        time.sleep(seconds)
+        c1, t1 = sum(p.cpu_times()[:2]), time.monotonic()
+        return 100.0 * (c1 - c0) / (t1 - t0)
+    finally:
+        d.close()
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, round(q * (len(s) - 1)))]
+
+
+def latency(rows: int, segment_s: float, cameras: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="cctv-bench-api-"))
+    config = parse_config({"cameras": [pattern_camera(f"cam{i}") for i in range(cameras)],
+                           "storageConfig": {"savePath": str(tmp)}, "api": {"port": 0}})
+    cat = Catalog.for_state_dir(config.storageConfig.state_dir, tmp)
+    per_cam = rows // cameras
+    t = time.perf_counter()
+    for ci in range(cameras):
+        batch = []
+        for i in range(per_cam):
+            start = T0 + i * segment_s + ci * 0.37
+            batch.append(SegmentRow(f"cam{ci}/{segment_names.date_dir(start)}/"
+                                    f"{segment_names.file_name(f'cam{ci}', 'main', start, start + segment_s)}",
+                                    f"cam{ci}", "main", start, start + segment_s, 1_000_000))
+            if len(batch) == 1000:
+                cat.add_rows(batch)
+                batch = []
+        cat.add_rows(batch)
+    print(f"catalogued {rows} segments of {segment_s:g} s in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    pub = SnapshotPublisher(config, time.time())
+    snap = pub.publish(config=config, now=time.time(), monotonic=time.monotonic(), phase="running",
+                       cameras={f"cam{i}": CameraSnapshot("recording", "media flowing", time.time(), None, 0, 1, 0,
+                                                         0, None, None, True) for i in range(cameras)},
+                       components=[], refresh_all=True)
+    server = ApiServer(config, "ffmpeg", CommandQueue(), lambda: snap, EventBroker())
+    server.start()
+    try:
+        from cctv_daemon.api import auth
+
+        token = auth.read(config.storageConfig.state_dir).viewer
+        with httpx.Client(base_url=str(server.url), headers={"Authorization": f"Bearer {token}"}) as c:
+            wait_for(lambda: c.get("/api/health").status_code == 200, 20, "API up")
+            day0 = T0 + 86400 * 3
+            for label, path, params, n in [
+                ("GET /api/status", "/api/status", {}, 500),
+                ("GET /api/segments one camera, one day", "/api/segments",
+                 {"camera": "cam0", "from": str(day0), "to": str(day0 + 86400)}, 100),
+                ("GET /api/segments all cameras, one day", "/api/segments",
+                 {"from": str(day0), "to": str(day0 + 86400)}, 100),
+            ]:
+                times = []
+                size = 0
+                for _ in range(n):
+                    t = time.perf_counter()
+                    r = c.get(path, params=params)
+                    times.append((time.perf_counter() - t) * 1000)
+                    assert r.status_code == 200, r.text
+                    size = len(r.content)
+                extra = ""
+                if path == "/api/segments":
+                    extra = f", {len(r.json()['segments'])} segments"
+                print(f"{label:<40} p50 {statistics.median(times):6.1f} ms  p99 {pct(times, 0.99):6.1f} ms"
+                      f"  ({n} requests, {size / 1e6:.2f} MB{extra})")
+    finally:
+        server.stop()
+        cat.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--segment", type=float, default=600.0, help="segment length of the synthetic rows, seconds")
+    ap.add_argument("--cameras", type=int, default=10)
+    ap.add_argument("--skip-cpu", action="store_true")
+    args = ap.parse_args()
+    if not args.skip_cpu:
+        off, on = [], []
+        for _ in range(args.rounds):
+            off.append(daemon_cpu(False, args.seconds))
+            on.append(daemon_cpu(True, args.seconds))
+            print(f"daemon CPU: API off {off[-1]:.3f} %, API on (idle) {on[-1]:.3f} % of a core", file=sys.stderr)
+        print(f"daemon CPU (median of {args.rounds}): API off {statistics.median(off):.3f} %, API on (idle) "
+              f"{statistics.median(on):.3f} %, difference {statistics.median(on) - statistics.median(off):+.3f} %"
+              " of a core")
+    latency(args.rows, args.segment, args.cameras)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
