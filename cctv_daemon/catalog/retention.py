@@ -15,10 +15,14 @@ nothing (an error); a full disk (ENOSPC) is pruned back to a head room of a few 
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -66,6 +70,23 @@ class Limits:
         )
 
 
+def read_ack(path: Path | None) -> float:
+    """The time up to which lost footage was acknowledged (0: never); a missing or unreadable file is 0."""
+    if path is None:
+        return 0.0
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("acknowledgedAt", 0)
+        return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+    except (OSError, ValueError, AttributeError):
+        return 0.0
+
+
+def write_ack(path: Path, when: float) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps({"acknowledgedAt": when}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
 @dataclass
 class LostFootage:
     """Footage deleted before it reached the bucket."""
@@ -89,8 +110,9 @@ class Retention:
 
     def __init__(self, catalog: Catalog, deleter: SegmentDeleter, limits: Limits, clock: Clock,
                  free_space: FreeSpaceFn = disk_free, period_s: float = CHECK_PERIOD_S,
-                 reserve: SpaceReserve | None = None) -> None:
+                 reserve: SpaceReserve | None = None, ack_file: Path | None = None) -> None:
         self.catalog = catalog
+        self.ack_file = ack_file  # lost footage deleted up to the time it holds was acknowledged (`ack-lost`)
         self.deleter = deleter
         self.limits = limits
         self.clock = clock
@@ -173,10 +195,20 @@ class Retention:
             self._wake.wait(self.period_s)
 
     def _load_lost(self) -> None:
+        """Footage lost since the last acknowledgement (deletions marked in the catalog survive restarts)."""
         n, b, oldest = self.catalog.query(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(start) FROM segments WHERE reason LIKE ?",
-            (f"retention:%{LOST_MARK}",))[0]
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(start) FROM segments WHERE reason LIKE ? AND state_at > ?",
+            (f"retention:%{LOST_MARK}", read_ack(self.ack_file)))[0]
         self.lost = LostFootage(int(str(n)), int(str(b)), None if oldest is None else float(str(oldest)))
+
+    def acknowledge_lost(self) -> dict[str, Any]:
+        """`ack-lost`: the user has been told; `status` stops listing the footage lost so far (the catalog rows
+        and the error log lines stay). Returns what was acknowledged."""
+        seen, self.lost = self.lost, LostFootage()
+        if self.ack_file is not None:
+            write_ack(self.ack_file, self.clock.time())
+        log.info("footage_lost_acknowledged", count=seen.count, bytes=seen.bytes, oldest=seen.oldest)
+        return {"count": seen.count, "bytes": seen.bytes, "oldest": seen.oldest}
 
     # -- the policy (the retention thread; tests call enforce() directly) --------------------------------
     def enforce(self, blocking: bool = True) -> int:

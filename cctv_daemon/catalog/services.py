@@ -19,6 +19,7 @@ from cctv_daemon.catalog.disk_space import SpaceReserve, is_disk_full
 from cctv_daemon.catalog.retention import Limits, Retention
 from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.config.model import Config
+from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import FinishedSegment
 
@@ -40,7 +41,8 @@ class CatalogServices:
         labels.ensure_table(self.catalog)
         self.deleter = SegmentDeleter(self.catalog)
         self.retention = Retention(self.catalog, self.deleter, Limits.from_config(config), clock,
-                                   reserve=SpaceReserve(self.state_dir))
+                                   reserve=SpaceReserve(self.state_dir),
+                                   ack_file=self.state_dir / c.LOST_ACK_FILENAME)
         self.rebuilt: int | None = None  # rows the startup recovery rebuilt from the files after a move aside
         # Before the finisher's staging recovery adds the dead run's last segments: bounds the recovery scan.
         self._newest_at_open = self.catalog.newest_start()

@@ -56,6 +56,7 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     bus.subscribe("catalog", storage.add_segment)  # retries after making room when the disk is full
     bus.subscribe("retention", storage.retention.on_segment)
     CheckJobs(storage.catalog, state_dir, ffmpeg_exe).register(commands)  # `check --repair/--rebuild` run here
+    commands.register("ack_lost", lambda _args: storage.retention.acknowledge_lost())  # `cctv-daemon ack-lost`
     bus.on(CameraStateChanged, "retention_disk_full", storage.retention.on_camera_state)
     parts: dict[str, Component] = {"catalog": storage, "retention": storage.retention}
     # 4.

@@ -34,7 +34,9 @@ def step_wall(clock: FakeClock, seconds: float) -> None:
 
 def retention(cat: Catalog, clock: FakeClock, **kw: object) -> Retention:
     free = kw.pop("free_space", lambda _p: 10**12)
-    return Retention(cat, SegmentDeleter(cat), Limits(**kw), clock, free_space=free)  # type: ignore[arg-type]
+    ack = kw.pop("ack_file", None)
+    return Retention(cat, SegmentDeleter(cat), Limits(**kw), clock, free_space=free,  # type: ignore[arg-type]
+                     ack_file=ack)  # type: ignore[arg-type]
 
 
 def test_total_cap_deletes_oldest_across_cameras(cat: Catalog, clock: FakeClock) -> None:
@@ -198,6 +200,36 @@ def test_floor_deletes_uploaded_first_then_the_rest_as_lost(cat: Catalog, clock:
     assert again.status()["lost"] == {"count": 1, "bytes": 100, "oldest": T0}
 
 
+def test_lost_footage_is_listed_until_acknowledged(cat: Catalog, clock: FakeClock, tmp_path: Path) -> None:
+    """Footage lost is shown by `status` until acknowledged (`ack-lost`), across restarts; a later loss is shown
+    again. The rows themselves stay (state deleted, reason marked)."""
+    make_uploads_table(cat)
+    disk = 1000
+    ack = tmp_path / "lost-ack.json"
+
+    def free(_p: Path) -> int:
+        return disk - cat.total_bytes()
+
+    segs = [put_segment(cat, "gate", T0 + 10 * i, size=100) for i in range(6)]
+    r = retention(cat, clock, min_free_bytes=500, free_space=free, prefer_uploaded=True, ack_file=ack)
+    assert r.enforce() == 1
+    assert r.status()["lost"]["count"] == 1
+    clock.advance(5)
+    assert r.acknowledge_lost() == {"count": 1, "bytes": 100, "oldest": T0}
+    assert r.status()["lost"] == {"count": 0, "bytes": 0, "oldest": None}
+    again = retention(cat, clock, prefer_uploaded=True, ack_file=ack)
+    again._load_lost()  # a restart: the acknowledgement holds
+    assert again.status()["lost"]["count"] == 0
+    clock.advance(5)
+    put_segment(cat, "gate", T0 + 100, size=100)
+    r2 = retention(cat, clock, min_free_bytes=500, free_space=free, prefer_uploaded=True, ack_file=ack)
+    assert r2.enforce() == 1
+    r3 = retention(cat, clock, prefer_uploaded=True, ack_file=ack)
+    r3._load_lost()
+    assert r3.status()["lost"] == {"count": 1, "bytes": 100, "oldest": segs[1].start}
+    assert cat.query("SELECT COUNT(*) FROM segments WHERE state = 'deleted'")[0][0] == 2
+
+
 def test_tick_only_wakes_the_retention_thread(cat: Catalog, clock: FakeClock) -> None:
     """Finding 6: the prune ran on the main loop (tick) and before readiness. tick() now only wakes the
     retention thread: it returns at once even while a prune is running."""
@@ -255,3 +287,23 @@ def test_deletion_removes_empty_folders_and_keeps_foreign_files(cat: Catalog, cl
     assert not d.delete_segment(a.path, "again")  # already deleted
     assert not (cat.save_path / "gate").exists()
     assert foreign.exists()
+
+
+def test_ack_lost_command_without_a_daemon(tmp_path: Path, clock: FakeClock) -> None:
+    """`cctv-daemon ack-lost` with no daemon running writes the acknowledgement the daemon reads at start; before
+    anything was recorded it says so and creates nothing."""
+    import json
+
+    from tests.support.daemon import run_cli
+
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps({"cameras": [{"cameraName": "gate", "source": "test"}],
+                               "storageConfig": {"savePath": str(tmp_path / "rec")}}))
+    first = run_cli("ack-lost", "--config", str(cfg))
+    assert first.returncode == 0 and "nothing recorded yet" in first.stderr
+    assert not (tmp_path / "rec").exists()
+    Catalog(tmp_path / "rec" / ".cctv" / "catalog.sqlite3", tmp_path / "rec", clock).close()
+    res = run_cli("ack-lost", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    ack = json.loads((tmp_path / "rec" / ".cctv" / "lost-ack.json").read_text())
+    assert abs(ack["acknowledgedAt"] - time.time()) < 60
