@@ -28,7 +28,9 @@ def status_path(state_dir: Path) -> Path:
 
 def write_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    # No indent: json's C encoder only runs without one; indented, the pure-Python encoder made this file's writes
+    # the main loop's largest cost (docs/benchmarks.md). `status --json` prints it indented.
+    tmp.write_text(json.dumps(data, sort_keys=True, default=str) + "\n", encoding="utf-8")
     if os.name == "posix":
         os.chmod(tmp, 0o644)  # readable by other users: `status` from anyone's terminal
     os.replace(tmp, path)
