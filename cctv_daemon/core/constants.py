@@ -62,7 +62,7 @@ REDACTED = "***"
 
 # Running as a service (lock, status, control channel, systemd, Task Scheduler).
 SERVICE_NAME = "cctv-daemon"
-STATUS_PERIOD_S = 2.0  # status.json is rewritten this often
+STATUS_PERIOD_S = 5.0  # status.json is rewritten this often (and at once when a camera's state changes)
 STATUS_STALE_S = 15.0  # older than this: the daemon is not running (or hung)
 STATUS_SCHEMA = 1
 DEFAULT_STOP_WAIT_S = 30.0  # `cctv-daemon stop --timeout`

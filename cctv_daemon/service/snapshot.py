@@ -21,7 +21,7 @@ from cctv_daemon.core import constants as c
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording.camera import Camera
 
-COMPONENTS_PERIOD_S = 1.0
+COMPONENTS_PERIOD_S = 2.0
 PHASES = ("starting", "running", "stopping", "stopped")
 
 

@@ -1,4 +1,5 @@
-"""status.json: the daemon's published snapshot (service/snapshot.py) written atomically every ~2 s, read by
+"""status.json: the daemon's published snapshot (service/snapshot.py) written atomically at once when a camera's state
+or the daemon's phase changes and otherwise every STATUS_PERIOD_S (5 s; readers call it stale after 15 s), read by
 `cctv-daemon status` when the control socket does not answer (another user, a stuck loop). Schema: docs/cli.md."""
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
 
 class StatusWriter:
     """Daemon component: writes the published snapshot to status.json every STATUS_PERIOD_S (not on every tick),
-    and at once when asked (start, stopping, stopped)."""
+    at once when a camera's state or reason or the daemon's phase changed, and when asked (start, stopping,
+    stopped). Counters and disk figures alone (a new segment) wait for the period."""
 
     name = "status_file"
     starts_early = True  # before the startup recovery (Daemon.start_early)
@@ -48,6 +50,7 @@ class StatusWriter:
         self.snapshot = snapshot
         self.clock = clock
         self._next = 0.0
+        self._written: tuple[object, ...] = ()
         self.writes = 0
         self._failing = False
 
@@ -55,13 +58,15 @@ class StatusWriter:
         self.write()
 
     def tick(self) -> None:
-        if self.clock.monotonic() >= self._next:
+        if self.clock.monotonic() >= self._next or _states(self.snapshot()) != self._written:
             self.write()
 
     def write(self) -> None:
         self._next = self.clock.monotonic() + c.STATUS_PERIOD_S
+        snap = self.snapshot()
+        self._written = _states(snap)
         try:
-            write_atomic(self.path, self.snapshot().to_dict())
+            write_atomic(self.path, snap.to_dict())
             self.writes += 1
             self._failing = False
         except OSError as exc:
@@ -71,6 +76,10 @@ class StatusWriter:
 
     def stop(self) -> None:
         self.write()
+
+
+def _states(snap: Snapshot) -> tuple[object, ...]:
+    return snap.phase, tuple((name, cam.state, cam.reason) for name, cam in snap.cameras.items())
 
 
 # -- reading (the `status` command) ------------------------------------------------------------------------
