@@ -167,6 +167,8 @@ def _retention_line(r: dict[str, Any], now: float) -> str:
     cap = f" of cap {_size(r['limitBytes'])}" if r.get("limitBytes") else ""
     text = f"footage: {_size(r.get('bytes'))}{cap} in {r.get('segments', 0)} segments"
     text += f"; deleted {r.get('deleted', 0)} ({_size(r.get('deletedBytes', 0))})"
+    if r.get("unuploadedDeleted"):
+        text += f", {r['unuploadedDeleted']} of them NOT UPLOADED"
     lost = r.get("lost") or {}
     if lost.get("count"):
         oldest = lost.get("oldest")
