@@ -1,5 +1,5 @@
-"""Shared fixtures: a real RTSP server (GStreamer), a real S3 endpoint (moto_server), and the daemons under
-test (`daemon_factory`: the only way tests start `cctv-daemon run`)."""
+"""Shared fixtures: a real RTSP server (GStreamer), a real S3 endpoint (moto_server), real PostgreSQL and MariaDB
+servers (session-wide), and the daemons under test (`daemon_factory`: the only way tests start `cctv-daemon run`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 import pytest
 
+from tests.support import databases, old_ffmpeg
 from tests.support.daemon import DaemonProc
 from tests.support.media import make_h264
 from tests.support.rtsp import RtspServer
@@ -23,6 +24,15 @@ _DAEMONS = pytest.StashKey[list[DaemonProc]]()
 def h264_file() -> Path:
     """10 s of 640x360 10 fps Annex-B H.264 (testsrc2, no B-frames, one keyframe per second)."""
     return make_h264(None, seconds=10, size="640x360", fps=10)
+
+
+@pytest.fixture(scope="session")
+def ffmpeg_4_2_2() -> Path:
+    """A real static ffmpeg 4.2.2 (too old for the daemon), from the imageio-ffmpeg 0.4.3 wheel on PyPI."""
+    try:
+        return old_ffmpeg.ffmpeg_4_2_2()
+    except old_ffmpeg.Unavailable as exc:
+        pytest.skip(f"no ffmpeg 4.2.2 to test with: {exc}")
 
 
 @pytest.fixture
@@ -47,6 +57,30 @@ def moto_server() -> Iterator[MotoServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[databases.DatabaseServer]:
+    """A throwaway PostgreSQL for the whole session (tests/support/databases.py); ``.url`` is its SQLAlchemy
+    URL (``postgresql+psycopg://cctv:…@127.0.0.1:PORT/cctv``), ``.create_database(name)`` gives a fresh one.
+    Do not take it down here: use your own `PostgresServer` for outages."""
+    yield from databases.serve(databases.PostgresServer)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[databases.DatabaseServer]:
+    """A throwaway MariaDB for the whole session; ``.url`` is ``mysql+pymysql://cctv:…@127.0.0.1:PORT/cctv``."""
+    yield from databases.serve(databases.MariaDBServer)
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: databases.DatabaseServer) -> str:
+    return postgres_server.url
+
+
+@pytest.fixture(scope="session")
+def mariadb_url(mariadb_server: databases.DatabaseServer) -> str:
+    return mariadb_server.url
 
 
 class DaemonFactory(Protocol):

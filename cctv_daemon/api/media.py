@@ -1,11 +1,10 @@
 """Media made on request with ffmpeg (never touching the recorder's processes): the latest keyframe of a camera as
 a JPEG, and export streams. `export_stream` is the one function the API exports through; it plans the range with
 catalog/export.py (which decides what "only the asked range" means) and streams a fragmented MP4, stream-copied,
-while ffmpeg makes it."""
+while it is made."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import os
 import subprocess
@@ -14,6 +13,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from cctv_daemon.api.context import ApiContext
 from cctv_daemon.catalog import export as catalog_export
@@ -78,29 +78,38 @@ def plan_export(ctx: ApiContext, camera: str, start: float, end: float) -> catal
 
 
 def export_stream(ctx: ApiContext, p: catalog_export.ExportPlan, digest: ExportDigestState) -> Iterator[bytes]:
-    """One MP4 of the planned range, as ffmpeg makes it (fragmented MP4 on a pipe, `-c copy`: no re-encode).
-    The digest is filled in as bytes go out and marked complete when ffmpeg has finished successfully."""
-    start_at = p.segments[0].start + p.ss
-    created = datetime.datetime.fromtimestamp(start_at, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    with tempfile.NamedTemporaryFile("w", suffix=".ffconcat", delete=False, encoding="utf-8") as lst:
-        lst.write(catalog_export._concat_list(p.files))
-    args = [ctx.ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", "-f", "concat", "-safe", "0",
-            "-ss", f"{p.ss:.3f}", "-to", f"{p.to:.3f}", "-i", lst.name, "-map", "0", "-c", "copy",
-            "-metadata", f"creation_time={created}",
-            "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", "pipe:1"]
+    """One MP4 of the planned range, made as catalog/export.py makes it (fragments joined as bytes, no re-encode)
+    and streamed while it is read. The digest is filled in as bytes go out and marked complete at the end.
+    Several codec setups in the range (rare: a camera reconfigured) are joined by catalog/export.py's ffmpeg
+    step into a temporary file first, then streamed."""
     sha = hashlib.sha256()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    try:
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read(CHUNK):
-            sha.update(chunk)
-            digest.bytes += len(chunk)
-            yield chunk
-        if proc.wait() == 0:
-            digest.sha256 = sha.hexdigest()
-            digest.complete = True
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        os.unlink(lst.name)
+    for chunk in _clip_chunks(ctx, p):
+        sha.update(chunk)
+        digest.bytes += len(chunk)
+        yield chunk
+    digest.sha256 = sha.hexdigest()
+    digest.complete = True
+
+
+def _clip_chunks(ctx: ApiContext, p: catalog_export.ExportPlan) -> Iterator[bytes]:
+    groups = p.groups
+    if len(groups) == 1:
+        for item in catalog_export._items(groups[0], p.clip_start, p.media_seconds):
+            if isinstance(item, bytes):
+                yield item
+                continue
+            path, off, n = item
+            with path.open("rb") as f:
+                f.seek(off)
+                while n > 0 and (chunk := f.read(min(CHUNK, n))):
+                    n -= len(chunk)
+                    yield chunk
+            if n:
+                raise OSError(f"{path} ended early")
+        return
+    with tempfile.TemporaryDirectory(prefix="cctv-export-") as tmp:
+        out = os.path.join(tmp, "clip.mp4")
+        catalog_export.export(ctx.ffmpeg_exe, p, Path(out))
+        with open(out, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -26,7 +27,6 @@ _RUN = re.compile(r"r\d{8}T\d{6}Z-[0-9a-f]{6}")
 @dataclass(frozen=True)
 class Problem:
     kind: str  # file-without-row | row-without-file | size-mismatch | unfinished-deletion | stray-staging
-    #            | empty-folder
     path: str  # relative to savePath (or absolute for staging / folders)
     detail: str
     row: SegmentRow | None = None
@@ -68,9 +68,9 @@ def reconcile(catalog: Catalog, state_dir: Path, clock: Clock | None = None) -> 
     for rel, at in catalog.rows_in_state("deleting"):
         if now - at >= STALE_DELETING_S:
             problems.append(Problem("unfinished-deletion", rel, "deletion interrupted"))
-    problems += _stray_staging(staging.staging_root(state_dir), now)
-    for d in catalog_recovery.empty_dirs(save, cameras):
-        problems.append(Problem("empty-folder", str(d), "empty folder of ours"))
+    problems += _stray_staging(staging.staging_root(staging.spool_dir(save)), now)
+    # Empty date/camera folders are not problems: the deleter keeps today's and yesterday's on purpose (the
+    # finisher may be moving a segment into them), and clearAfterUpload or a prune leaves them behind by design.
     return problems
 
 
@@ -109,11 +109,6 @@ def repair(catalog: Catalog, state_dir: Path, problems: list[Problem],
             catalog.set_state(p.path, "missing", "check: file gone", abandon_upload=True)
         elif p.kind == "unfinished-deletion":
             deleter.finish(p.path)
-        elif p.kind == "empty-folder":
-            try:
-                Path(p.path).rmdir()
-            except OSError:
-                left.append(p)
         elif p.kind == "stray-staging" and ffmpeg_exe is not None:
             _finish_stray(catalog, state_dir, Path(p.path), ffmpeg_exe)
         else:
@@ -130,4 +125,23 @@ def _finish_stray(catalog: Catalog, state_dir: Path, run_path: Path, ffmpeg_exe:
     bus = SegmentBus()
     bus.subscribe("catalog", catalog.add_segment)
     finisher = SegmentFinisher(catalog.save_path, state_dir, ffmpeg_exe, bus, SystemClock())
+    finisher.seed_last_ends(catalog.newest_end())  # names never overlap what is catalogued
     finisher.close_run(run_path.parent, run_path.name)
+
+
+def run_check(catalog: Catalog, state_dir: Path, *, repair_found: bool, rebuild: bool,
+              ffmpeg_exe: str | None) -> dict[str, Any]:
+    """What `check` does, as a JSON-able report; run by the CLI alone (no daemon) or inside the daemon (its
+    "check" command) so that repairs never race a running daemon."""
+    added = catalog_recovery.rebuild(catalog, state_dir, replace=True) if rebuild else None
+    problems = reconcile(catalog, state_dir)
+    left = problems
+    if repair_found and problems:
+        repair(catalog, state_dir, problems, ffmpeg_exe)
+        left = reconcile(catalog, state_dir)
+    return {"rebuilt": added, "found": [problem_json(p) for p in problems],
+            "remaining": [problem_json(p) for p in left], "repaired": repair_found}
+
+
+def problem_json(p: Problem) -> dict[str, str]:
+    return {"kind": p.kind, "path": p.path, "detail": p.detail}

@@ -64,21 +64,6 @@ def scan_camera(save_path: Path, camera: str, since_date: str | None = None) -> 
                               st.st_mtime)
 
 
-def empty_dirs(save_path: Path, cameras: Iterable[str]) -> list[Path]:
-    """Empty date folders of ours, and camera folders holding nothing but (empty) date folders."""
-    found: list[Path] = []
-    for camera in cameras:
-        cam_dir = save_path / camera
-        if not cam_dir.is_dir():
-            continue
-        children = list(cam_dir.iterdir())
-        empty_dates = [d for d in children if DATE_DIR.match(d.name) and d.is_dir() and not any(d.iterdir())]
-        found += empty_dates
-        if len(empty_dates) == len(children):
-            found.append(cam_dir)
-    return found
-
-
 def rebuild(catalog: Catalog, state_dir: Path, replace: bool = False) -> int:
     """Catalogue every segment file of ours (all camera folders). With replace, the segments rows are dropped
     first (uploads rows are kept). Returns the number of rows added."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 BUSY_TIMEOUT_MS = 5000
 
@@ -25,3 +28,50 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
             time.sleep(0.05)
     db.execute(f"PRAGMA synchronous = {synchronous}")
     return db
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """Open an existing catalog without writing anything: no -wal/-shm is created (as root, `sudo cctv-daemon
+    segments`, they would be root-owned and lock the service user out). A plain `mode=ro` connection creates both on
+    a WAL file, so: when a -wal and -shm exist (a daemon has it open, or was killed), use them read-only; when none
+    exists (closed cleanly: everything is in the main file), open it immutable; when only one exists, read a private
+    copy."""
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    uri = "file:" + quote(str(path.resolve()))
+    if wal.exists() and shm.exists():
+        db = sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False, isolation_level=None,
+                             timeout=BUSY_TIMEOUT_MS / 1000)
+    elif not wal.exists() and not shm.exists():
+        db = sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix="cctv-catalog-"))
+        copy = tmp / path.name
+        shutil.copyfile(path, copy)
+        if wal.exists():
+            shutil.copyfile(wal, Path(f"{copy}-wal"))
+        db = sqlite3.connect(str(copy), check_same_thread=False, isolation_level=None)
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the copy's -wal before it is unlinked
+        shutil.rmtree(tmp, ignore_errors=True)  # the open connection keeps the (unlinked) files
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
+
+
+def connect_memory() -> sqlite3.Connection:
+    """An empty private database (what a read command sees when no catalog exists yet)."""
+    return sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+
+
+# SQLite result codes that mean "this file is damaged or unusable by us" (not "busy" or "disk full"):
+# SQLITE_READONLY, SQLITE_CORRUPT, SQLITE_CANTOPEN, SQLITE_NOTADB (primary codes; extended ones are masked).
+_DAMAGE_CODES = {8, 11, 14, 26}
+
+
+def is_damage(exc: sqlite3.DatabaseError, path: Path) -> bool:
+    """Should the catalog file at `path` be moved aside after this error at opening?"""
+    if not path.exists():
+        return False  # nothing to move aside: the folder itself is the problem
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return (int(code) & 0xFF) in _DAMAGE_CODES
+    text = str(exc).lower()
+    return any(k in text for k in ("malformed", "not a database", "quick_check", "unable to open", "readonly"))

@@ -4,11 +4,13 @@ are LEFT JOINed when that table exists. See docs/segment-lifecycle.md for when r
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import NamedTuple
 
@@ -79,6 +81,7 @@ class SegmentRow(NamedTuple):  # a NamedTuple: 100 000 of them are built in well
     size: int
     state: str = "complete"
     upload_state: str | None = None  # from the uploads table, when it exists
+    media_duration: float | None = None  # seconds of media by the camera's clock (None: unknown, e.g. rebuilt)
 
     @property
     def duration(self) -> float:
@@ -104,21 +107,82 @@ def db_path(state_dir: Path) -> Path:
 
 
 class Catalog:
-    """Thread-safe (one connection, one lock). Opening creates or migrates the schema."""
+    """Thread-safe (one connection, one lock). Opening creates or migrates the schema; a catalog that is corrupt or
+    cannot be opened is moved aside (never deleted) and a new one is made, which startup recovery rebuilds from the
+    files (catalog/recovery.py), so recording never waits on the catalog. With read_only (the read commands:
+    `segments`, `export`, `check` without repairs) nothing is ever written or created: a missing catalog reads as an
+    empty one."""
 
-    def __init__(self, path: Path, save_path: Path, clock: Clock | None = None) -> None:
+    def __init__(self, path: Path, save_path: Path, clock: Clock | None = None, *, read_only: bool = False) -> None:
         self.path = path
         self.save_path = save_path
         self.clock = clock or SystemClock()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.created = not path.exists()
+        self.read_only = read_only
+        self.moved_aside: Path | None = None  # where a damaged catalog went, when one was found at opening
+        self.moved_aside_reason: str | None = None
         self._lock = threading.RLock()
-        self._db = sqlite_db.connect(path, synchronous="FULL")  # see docs/segment-lifecycle.md
-        self._migrate()
+        self.created = not path.exists()
+        if read_only:
+            self._db = sqlite_db.connect_read_only(path) if not self.created else sqlite_db.connect_memory()
+            if self.created:
+                self._migrate()
+            else:
+                self._check_version()
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = self._open_and_verify()
+        except sqlite3.DatabaseError as exc:
+            if not sqlite_db.is_damage(exc, path):
+                raise
+            self._move_aside(exc)
+            self._db = self._open_and_verify()
 
     @classmethod
-    def for_state_dir(cls, state_dir: Path, save_path: Path, clock: Clock | None = None) -> Catalog:
-        return cls(db_path(state_dir), save_path, clock)
+    def for_state_dir(cls, state_dir: Path, save_path: Path, clock: Clock | None = None, *,
+                      read_only: bool = False) -> Catalog:
+        return cls(db_path(state_dir), save_path, clock, read_only=read_only)
+
+    # -- opening ----------------------------------------------------------------------------------------
+    def _open_and_verify(self) -> sqlite3.Connection:
+        db = sqlite_db.connect(self.path, synchronous="FULL")  # see docs/segment-lifecycle.md
+        try:
+            self._db = db
+            self._migrate()
+            result = str(db.execute("PRAGMA quick_check(1)").fetchone()[0])
+            if result.lower() != "ok":
+                raise sqlite3.DatabaseError(f"quick_check: {result}")
+            db.execute("PRAGMA user_version = 0")  # a write: a file we cannot write is as bad as a corrupt one
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _move_aside(self, exc: BaseException) -> None:
+        """Keep the damaged file (and its -wal/-shm) in {stateDir}/damaged/ for a human, and start afresh."""
+        stamp = datetime.fromtimestamp(self.clock.time(), tz=timezone.utc).strftime(c.TIME_FORMAT)
+        dest_dir = self.path.parent / c.DAMAGED_DIRNAME
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{self.path.stem}-{stamp}{self.path.suffix}"
+        n = 1
+        while dest.exists():
+            dest = dest_dir / f"{self.path.stem}-{stamp}~{n}{self.path.suffix}"
+            n += 1
+        for suffix in ("", "-wal", "-shm"):
+            src = Path(f"{self.path}{suffix}")
+            if src.exists():
+                os.replace(src, Path(f"{dest}{suffix}"))
+        self.moved_aside, self.moved_aside_reason = dest, f"{type(exc).__name__}: {exc}"
+        self.created = True
+        log.error("catalog_moved_aside", path=str(self.path), moved_to=str(dest), reason=self.moved_aside_reason,
+                  action="a new catalog is rebuilt from the files; recording goes on")
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT MAX(version) FROM catalog_schema").fetchone()
+        version = int(row[0]) if row and row[0] is not None else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"catalog {self.path} has schema {version}, newer than this program's "
+                               f"{SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -126,6 +190,8 @@ class Catalog:
 
     # -- schema ---------------------------------------------------------------------------------------
     def _migrate(self) -> None:
+        if self.read_only and not self.created:
+            return
         with self._lock:
             self._db.execute("CREATE TABLE IF NOT EXISTS catalog_schema (version INTEGER NOT NULL)")
             row = self._db.execute("SELECT MAX(version) FROM catalog_schema").fetchone()
@@ -141,6 +207,12 @@ class Catalog:
             # MAX(duration) bounds every range query (segments()): without this index it scans the whole table
             # (15 ms at 100 000 rows, each time; docs/benchmarks.md "HTTP API"). Idempotent, so also for old files.
             self._db.execute("CREATE INDEX IF NOT EXISTS segments_duration ON segments (duration)")
+            # Added in place (no version bump: idempotent, a column check): the media duration of a segment,
+            # which differs from its wall duration (end - start) when the camera's clock drifts or jumps.
+            cols = {str(r[1]) for r in self._db.execute("PRAGMA table_info(segments)").fetchall()}
+            if "media_duration" not in cols:
+                self._db.execute("ALTER TABLE segments ADD COLUMN media_duration REAL")
+                log.info("catalog_column_added", path=str(self.path), column="media_duration")
             # future migrations: if version < 2: ...
 
     @contextmanager
@@ -172,7 +244,8 @@ class Catalog:
     def add_segment(self, seg: FinishedSegment) -> None:
         """Bus subscriber (first one): catalogue a finished segment. Idempotent."""
         crash_point("catalog.before_insert")
-        row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size)
+        row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size,
+                         media_duration=seg.media_duration)
         self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered)
 
     def add_rows(self, rows: Iterable[SegmentRow], run_id: str | None = None, recovered: bool = False) -> int:
@@ -184,12 +257,12 @@ class Catalog:
             for r in rows:
                 cur = db.execute(
                     'INSERT INTO segments (path, camera, feed_id, start, "end", duration, size, state,'
-                    " run_id, recovered, added_at, state_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?)"
+                    " run_id, recovered, added_at, state_at, media_duration)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, 'complete', ?, ?, ?, ?, ?)"
                     " ON CONFLICT (path) DO UPDATE SET state = 'complete', size = excluded.size,"
                     " state_at = excluded.state_at, reason = NULL WHERE state IN ('deleted', 'missing')",
                     (r.path, r.camera, r.feed_id, r.start, r.end, r.end - r.start, r.size, run_id,
-                     int(recovered), now, now),
+                     int(recovered), now, now, r.media_duration),
                 )
                 n += cur.rowcount
         return n
@@ -255,7 +328,8 @@ class Catalog:
             uploads = self._uploads_exists(self._db)
             join = "LEFT JOIN uploads u ON u.path = s.path" if uploads else ""
             up = "u.state" if uploads else "NULL"
-            sql = (f'SELECT s.path, s.camera, s.feed_id, s.start, s."end", s.size, s.state, {up} '
+            sql = (f'SELECT s.path, s.camera, s.feed_id, s.start, s."end", s.size, s.state, {up}, '
+                   "s.media_duration "
                    f"FROM segments s {join} {clause} {order}" + (f" LIMIT {int(limit)}" if limit else ""))
             rows = self._db.execute(sql, params).fetchall()
         make = SegmentRow._make
@@ -298,6 +372,11 @@ class Catalog:
     def newest_start(self) -> dict[str, float]:
         return {str(cam): float(str(s)) for cam, s in
                 self.query("SELECT camera, MAX(start) FROM segments GROUP BY camera")}
+
+    def newest_end(self) -> dict[str, float]:
+        """camera -> the latest end of any of its segments (no new segment may start before it)."""
+        return {str(cam): float(str(e)) for cam, e in
+                self.query('SELECT camera, MAX("end") FROM segments GROUP BY camera')}
 
     def rows_in_state(self, state: str) -> list[tuple[str, float]]:
         return [(str(p), float(str(t))) for p, t in

@@ -6,18 +6,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from cctv_daemon.catalog import check as catalog_check
-from cctv_daemon.catalog import recovery as catalog_recovery
-from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, with_gaps
+from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, db_path, with_gaps
 from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.segments import names as segment_names
 
 JSON_VERSION = 1
+CHECK_WAIT_S = 3600.0  # a rebuild of a very large catalog inside the daemon
 
 
 def parse_time(text: str) -> float:
@@ -68,9 +70,11 @@ def _table_time(epoch: float) -> str:
     return iso(round(epoch))[:19]
 
 
-def _open_catalog(config: Config) -> Catalog:
+def _open_catalog(config: Config, read_only: bool = True) -> Catalog:
+    """Read commands open the catalog read-only and never create it (nor the state folder): run as root before the
+    service's first start, they must not leave root-owned files that the service user then cannot use."""
     sc = config.storageConfig
-    return Catalog.for_state_dir(sc.state_dir, sc.savePath)
+    return Catalog.for_state_dir(sc.state_dir, sc.savePath, read_only=read_only)
 
 
 def known_cameras(config: Config, catalog: Catalog) -> list[str]:
@@ -109,7 +113,8 @@ def _segments_args(p: argparse.ArgumentParser) -> None:
 
 def segment_json(r: SegmentRow) -> dict[str, object]:
     return {"camera": r.camera, "feedId": r.feed_id, "path": r.path, "start": iso(r.start), "end": iso(r.end),
-            "startEpoch": r.start, "endEpoch": r.end, "duration": round(r.duration, 3), "bytes": r.size,
+            "startEpoch": r.start, "endEpoch": r.end, "duration": round(r.duration, 3),
+            "mediaDuration": r.media_duration, "bytes": r.size,
             "upload": r.upload_state}
 
 
@@ -188,13 +193,65 @@ def cmd_check(args: argparse.Namespace) -> int:
     if config is None:
         return c.EXIT_USAGE
     state_dir = config.storageConfig.state_dir
-    catalog = _open_catalog(config)
-    if args.rebuild:
-        added = catalog_recovery.rebuild(catalog, state_dir, replace=True)
-        print(f"catalog rebuilt from files: {added} segment(s)", file=sys.stderr)
-    problems = catalog_check.reconcile(catalog, state_dir)
-    left = problems
-    if args.repair and problems:
+    if args.repair or args.rebuild:
+        report = _repair(config, args)
+        if report is None:
+            return c.EXIT_RUNTIME
+    else:  # read-only: nothing is written or created
+        report = catalog_check.run_check(_open_catalog(config), state_dir, repair_found=False, rebuild=False,
+                                         ffmpeg_exe=None)
+    found, left = list(report["found"]), list(report["remaining"])
+    if report.get("rebuilt") is not None:
+        print(f"catalog rebuilt from files: {report['rebuilt']} segment(s)", file=sys.stderr)
+    if args.json:
+        out = {"version": JSON_VERSION, "found": found, "remaining": left, "repaired": bool(args.repair)}
+        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+    else:
+        for p in found:
+            print(f"{p['kind']:<20} {p['path']}  ({p['detail']})")
+        if not found:
+            print("catalog and disk agree: no problems")
+        elif args.repair:
+            print(f"{len(found)} problem(s) found, {len(found) - len(left)} repaired, {len(left)} remaining")
+        else:
+            print(f"{len(found)} problem(s) found (run with --repair to fix)")
+    return c.EXIT_CHECK_PROBLEMS if left else c.EXIT_OK
+
+
+def _repair(config: Config, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Repairs run inside the daemon (its "check" command) when one runs, else here under the instance lock, so
+    that a daemon cannot start in the middle of them."""
+    from cctv_daemon.service import instance_lock
+    from cctv_daemon.service.control import send_command
+
+    state_dir = config.storageConfig.state_dir
+    want = {"repair": bool(args.repair), "rebuild": bool(args.rebuild)}
+    owner = instance_lock.running_owner(state_dir)
+    if owner is not None:
+        try:
+            job = send_command(state_dir, "check", want, timeout=10, pid=owner.pid)["job"]
+            deadline = time.monotonic() + CHECK_WAIT_S
+            while time.monotonic() < deadline:
+                state = send_command(state_dir, "check_result", {"job": job}, timeout=10, pid=owner.pid)
+                if state.get("done"):
+                    if "error" in state:
+                        print(f"cctv-daemon: check failed in the daemon: {state['error']}", file=sys.stderr)
+                        return None
+                    print(f"repairs done by the running daemon (pid {owner.pid})", file=sys.stderr)
+                    return dict(state["report"])
+                time.sleep(0.2)
+            print(f"cctv-daemon: the daemon's check did not finish within {CHECK_WAIT_S:.0f} s", file=sys.stderr)
+        except Exception as exc:
+            print(f"cctv-daemon: the running daemon (pid {owner.pid}) did not take the repair: {exc}; "
+                  "nothing was changed", file=sys.stderr)
+        return None
+    lock = instance_lock.InstanceLock(state_dir)
+    try:
+        lock.acquire(config.storageConfig.savePath)
+    except instance_lock.AlreadyRunning as exc:
+        print(f"cctv-daemon: a daemon started meanwhile ({exc}); run the repair again", file=sys.stderr)
+        return None
+    try:
         ffmpeg_exe: str | None
         try:
             from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
@@ -202,27 +259,14 @@ def cmd_check(args: argparse.Namespace) -> int:
             ffmpeg_exe = find_ffmpeg(config.ffmpegPath)
         except Exception:
             ffmpeg_exe = None
-        catalog_check.repair(catalog, state_dir, problems, ffmpeg_exe)
-        left = catalog_check.reconcile(catalog, state_dir)
-    if args.json:
-        report = {"version": JSON_VERSION, "found": [_problem_json(p) for p in problems],
-                  "remaining": [_problem_json(p) for p in left], "repaired": bool(args.repair)}
-        sys.stdout.write(json.dumps(report, indent=1) + "\n")
-    else:
-        for p in problems:
-            print(f"{p.kind:<20} {p.path}  ({p.detail})")
-        if not problems:
-            print("catalog and disk agree: no problems")
-        elif args.repair:
-            fixed = len(problems) - len(left)
-            print(f"{len(problems)} problem(s) found, {fixed} repaired, {len(left)} remaining")
-        else:
-            print(f"{len(problems)} problem(s) found (run with --repair to fix)")
-    return c.EXIT_CHECK_PROBLEMS if left else c.EXIT_OK
-
-
-def _problem_json(p: catalog_check.Problem) -> dict[str, str]:
-    return {"kind": p.kind, "path": p.path, "detail": p.detail}
+        catalog = _open_catalog(config, read_only=False)
+        try:
+            return catalog_check.run_check(catalog, state_dir, repair_found=bool(args.repair),
+                                           rebuild=bool(args.rebuild), ffmpeg_exe=ffmpeg_exe)
+        finally:
+            catalog.close()
+    finally:
+        lock.release()
 
 
 # -- export -----------------------------------------------------------------------------------------------
@@ -233,22 +277,52 @@ def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, type=Path)
     p.add_argument("--force", action="store_true", help="overwrite the output file")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--json", action="store_true", help="print the result (clip times, SHA-256, gaps) as JSON")
+
+
+def _known_cameras(config: Config, catalog: Catalog) -> list[str]:
+    names = {cam.cameraName for cam in config.cameras}
+    names.update(str(r[0]) for r in catalog.query("SELECT DISTINCT camera FROM segments"))
+    return sorted(names)
 
 
 @command("export", "one camera and a time range → one MP4 (no re-encode)", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
+    """stdout: only the result (`SHA256  FILE`, as sha256sum prints it, or the JSON); the rest on stderr."""
     from cctv_daemon.catalog import export
 
     loaded = load_with_ffmpeg(args.config)
     if loaded is None:
         return c.EXIT_USAGE
     config, ffmpeg_exe = loaded
+    import structlog
+
+    if not structlog.is_configured():  # stdout is for the result only: any log line goes to stderr
+        structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
+    sc = config.storageConfig
+    if not db_path(sc.state_dir).exists():  # nothing recorded yet: do not create a catalog just to say so
+        known = sorted(cam.cameraName for cam in config.cameras)
+        if args.camera in known:
+            print(f"cctv-daemon: no footage of camera {args.camera!r} (no catalog in {sc.state_dir})",
+                  file=sys.stderr)
+            return c.EXIT_RUNTIME
+        print(f"cctv-daemon: unknown camera {args.camera!r}; known cameras: {', '.join(known) or '(none)'}",
+              file=sys.stderr)
+        return c.EXIT_USAGE
     catalog = _open_catalog(config)
+    known = _known_cameras(config, catalog)
+    if args.camera not in known:
+        print(f"cctv-daemon: unknown camera {args.camera!r}; known cameras: "
+              f"{', '.join(known) if known else '(none: no camera in the config or the catalog)'}",
+              file=sys.stderr)
+        return c.EXIT_USAGE
     try:
         plan = export.plan(catalog, args.camera, args.start, args.end)
     except export.ExportError as exc:
         print(f"cctv-daemon: {exc}", file=sys.stderr)
         return c.EXIT_USAGE if "must be after" in str(exc) else c.EXIT_RUNTIME
+    for path, why in plan.skipped:
+        print(f"skipped unreadable segment {path}: {why}", file=sys.stderr)
     for g in plan.gaps:
         print(f"gap: {iso(g.start)} → {iso(g.end)} ({g.seconds:.1f} s without footage)", file=sys.stderr)
     show = not args.quiet and plan.duration >= 60
@@ -262,7 +336,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             sys.stderr.flush()
 
     try:
-        export.export(ffmpeg_exe, plan, args.output, progress if show else None, overwrite=args.force)
+        result = export.export(ffmpeg_exe, plan, args.output, progress if show else None, overwrite=args.force)
     except export.ExportError as exc:
         if show:
             sys.stderr.write("\n")
@@ -270,6 +344,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         return c.EXIT_RUNTIME
     if show:
         sys.stderr.write("\n")
-    print(f"{args.output}: {len(plan.segments)} segment(s), {plan.duration:.1f} s, {len(plan.gaps)} gap(s)",
-          file=sys.stderr)
+    print(f"{args.output}: {iso(result.clip_start)} → {iso(result.clip_end)}, {result.seconds:.1f} s from "
+          f"{len(plan.segments)} segment(s), {len(plan.gaps)} gap(s)", file=sys.stderr)
+    if args.json:
+        out = {"version": JSON_VERSION, "camera": args.camera, "output": str(args.output),
+               "sha256": result.sha256, "bytes": result.size,
+               "requested": {"from": iso(args.start), "to": iso(args.end)},
+               "clip": {"from": iso(result.clip_start), "to": iso(result.clip_end),
+                        "seconds": round(result.seconds, 3)},
+               "segments": len(plan.segments), "joinedBy": result.joined_by,
+               "gaps": [gap_json(g) for g in plan.gaps],
+               "skipped": [{"path": str(path), "reason": why} for path, why in plan.skipped]}
+        sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+    else:
+        sys.stdout.write(f"{result.sha256}  {args.output}\n")
     return c.EXIT_OK

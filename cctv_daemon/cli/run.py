@@ -7,24 +7,40 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cctv_daemon.cli import service as cli_service
-from cctv_daemon.cli.common import command, load_with_ffmpeg
+from cctv_daemon.cli.common import command, load_with_choice
 from cctv_daemon.config.model import json_schema
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging
 
+if TYPE_CHECKING:
+    from cctv_daemon.recording.ffmpeg_caps import FfmpegChoice
+
 
 @command("check-config", "validate the config file and everything `run` needs (folders, log file, ffmpeg)")
 def cmd_check_config(args: argparse.Namespace) -> int:
-    loaded = load_with_ffmpeg(args.config, for_run=True)
+    loaded = load_with_choice(args.config, for_run=True)
     if loaded is None:
         return c.EXIT_USAGE
-    config, ffmpeg_exe = loaded
+    config, choice = loaded
+    if choice.why:
+        print(f"cctv-daemon: warning: {choice.why}", file=sys.stderr)
     enabled = [cam.cameraName for cam in config.cameras if cam.enabled]
     print(f"{args.config}: OK ({len(enabled)} camera(s) enabled: {', '.join(enabled) or 'none'}; "
-          f"ffmpeg: {ffmpeg_exe})")
+          f"ffmpeg: {choice.exe}, version {choice.capabilities.version})")
     return c.EXIT_OK
+
+
+def log_ffmpeg_choice(choice: FfmpegChoice) -> None:
+    import structlog
+
+    log = structlog.get_logger("cctv_daemon.ffmpeg")
+    if choice.why:
+        log.warning("ffmpeg_fallback", ffmpeg=choice.exe, version=choice.capabilities.version, reason=choice.why)
+    else:
+        log.info("ffmpeg_chosen", ffmpeg=choice.exe, version=choice.capabilities.version)
 
 
 @command("config-schema", "print the JSON Schema of config.json (editors validate with it)")
@@ -38,10 +54,11 @@ def cmd_config_schema(args: argparse.Namespace) -> int:
 
 @command("run", "record in the foreground (what services start)")
 def cmd_run(args: argparse.Namespace) -> int:
-    loaded = load_with_ffmpeg(args.config, for_run=True)  # folders and log file checked before the lock
+    loaded = load_with_choice(args.config, for_run=True)  # folders and log file checked before the lock
     if loaded is None:
         return c.EXIT_USAGE
-    config, ffmpeg_exe = loaded
+    config, choice = loaded
+    ffmpeg_exe = choice.exe
     lock = cli_service.acquire_or_report(config)  # single instance: before anything touches the folder
     if isinstance(lock, int):
         return lock
@@ -59,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from cctv_daemon.service.root import build_daemon
 
     warn_if_secrets_readable(config, Path(args.config))
+    log_ffmpeg_choice(choice)
     daemon = build_daemon(config, ffmpeg_exe)  # the one place the daemon is assembled
     daemon.install_signal_handlers()
     try:

@@ -39,6 +39,7 @@ __all__ = ["ConfigError", "load_config", "parse_config"]
 
 SourceKind = Literal["rtsp", "webcam", "test"]
 AudioMode = Literal["auto", "copy", "aac", "none"]
+RtspTransport = Literal["tcp", "udp", "auto"]
 StorageClass = Literal["STANDARD", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING", "GLACIER", "GLACIER_IR",
                        "DEEP_ARCHIVE", "REDUCED_REDUNDANCY"]
 
@@ -160,6 +161,7 @@ class CameraConfig:
     videoDuration: StrictInt = Field(default=c.DEFAULT_VIDEO_DURATION_S, ge=1, le=86400)
     audio: AudioMode = "auto"
     stallTimeout: Number = Field(default=c.DEFAULT_STALL_TIMEOUT_S, ge=2)
+    rtspTransport: RtspTransport = "tcp"  # auto: TCP, falling back to UDP for the run on "461 Unsupported transport"
     maxStorageGB: Number | None = Field(default=None, gt=0)  # per-camera cap (retention)
     mode: Literal["continuous", "onDemand"] = "continuous"  # onDemand: records only on a `record` command
 
@@ -188,6 +190,8 @@ class S3Config:
     maxConcurrentUploads: StrictInt = Field(default=c.DEFAULT_MAX_CONCURRENT_UPLOADS, ge=1, le=32)
     bandwidthLimitMBps: Number | None = Field(default=None, gt=0)
     multipartThresholdMB: StrictInt = Field(default=c.DEFAULT_MULTIPART_THRESHOLD_MB, ge=5)
+    # failures of one object before it is `failed`
+    maxAttempts: StrictInt = Field(default=c.DEFAULT_UPLOAD_MAX_ATTEMPTS, ge=1, le=1_000_000)
 
 
 @dataclass(frozen=True, config=MODEL)

@@ -64,7 +64,7 @@ def _camera(cam: dict[str, Any], path: str, col: Collector) -> None:
     if src == "rtsp":
         _rtsp(cam, path, col)
     elif src in SOURCES:
-        for key in ("url", "ipAddress", "port", "path", "userName", "password"):
+        for key in ("url", "ipAddress", "port", "path", "userName", "password", "rtspTransport"):
             if key in cam:
                 err(key, f'not used by source "{src}"')
         if src == "webcam" and "device" not in cam:

@@ -25,7 +25,8 @@ PROGRESS_PERIOD_S = 1.0
 # ffmpeg analyses 3 s of a live stream by default before it starts writing; 1 s (a GOP of most cameras) is enough
 # with the codecs known from the SDP and cuts ~2 s from every (re)connect.
 RTSP_ANALYZE_DURATION_US = 1_000_000
-SUPERVISOR_TICK_S = 0.2
+SUPERVISOR_TICK_S = 0.2  # main loop period while a camera starts or stops
+IDLE_TICK_S = 1.0  # at most this long between ticks when all cameras record (signals, exits wake it sooner)
 
 # Transcoding (only when frameRate/resolution are set, or for the test source).
 X264_PRESET = "veryfast"
@@ -37,6 +38,7 @@ STATE_DIRNAME = ".cctv"
 STAGING_DIRNAME = "staging"
 STAGING_LISTS_DIRNAME = ".lists"  # ffmpeg's segment lists, apart from the segments (camera names never start with ".")
 LOG_DIRNAME = "logs"
+DAMAGED_DIRNAME = "damaged"  # quarantined segments ({savePath}/.cctv) and catalogs moved aside ({stateDir})
 CATALOG_FILENAME = "catalog.sqlite3"
 LOCK_FILENAME = "cctv-daemon.lock"
 STATUS_FILENAME = "status.json"
@@ -54,6 +56,7 @@ DEFAULT_MAX_CONCURRENT_UPLOADS = 4  # bench/upload.py: 0.96 of a bare boto3 loop
 DEFAULT_MULTIPART_THRESHOLD_MB = 16
 UPLOAD_BACKOFF_BASE_S = 1.0
 UPLOAD_BACKOFF_CAP_S = 300.0
+DEFAULT_UPLOAD_MAX_ATTEMPTS = 20  # s3Config.maxAttempts: failures of one object before it is `failed`
 
 REDACTED = "***"
 

@@ -20,11 +20,12 @@ class FinishedSegment:
     camera: str
     feed_id: str
     path: Path  # final place under savePath
-    start: float  # UTC epoch seconds, media timeline anchored to the wall clock
-    end: float
+    start: float  # UTC epoch seconds: wall-clock time its first frame arrived (docs/segment-lifecycle.md)
+    end: float  # wall-clock time its last frame ended (the next segment's first keyframe arrived)
     size: int
     run_id: str
     recovered: bool = False  # finalized by startup recovery after a crash
+    media_duration: float | None = None  # seconds of media by the camera's own clock (None: unknown)
 
     @property
     def duration(self) -> float:
@@ -36,7 +37,9 @@ class CameraStateChanged:
     """A camera's state machine moved (recording/camera.py); published from the main loop."""
 
     camera: str
-    old: str  # State values: stopped, starting, recording, backoff, auth_failed, not_found, disk_full, stopping
+    # State values: stopped, starting, recording, backoff, auth_failed, not_found, transport_refused, disk_full,
+    # stopping
+    old: str
     new: str
     reason: str
     time: float  # wall clock, epoch seconds

@@ -1,7 +1,7 @@
 r"""A camera's life: an explicit state machine around its one long-lived ffmpeg.
 
     stopped -> starting -> recording -> (exit | stall) -> backoff -> starting ...
-                        \-> auth_failed | not_found | disk_full (retry at the backoff cap)
+                        \-> auth_failed | not_found | transport_refused | disk_full (retry at the cap)
     any running state -> stopping -> stopped            (polite stop, then kill after stopTimeout)
 
 The supervisor calls tick() from its one loop; nothing here blocks, so one camera never delays another.
@@ -24,8 +24,16 @@ from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import CameraStateChanged
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import ffmpeg_process as fp
-from cctv_daemon.recording.ffmpeg_command import SegmentOutput, audio_action, build_command, input_playlist
+from cctv_daemon.recording.ffmpeg_command import (
+    SegmentOutput,
+    audio_action,
+    build_command,
+    camera_url,
+    input_playlist,
+    rtsp_transport,
+)
 from cctv_daemon.recording.ffmpeg_process import FfmpegProcess
+from cctv_daemon.recording.reach_probe import ReachProbe, rtsp_target
 from cctv_daemon.segments import staging
 
 log = structlog.get_logger("cctv_daemon.camera")
@@ -38,14 +46,23 @@ class State(str, enum.Enum):
     BACKOFF = "backoff"
     AUTH_FAILED = "auth_failed"
     NOT_FOUND = "not_found"
+    TRANSPORT_REFUSED = "transport_refused"
     DISK_FULL = "disk_full"
     STOPPING = "stopping"
 
 
-_WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.DISK_FULL)
+_WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED, State.DISK_FULL)
+# Failures after which the camera may simply be unreachable: during the backoff wait its port is probed (no
+# credentials) and ffmpeg starts as soon as the camera is back (recording/reach_probe.py). Never after 401/404.
+_PROBED = (fp.REFUSED, "stall", None)
+# The run's anchor (wall time of media time 0) is refined from progress reports over its first seconds of media.
+ANCHOR_WINDOW_US = 10_000_000
 _FAILURE_STATE = {
     fp.AUTH_FAILED: (State.AUTH_FAILED, "authentication failed"),
     fp.NOT_FOUND: (State.NOT_FOUND, "stream path not found"),
+    fp.TRANSPORT_REFUSED: (State.TRANSPORT_REFUSED,
+                           "camera refuses this RTSP transport (461 Unsupported transport): set rtspTransport "
+                           '"auto" (TCP, else UDP) or the one it accepts ("udp"/"tcp")'),
     fp.DISK_FULL: (State.DISK_FULL, "disk full"),
     fp.UNWRITABLE: (State.DISK_FULL, "recording folder not writable"),
     fp.REFUSED: (State.BACKOFF, "connection refused"),
@@ -86,18 +103,20 @@ class Camera:
         config: CameraConfig,
         supervisor: SupervisorConfig,
         ffmpeg_exe: str,
-        state_dir: Path,
+        spool_dir: Path,  # {savePath}/.cctv: staging lives on savePath's filesystem (segments/staging.py)
         clock: Clock,
         on_run_ended: RunEnded | None = None,
         on_state: StateHook | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.config = config
         self.sup = supervisor
         self.ffmpeg_exe = ffmpeg_exe
-        self.staging_dir = staging.staging_root(state_dir) / config.cameraName
+        self.staging_dir = staging.staging_root(spool_dir) / config.cameraName
         self.clock = clock
         self.on_run_ended = on_run_ended
         self.on_state = on_state
+        self.on_exit = on_exit  # called from a reader thread when ffmpeg exits: wakes the main loop
         self.backoff = Backoff(supervisor.backoffBase, supervisor.backoffCap)
         self.state = State.STOPPED
         self.reason = "not started"
@@ -110,9 +129,12 @@ class Camera:
         self._stop_started = 0.0
         self._nudged = False
         self._recording_since: float | None = None
-        self._anchored = False
+        self._anchor: float | None = None
+        self._probe: ReachProbe | None = None
+        self._spawned_at = -1e9
         self._last_failure: str | None = None
         self._audio_codec: str | None = None
+        self._transport_fallback: str | None = None  # rtspTransport "auto": "udp" once TCP was refused
         self._log = log.bind(camera=config.cameraName)
 
     @property
@@ -125,6 +147,7 @@ class Camera:
             self._spawn()
 
     def stop(self) -> None:
+        self._close_probe()
         if self.state in (State.STARTING, State.RECORDING):
             self._begin_stop("shutdown", then=State.STOPPED)
         elif self.state != State.STOPPING:
@@ -140,7 +163,7 @@ class Camera:
     def tick(self) -> None:
         now = self.clock.monotonic()
         if self.state in _WAITING:
-            if now >= self.retry_at:
+            if now >= self.retry_at or self._back_early(now):
                 self._spawn()
             return
         proc = self.proc
@@ -159,6 +182,8 @@ class Camera:
                 self.stop_deadline = now + 3600
             return
         last_advance, out_us, _ = proc.snapshot()
+        if 0 < out_us <= ANCHOR_WINDOW_US:
+            self._measure_anchor(last_advance, out_us)
         if self.state == State.STARTING and out_us > 0:
             self._recording(proc, out_us)
         elif (
@@ -191,8 +216,40 @@ class Camera:
         if state != old and self.on_state is not None:
             self.on_state(CameraStateChanged(self.name, old.value, state.value, reason, self.counters.state_since))
 
+    def _back_early(self, now: float) -> bool:
+        """The probe saw the camera come back: start now rather than at the end of the backoff wait. Still at
+        most one start per backoffBase, and the failure count is kept, so a camera that fails again waits
+        longer as usual."""
+        if self._probe is None or now - self._spawned_at < self.backoff.base:
+            return False
+        if not self._probe.poll():
+            return False
+        self._log.info("camera_back", probes=self._probe.probes, early_s=round(self.retry_at - now, 2))
+        return True
+
+    def _measure_anchor(self, last_advance: float, out_us: int) -> None:
+        """Each progress report bounds the anchor from above: media time `out` cannot have arrived later than the
+        report that names it. The smallest bound over the run's first seconds is kept, durably, in {run}.json."""
+        reported_wall = self.clock.time() - (self.clock.monotonic() - last_advance)
+        estimate = reported_wall - out_us / 1_000_000
+        if self.run_id is None or (self._anchor is not None and estimate >= self._anchor - 0.02):
+            return
+        self._anchor = estimate
+        try:
+            staging.write_meta(self.staging_dir, self.run_id,
+                               staging.RunMeta(self.name, self.config.videoFeedId, estimate))
+        except OSError as exc:
+            self._log.warning("anchor_not_saved", error=str(exc))
+
+    def _close_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
+
     def _spawn(self) -> None:
         now = self.clock.monotonic()
+        self._close_probe()
+        self._spawned_at = now
         self.run_id = staging.new_run_id(self.clock.time())
         try:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
@@ -201,7 +258,8 @@ class Camera:
                                staging.RunMeta(self.name, self.config.videoFeedId))
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
                                  self._audio_codec)
-            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=input_playlist(self.config))
+            playlist = input_playlist(self.config, rtsp_transport(self.config, self._transport_fallback))
+            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist, on_exit=self.on_exit)
         except OSError as exc:
             self.proc = None
             kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None
@@ -210,7 +268,7 @@ class Camera:
         if self.counters.starts:
             self.counters.reconnects += 1
         self.counters.starts += 1
-        self._anchored = False
+        self._anchor = None
         self._recording_since = None
         self._set(State.STARTING, "ffmpeg started", level="debug" if self._last_failure else "info",
                   pid=self.proc.pid,
@@ -220,15 +278,6 @@ class Camera:
         self.stop_deadline = now
 
     def _recording(self, proc: FfmpegProcess, out_us: int) -> None:
-        if not self._anchored and self.run_id is not None:
-            # Media time 0 of this run on the wall clock: names of all its segments derive from it.
-            anchor = self.clock.time() - out_us / 1_000_000
-            try:
-                staging.write_meta(self.staging_dir, self.run_id,
-                                   staging.RunMeta(self.name, self.config.videoFeedId, anchor))
-            except OSError as exc:
-                self._log.warning("anchor_not_saved", error=str(exc))
-            self._anchored = True
         self._recording_since = self.clock.monotonic()
         self._set(State.RECORDING, "media flowing", audio_codec=proc.audio_codec)
 
@@ -270,6 +319,13 @@ class Camera:
                            reason="codec cannot be stored in MP4; transcoding audio to AAC")
             self._spawn()
             return
+        if (failure == fp.TRANSPORT_REFUSED and self.config.rtspTransport == "auto"
+                and self._transport_fallback is None):
+            self._transport_fallback = "udp"  # remembered for the rest of the run
+            self._log.info("rtsp_transport_fallback", transport="udp",
+                           reason="camera refused RTSP over TCP (461 Unsupported transport)")
+            self._spawn()
+            return
         last = proc.last_error or f"stream ended (exit status {code})"
         self._failed(failure, last, exit_code=code)
 
@@ -277,9 +333,13 @@ class Camera:
         self.counters.last_error = detail
         self._recording_since = None
         state, label = _FAILURE_STATE.get(kind or "", (State.BACKOFF, "stream ended"))
-        at_cap = state in (State.AUTH_FAILED, State.NOT_FOUND)
+        at_cap = state in (State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED)
         delay = self.backoff.next_delay(at_cap=at_cap)
         self.retry_at = self.clock.monotonic() + delay
+        self._close_probe()
+        target = rtsp_target(camera_url(self.config)) if self.config.source == "rtsp" else None
+        if state == State.BACKOFF and kind in _PROBED and target is not None:
+            self._probe = ReachProbe(target, self.clock, seen_down=kind == fp.REFUSED)
         # Say an error once per change of failure, not on every retry.
         new_failure = (kind or "ended") != self._last_failure
         self._last_failure = kind or "ended"

@@ -58,16 +58,26 @@ def camera_url(cam: CameraConfig) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def input_playlist(cam: CameraConfig) -> bytes | None:
-    """What to write to ffmpeg's stdin: for RTSP, the ffconcat playlist naming the camera URL (a secret)."""
+def rtsp_transport(cam: CameraConfig, fallback: str | None = None) -> str:
+    """The RTSP lower transport to ask for: rtspTransport, where "auto" is TCP until the camera refused it with
+    "461 Unsupported transport" (then the camera sets ``fallback`` to "udp" for the rest of the run)."""
+    if cam.rtspTransport == "auto":
+        return fallback or "tcp"
+    return cam.rtspTransport
+
+
+def input_playlist(cam: CameraConfig, transport: str | None = None) -> bytes | None:
+    """What to write to ffmpeg's stdin: for RTSP, the ffconcat playlist naming the camera URL (a secret).
+    ``transport``: the RTSP transport to use (default: rtsp_transport(cam))."""
     if cam.source != "rtsp":
         return None
     url = camera_url(cam).replace("'", "'\\''")  # ffconcat: close the quote, escaped quote, reopen
-    # TCP, and a socket timeout as a safety net behind the daemon's own stall detection (which fires after
-    # stallTimeout): ffmpeg gives up on a silent socket after ~2x the timeout.
+    # The transport, and a socket timeout as a safety net behind the daemon's own stall detection (which fires
+    # after stallTimeout): ffmpeg gives up on a silent socket after ~2x the timeout.
     timeout_us = int(cam.stallTimeout * 1_000_000)
+    transport = transport or rtsp_transport(cam)
     return (
-        f"ffconcat version 1.0\nfile '{url}'\noption rtsp_transport tcp\noption timeout {timeout_us}\n"
+        f"ffconcat version 1.0\nfile '{url}'\noption rtsp_transport {transport}\noption timeout {timeout_us}\n"
         f"option analyzeduration {c.RTSP_ANALYZE_DURATION_US}\n"
     ).encode()
 
@@ -98,7 +108,9 @@ def _num(v: float) -> str:
 def _video_opts(cam: CameraConfig) -> dict[str, Any]:
     """Stream copy unless the camera must be (re-)encoded: test/webcam sources, or frameRate/resolution set."""
     if cam.source == "rtsp" and not cam.transcodes:
-        return {"c:v": "copy"}
+        # H.265 tagged hvc1 (ffmpeg's default is hev1), which Apple players and browsers require. The segment
+        # muxer drops a tag that does not fit the codec, so H.264 (and others) keep their usual tag.
+        return {"c:v": "copy", "tag:v": "hvc1"}
     rate = cam.frameRate or (TEST_SOURCE_RATE if cam.source == "test" else None)
     opts: dict[str, Any] = {
         "c:v": "libx264",
@@ -151,6 +163,9 @@ def build_command(
             "segment_format_options": SEGMENT_FORMAT_OPTIONS,
             "segment_list": str(out.list_file),
             "segment_list_type": "csv",
+            # Only the last entries: ffmpeg rewrites {run}.csv.tmp and renames it over the list after each segment,
+            # so the list stays a few kB for a run of months (without it, ~55 bytes a segment forever).
+            "segment_list_size": str(staging.LIST_SIZE),
         }
     )
     stream = ffmpeg.output(*streams, str(out.pattern), **opts).global_args(

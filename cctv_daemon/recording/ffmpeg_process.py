@@ -10,6 +10,7 @@ version banner (version, built with, configuration, lib* versions) never.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import subprocess
 import threading
@@ -36,6 +37,9 @@ _LEVEL_MAP = {
     "debug": "debug",
     "trace": "debug",
 }
+_OUT_TIME_US = re.compile(rb"^out_time_us=(-?\d+)\r?$", re.M)
+_FRAME = re.compile(rb"^frame=(\d+)\r?$", re.M)
+_READ_CHUNK = 65536
 _AUDIO_STREAM = re.compile(r"Stream #0:\d+.*?: Audio: (\w+)")
 # Harmless once per start with live RTSP sources (FIELD-NOTES): kept, but not shouted.
 _HARMLESS = ("Timestamps are unset in a packet", "Non-monotonous DTS", "Non-monotonic DTS")
@@ -57,11 +61,13 @@ DISK_FULL = "disk_full"
 UNWRITABLE = "unwritable"
 REFUSED = "connection_refused"
 AUDIO_UNSUPPORTED = "audio_unsupported"
+TRANSPORT_REFUSED = "transport_refused"
 NO_DEVICE = "no_device"
 _CLASSIFY: tuple[tuple[str, str], ...] = (
     ("401 Unauthorized", AUTH_FAILED),
     ("403 Forbidden", AUTH_FAILED),
     ("404 Not Found", NOT_FOUND),
+    ("461 Unsupported transport", TRANSPORT_REFUSED),
     ("No space left on device", DISK_FULL),
     ("Disk quota exceeded", DISK_FULL),
     ("Read-only file system", UNWRITABLE),
@@ -81,11 +87,13 @@ class FfmpegProcess:
         clock: Clock,
         on_line: Callable[[str, str], None] | None = None,
         stdin_data: bytes | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.args = args
         self.camera = camera
         self.clock = clock
         self._on_line = on_line
+        self._on_exit = on_exit
         self._lock = threading.Lock()
         self.started_at = clock.monotonic()
         self.last_advance = self.started_at  # monotonic time media time last moved forward
@@ -142,30 +150,42 @@ class FfmpegProcess:
 
     # -- readers ----------------------------------------------------------------------------------
     def _read_progress(self, stream: IO[bytes]) -> None:
-        block: dict[str, str] = {}
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").strip()
-            key, sep, value = line.partition("=")
-            if not sep:
-                continue
-            block[key] = value
-            if key == "progress":
-                self._progress_block(block)
-                block = {}
+        """ffmpeg writes one `key=value` block per PROGRESS_PERIOD_S, ending `progress=...`, in one write: read it
+        in one blocking read of a large chunk and pick the two keys out of the whole block (a Python loop per
+        line cost more than the rest of this thread's work)."""
+        fd = stream.fileno()
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(fd, _READ_CHUNK)
+            except OSError:
+                break
+            if not chunk:
+                break
+            pending += chunk
+            end = pending.rfind(b"\n", 0, len(pending))
+            last = pending.rfind(b"progress=", 0, end if end >= 0 else 0)
+            if last < 0:
+                continue  # no complete block yet
+            cut = pending.index(b"\n", last) + 1
+            self._progress_blocks(pending[:cut])
+            pending = pending[cut:]
+        if self._on_exit is not None:
+            self._on_exit()  # stdout closed: ffmpeg has exited (or is exiting)
 
-    def _progress_block(self, block: dict[str, str]) -> None:
-        try:
-            out_time = int(block.get("out_time_us", "-1"))
-        except ValueError:
-            out_time = -1
-        try:
-            frames = int(block.get("frame", "0"))
-        except ValueError:
-            frames = 0
+    def _progress_blocks(self, text: bytes) -> None:
+        """One or more complete blocks: the newest out_time_us and frame count win."""
+        times = _OUT_TIME_US.findall(text)
+        frames = _FRAME.findall(text)
+        self._progress(int(times[-1]) if times else -1, int(frames[-1]) if frames else 0)
+
+    def _progress(self, out_time: int, frames: int) -> None:
         with self._lock:
-            if out_time > self.out_time_us:
-                self.out_time_us = out_time
+            # Media flows when media time OR the frame count grows: a camera whose timestamps jump back keeps
+            # media time still for a while (or an hour) although frames keep coming; that is not a stall.
+            if out_time > self.out_time_us or frames > self.frames:
                 self.last_advance = self.clock.monotonic()
+            self.out_time_us = max(self.out_time_us, out_time)
             self.frames = max(self.frames, frames)
 
     def _read_stderr(self, stream: IO[bytes]) -> None:

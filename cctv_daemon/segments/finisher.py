@@ -3,6 +3,8 @@ segments a crash left behind. See docs/segment-lifecycle.md for the order of ste
 
 from __future__ import annotations
 
+import errno
+import math
 import os
 import shutil
 from pathlib import Path
@@ -15,6 +17,7 @@ from cctv_daemon.segments import names as segment_names
 from cctv_daemon.segments import staging
 from cctv_daemon.segments.media_probe import probe_duration
 from cctv_daemon.segments.mp4_tail import truncate_incomplete_tail
+from cctv_daemon.segments.timeline import FIRST_OF_RUN_MAX_S, CameraTimeline
 from cctv_daemon.segments.watcher import StagedSegment, _ListReader
 
 log = structlog.get_logger("cctv_daemon.segment")
@@ -26,50 +29,80 @@ class SegmentFinisher:
     ) -> None:
         self.save_path = save_path
         self.state_dir = state_dir
-        self.root = staging.staging_root(state_dir)
+        self.spool = staging.spool_dir(save_path)  # savePath's filesystem: the hand-off is one rename
+        self.root = staging.staging_root(self.spool)
+        # Before staging moved to savePath's filesystem it lived in {stateDir}/staging: recovered too.
+        legacy = staging.staging_root(state_dir)
+        self.legacy_root = legacy if legacy != self.root else None
         self.ffmpeg_exe = ffmpeg_exe
         self.bus = bus
         self.clock = clock
         self._meta: dict[tuple[str, str], staging.RunMeta] = {}
+        self._timelines: dict[str, CameraTimeline] = {}
 
     # -- normal path: ffmpeg listed the segment as closed --------------------------------------------
-    def finish(self, staged: StagedSegment, recovered: bool = False) -> FinishedSegment | None:
+    def finish(self, staged: StagedSegment, recovered: bool = False, media_duration: float | None = None,
+               closed_at: float | None = None) -> FinishedSegment | None:
         src = staged.path
         if not src.exists():
             log.debug("segment_already_handled", camera=staged.camera, staging=str(src))
             return None
-        meta = self._run_meta(src.parent, staged.run_id, staged.camera)
-        anchor = meta.anchor
-        if anchor is None:
-            # No anchor recorded (the run never reported progress): the file's last write is its end.
-            anchor = src.stat().st_mtime - staged.end_s
-        start, end = anchor + staged.start_s, anchor + staged.end_s
+        meta = self._run_meta(src.parent, staged.run_id, staged.camera,
+                              fresh=staged.start_s < FIRST_OF_RUN_MAX_S)
+        media = staged.end_s - staged.start_s if media_duration is None else media_duration
+        timeline = self.timeline(meta.camera)
+        if staged.seen is not None:
+            timeline.check_step(staged.seen)
+            end = staged.seen.wall
+        else:
+            # Read late (recovery, safety-net poll): the file's last write happened when it closed.
+            end = closed_at if closed_at is not None else src.stat().st_mtime
         removed, fragments = truncate_incomplete_tail(src)
         if removed:
             log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=str(src), bytes=removed)
         if fragments == 0:
             self._quarantine(src, "segment holds no complete fragment")
             return None
+        placed = timeline.place(staged.run_id, staged.start_s, end, media, meta.anchor)
+        start, end = placed.start, placed.end
         dest = self._free_dest(
             segment_names.final_path(self.save_path, meta.camera, meta.feed_id, start, end)
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
         size = src.stat().st_size
+        fsync_file(src)  # durable before catalogued: the row must never name an empty or short file
         _move(src, dest)
-        seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered)
+        seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered,
+                              round(media, 3))
         log.info(
             "segment_finished",
             camera=seg.camera,
             path=str(dest),
             start=segment_names.stamp(start),
             end=segment_names.stamp(end),
+            start_at=round(start, 3),
+            end_at=round(end, 3),
             duration=round(seg.duration, 3),
+            media_start=round(staged.start_s, 3),
+            media_duration=round(media, 3),
             bytes=size,
             recovered=recovered,
+            clamped=placed.clamped or None,
             run_id=staged.run_id,
         )
         self.bus.publish(seg)
         return seg
+
+    def timeline(self, camera: str) -> CameraTimeline:
+        tl = self._timelines.get(camera)
+        if tl is None:
+            tl = self._timelines[camera] = CameraTimeline(camera)
+        return tl
+
+    def seed_last_ends(self, ends: dict[str, float]) -> None:
+        """Startup: the newest end per camera in the catalog; no new segment will start before it."""
+        for camera, end in ends.items():
+            self.timeline(camera).seed(end)
 
     # -- end of a run, and startup recovery -------------------------------------------------------------
     def close_run(self, cam_dir: Path, run_id: str) -> list[FinishedSegment]:
@@ -84,41 +117,64 @@ class SegmentFinisher:
             if seg:
                 done.append(seg)
         listed_end = max((s.end_s for s in listed), default=0.0)
+        first = min(listed, key=lambda s: s.start_s, default=None)
+        first_index = staging.segment_index(first.path.name) if first is not None else None
+        older: list[Path] = []  # complete segments that dropped out of the list's window unseen (daemon was down)
+        later: list[Path] = []
         for partial in sorted(cam_dir.glob(f"{run_id}_*.mp4")):
+            parsed = staging.segment_index(partial.name)
+            if first is not None and first_index is not None and parsed is not None and parsed[1] < first_index[1]:
+                older.append(partial)
+            else:
+                later.append(partial)
+        begin = first.start_s if first is not None else 0.0
+        for partial in reversed(older):  # they end where the next one begins
+            seg = self._finish_partial(partial, run_id, begin, backwards=True)
+            if seg:
+                done.append(seg)
+                begin -= seg.duration
+        for partial in later:
             seg = self._finish_partial(partial, run_id, listed_end)
             if seg:
                 done.append(seg)
                 listed_end += seg.duration  # a later partial continues where this one ended
         if not any(cam_dir.glob(f"{run_id}_*.mp4")):
-            for leftover in (list_file, staging.meta_path(cam_dir, run_id)):
+            # Bookkeeping only (no footage): the list, its .tmp (ffmpeg's rewrite), the metadata and its .tmp.
+            for leftover in (list_file, list_file.with_name(list_file.name + ".tmp"),
+                             staging.meta_path(cam_dir, run_id), staging.meta_tmp_path(cam_dir, run_id)):
                 leftover.unlink(missing_ok=True)
             self._meta.pop((cam_dir.name, run_id), None)
+            self.timeline(cam_dir.name).forget_run(run_id)
         return done
 
     def recover_all(self) -> list[FinishedSegment]:
         """Startup: every run found in staging belongs to a dead ffmpeg (orphans were stopped first)."""
         done: list[FinishedSegment] = []
-        for cam_dir in staging.camera_dirs(self.root):
-            runs = {p.stem for p in staging.lists_dir(cam_dir).glob("*.csv")} | {p.stem for p in cam_dir.glob("*.json")}
-            runs |= {r for p in cam_dir.glob("*.mp4") if (r := staging.run_of_segment(p))}
-            for run_id in sorted(runs):
-                done += self.close_run(cam_dir, run_id)
+        roots = [self.root] + ([self.legacy_root] if self.legacy_root is not None else [])
+        for root in roots:
+            for cam_dir in staging.camera_dirs(root):
+                for run_id in runs_in(cam_dir):
+                    try:
+                        done += self.close_run(cam_dir, run_id)
+                    except OSError:  # one bad run (unreadable file, full disk) must not stop the others
+                        log.exception("staging_recovery_failed", camera=cam_dir.name, run_id=run_id)
         if done:
             log.info("staging_recovered", segments=len(done))
         return done
 
-    def _finish_partial(self, path: Path, run_id: str, start_s: float) -> FinishedSegment | None:
+    def _finish_partial(self, path: Path, run_id: str, start_s: float,
+                        backwards: bool = False) -> FinishedSegment | None:
+        closed_at = path.stat().st_mtime  # before the truncation touches it
         truncate_incomplete_tail(path)  # so that the probed duration is what will play
         size = path.stat().st_size
         probe = probe_duration(self.ffmpeg_exe, path) if size > 0 else None
-        if probe is None:
+        if probe is None or not math.isfinite(probe.duration) or probe.duration < 0:
             self._quarantine(path, "unreadable partial segment")
             return None
+        if backwards:
+            start_s = max(0.0, start_s - probe.duration)
         staged = StagedSegment(path.parent.name, run_id, path, start_s, start_s + probe.duration)
         meta = self._run_meta(path.parent, run_id, path.parent.name)
-        if meta.anchor is None:
-            # Unknown anchor: the file's last write is its end, so that the name carries the real end time.
-            meta.anchor = path.stat().st_mtime - staged.end_s
         log.warning(
             "partial_segment_finalized",
             camera=meta.camera,
@@ -126,13 +182,14 @@ class SegmentFinisher:
             duration=round(probe.duration, 3),
             errors=probe.errors[:500] or None,
         )
-        return self.finish(staged, recovered=True)
+        # Its end is the file's last write (a complete fragment is written when the next keyframe arrives).
+        return self.finish(staged, recovered=True, media_duration=probe.duration, closed_at=closed_at)
 
     def _quarantine(self, path: Path, why: str) -> None:
         """Never delete recorded bytes: an unreadable file is moved aside for a human to look at."""
-        dest_dir = self.state_dir / "damaged" / path.parent.name
+        dest_dir = staging.damaged_dir(self.spool) / path.parent.name
         dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / path.name
+        dest = self._free_dest(dest_dir / path.name)
         _move(path, dest)
         log.error(
             "segment_quarantined",
@@ -142,11 +199,16 @@ class SegmentFinisher:
             bytes=dest.stat().st_size,
         )
 
-    def _run_meta(self, cam_dir: Path, run_id: str, camera: str) -> staging.RunMeta:
+    def _run_meta(self, cam_dir: Path, run_id: str, camera: str, fresh: bool = False) -> staging.RunMeta:
+        """The run's camera, feed and anchor; `fresh`: re-read (the camera refines the anchor for a while)."""
         key = (cam_dir.name, run_id)
         meta = self._meta.get(key)
-        if meta is None or meta.anchor is None:
-            meta = staging.read_meta(cam_dir, run_id) or staging.RunMeta(camera, camera)
+        if meta is None or meta.anchor is None or fresh:
+            # A kill while the metadata was written leaves only its .tmp (complete, as it was fsynced before the
+            # rename that did not happen, or cut short: then it does not parse and the camera's name stands in).
+            meta = (staging.read_meta(cam_dir, run_id)
+                    or staging.read_meta_file(staging.meta_tmp_path(cam_dir, run_id))
+                    or staging.RunMeta(camera, camera))
             self._meta[key] = meta
         return meta
 
@@ -160,16 +222,38 @@ class SegmentFinisher:
         return candidate
 
 
+def runs_in(cam_dir: Path) -> list[str]:
+    """Every run with anything left in a camera's staging folder: list, metadata (or its .tmp), segment files."""
+    runs = {p.stem for p in staging.lists_dir(cam_dir).glob("*.csv")}
+    runs |= {p.name[: -len(".csv.tmp")] for p in staging.lists_dir(cam_dir).glob("*.csv.tmp")}
+    runs |= {p.stem for p in cam_dir.glob("*.json")}
+    runs |= {p.name[: -len(".json.tmp")] for p in cam_dir.glob("*.json.tmp")}
+    runs |= {r for p in cam_dir.glob("*.mp4") if (r := staging.run_of_segment(p))}
+    return sorted(runs)
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _move(src: Path, dest: Path) -> None:
-    """Rename (atomic on one filesystem) and make the rename durable; copy+delete across filesystems."""
+    """Rename (atomic: staging is on savePath's filesystem) and make the rename durable. Across filesystems (a
+    legacy staging folder under another stateDir): copy to a hidden temporary name, fsync, rename, then unlink, so
+    that a crash never leaves a truncated file under a final name."""
     try:
         os.replace(src, dest)
     except OSError as exc:
-        if exc.errno != 18:  # EXDEV
+        if exc.errno != errno.EXDEV:
             raise
-        shutil.copy2(src, dest)
-        with dest.open("rb+") as f:
-            os.fsync(f.fileno())
+        tmp = dest.with_name(f".{dest.name}.partial")
+        shutil.copyfile(src, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, dest)
+        staging.fsync_dir(dest.parent)
         src.unlink()
     staging.fsync_dir(dest.parent)
     staging.fsync_dir(src.parent)

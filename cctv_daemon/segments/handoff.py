@@ -24,7 +24,7 @@ class SegmentHandoff:
         self.staging_root = staging_root
         self.finisher = finisher
         self._work: queue.Queue[StagedSegment | _RunEnd | None] = queue.Queue()
-        self.watcher = SegmentWatcher(staging_root, self._work.put)
+        self.watcher = SegmentWatcher(staging_root, self._work.put, finisher.clock)
         self._worker: threading.Thread | None = None
 
     def start(self) -> None:

@@ -1,9 +1,10 @@
-"""Watches ffmpeg's segment lists in the staging folder (watchdog): ffmpeg appends `name,start,end` to
-`.lists/{camera}/{run}.csv` only after the segment file is closed, so each new line is an exact "segment
-finished" signal."""
+"""Watches ffmpeg's segment lists in the staging folder (watchdog): ffmpeg writes `name,start,end` to
+`.lists/{camera}/{run}.csv` only after the segment file is complete, so each new entry is an exact "segment
+finished" signal. The list holds the run's last staging.LIST_SIZE entries (rewritten and renamed into place)."""
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from cctv_daemon.core.clock import Clock
 from cctv_daemon.segments import staging
+from cctv_daemon.segments.timeline import Observed
 
 log = structlog.get_logger("cctv_daemon.watcher")
 WAKE_FILE = ".stop"  # touched in the lists folder to wake the emitter thread at stop (not a .csv: ignored)
@@ -27,48 +30,82 @@ class StagedSegment:
     path: Path  # the closed segment file in staging
     start_s: float  # media seconds since the run's start
     end_s: float
+    # When the daemon saw the list line (its wall time is the segment's end); None when read late (recovery).
+    seen: Observed | None = None
 
 
 class _ListReader:
+    """Reads a run's segment list. ffmpeg rewrites the list (its last staging.LIST_SIZE entries) and renames it into
+    place after each segment, so every read sees whole lines; what was already handed on is remembered as one
+    number, the highest segment index seen, so memory stays flat for the life of a run however long it lasts."""
+
     def __init__(self, path: Path, segment_dir: Path) -> None:
         self.path = path
         self.segment_dir = segment_dir
-        self.offset = 0
-        self.seen: set[str] = set()
+        self.run_id = path.stem
+        self.last_index = -1
 
-    def read_new(self) -> list[StagedSegment]:
+    def read_new(self, seen: Observed | None = None) -> list[StagedSegment]:
+        """New complete lines; only the last one is stamped `seen` (earlier ones were read late)."""
         try:
             with self.path.open("rb") as f:
-                f.seek(self.offset)
-                data = f.read()
-        except FileNotFoundError:
+                data = f.read(MAX_LIST_BYTES)
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
             return []
+        return self.parse(data, seen)
+
+    def parse(self, data: bytes, seen: Observed | None = None) -> list[StagedSegment]:
+        """New segments in (the complete lines of) a list's bytes. Never raises: a crash may have left anything."""
         end = data.rfind(b"\n")
-        if end < 0:
-            return []
-        self.offset += end + 1
-        out = []
-        for raw in data[: end + 1].decode("utf-8", "replace").splitlines():
-            parts = raw.strip().rsplit(",", 2)
-            if len(parts) != 3:
-                continue
-            name = Path(parts[0].strip('"')).name
-            if name in self.seen:
-                continue
-            try:
-                start, end_s = float(parts[1]), float(parts[2])
-            except ValueError:
-                log.warning("bad_segment_list_line", list=str(self.path), line=raw)
-                continue
-            self.seen.add(name)
-            out.append(
-                StagedSegment(self.segment_dir.name, self.path.stem, self.segment_dir / name, start, end_s)
-            )
+        lines = data[: end + 1].decode("utf-8", "replace").splitlines()
+        first_new = 0
+        for i in range(len(lines) - 1, -1, -1):  # from the end: only the last entry or two are new
+            parsed = staging.segment_index(lines[i].strip().rsplit(",", 2)[0].strip('"'))
+            if parsed is not None and parsed[0] == self.run_id and parsed[1] <= self.last_index:
+                first_new = i + 1
+                break
+        out: list[StagedSegment] = []
+        for raw in lines[first_new:]:
+            seg = self._parse_line(raw)
+            if seg is not None:
+                out.append(seg)
+        if out and seen is not None:
+            last = out[-1]
+            out[-1] = StagedSegment(last.camera, last.run_id, last.path, last.start_s, last.end_s, seen)
         return out
+
+    def _parse_line(self, raw: str) -> StagedSegment | None:
+        parts = raw.strip().rsplit(",", 2)
+        if len(parts) != 3:
+            return None
+        name = parts[0].strip('"')
+        parsed = staging.segment_index(name)
+        if parsed is None or parsed[0] != self.run_id:
+            if raw.strip():
+                log.warning("bad_segment_list_line", list=str(self.path), line=raw[:200])
+            return None
+        index = parsed[1]
+        if index <= self.last_index:
+            return None  # handed on already (the list repeats its last entries)
+        try:
+            start, end_s = float(parts[1]), float(parts[2])
+        except ValueError:
+            start = end_s = math.nan
+        if not (math.isfinite(start) and math.isfinite(end_s) and 0 <= start <= end_s < MAX_MEDIA_S):
+            log.warning("bad_segment_list_line", list=str(self.path), line=raw[:200])
+            return None
+        self.last_index = index
+        return StagedSegment(self.segment_dir.name, self.run_id, self.segment_dir / name, start, end_s)
+
+
+MAX_LIST_BYTES = 64 * 1024 * 1024  # a list left by an older version (no size limit) is read whole, up to this
+MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 
 
 class SegmentWatcher:
-    def __init__(self, staging_root: Path, on_segment: Callable[[StagedSegment], None]) -> None:
+    def __init__(self, staging_root: Path, on_segment: Callable[[StagedSegment], None],
+                 clock: Clock | None = None) -> None:
+        self.clock = clock
         self.root = staging_root
         self.lists = staging.lists_root(staging_root)
         self.on_segment = on_segment
@@ -109,20 +146,22 @@ class SegmentWatcher:
         observer.stop()
         observer.join(5)
 
-    def poll(self, list_path: Path) -> None:
-        """Read any new complete lines of one list (called on watchdog events; idempotent)."""
+    def poll(self, list_path: Path, stamp: bool = True) -> None:
+        """Read any new complete lines of one list (called on watchdog events; idempotent). `stamp`: the line
+        was just written, so now is the segment's end (not so for the safety-net poll)."""
         with self._lock:
             reader = self._readers.get(list_path)
             if reader is None:
                 reader = self._readers[list_path] = _ListReader(list_path, self.root / list_path.parent.name)
-            new = reader.read_new()
+            seen = Observed(self.clock.time(), self.clock.monotonic()) if stamp and self.clock else None
+            new = reader.read_new(seen)
         for seg in new:
             self.on_segment(seg)
 
     def poll_all(self) -> None:
         """Read every list: at shutdown after ffmpeg exited, and as a periodic safety net."""
         for list_path in sorted(self.lists.glob("*/*.csv")):
-            self.poll(list_path)
+            self.poll(list_path, stamp=False)
 
     def forget(self, list_path: Path) -> None:
         with self._lock:
@@ -134,8 +173,10 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type not in ("modified", "created", "closed"):
+        if event.is_directory or event.event_type not in ("modified", "created", "closed", "moved"):
             return
-        path = Path(str(event.src_path))
+        # ffmpeg writes {run}.csv.tmp and renames it over {run}.csv: the rename is the event that matters.
+        src = event.dest_path if event.event_type == "moved" else event.src_path
+        path = Path(str(src, "utf-8", "replace") if isinstance(src, bytes) else src)
         if path.suffix == ".csv":
             self.watcher.poll(path)

@@ -69,6 +69,7 @@ class CommandQueue:
         self._closed: str | None = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self.on_submit: Callable[[], None] | None = None  # wakes the loop's sleep (the daemon's Waker)
         self.executed = 0
 
     def register(self, name: str, handler: Handler) -> None:
@@ -89,6 +90,8 @@ class CommandQueue:
             if closed is None and known:
                 self._queue.put((name, dict(args or {}), reply))
                 self._wake.set()
+                if self.on_submit is not None:
+                    self.on_submit()
         if closed is not None:
             reply.set_error(closed)
         elif not known:

@@ -18,6 +18,7 @@ from cctv_daemon.config.model import CameraConfig, Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import EventBus, FinishedSegment
+from cctv_daemon.core.waker import Waker
 from cctv_daemon.recording import orphans
 from cctv_daemon.recording.camera import Camera, State
 from cctv_daemon.segments.finisher import SegmentFinisher
@@ -30,6 +31,8 @@ from cctv_daemon.service.snapshot import CameraSnapshot, Snapshot, SnapshotPubli
 log = structlog.get_logger("cctv_daemon.supervisor")
 
 SAFETY_POLL_S = 10.0
+STALL_MARGIN_S = 0.01  # a stall is `now - last_advance > stallTimeout`: wake just after it
+_RETRYING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED, State.DISK_FULL)
 
 
 class Component(Protocol):
@@ -68,9 +71,11 @@ class Daemon:
         self.snapshots = SnapshotPublisher(config, clock.time())
         self.phase = "starting"
         self._signals: list[int] = []
+        self.waker = Waker()  # wait()s of the loop end early on a signal or an ffmpeg exit
         self._stop_requested = False
         self._stop_signalled = False
         self._force_exit = False
+        commands.on_submit = self.waker.wake  # a command is answered within ms, not after a tick
         commands.register("stop", self._cmd_stop)
         commands.register("status", lambda _args: self.snapshot.to_dict())
         register_camera_commands(self)
@@ -87,12 +92,14 @@ class Daemon:
             sig = getattr(signal, name, None)
             if sig is not None:
                 signal.signal(sig, self._on_signal)
+        self.waker.wake_on_signals()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals.append(signum)  # only record; the loop acts
 
     def request_stop(self) -> None:
         self._stop_requested = True
+        self.waker.wake()
 
     def _handle_signals(self) -> None:
         while self._signals:
@@ -130,6 +137,8 @@ class Daemon:
         stopped = orphans.stop_orphans(self.staging_root)
         if stopped:
             log.warning("orphans_stopped", count=stopped)
+        # No new segment may start before the newest catalogued end (names never overlap across runs).
+        self.finisher.seed_last_ends(self.storage.catalog.newest_end())
         self.finisher.recover_all()
         self.storage.recover()  # catalog startup recovery (docs/segment-lifecycle.md)
 
@@ -167,8 +176,8 @@ class Daemon:
             self.add_camera(cam_cfg)
 
     def add_camera(self, cam_cfg: CameraConfig) -> Camera:
-        cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.state_dir, self.clock,
-                     on_run_ended=self.handoff.run_ended, on_state=self.bus.publish)
+        cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.finisher.spool, self.clock,
+                     on_run_ended=self.handoff.run_ended, on_state=self.bus.publish, on_exit=self.waker.wake)
         self.cameras[cam.name] = cam
         cam.start()
         return cam
@@ -190,8 +199,32 @@ class Daemon:
             if self.clock.monotonic() >= next_poll:
                 self.handoff.poll_all()
                 next_poll = self.clock.monotonic() + SAFETY_POLL_S
-            self.commands.wait(c.SUPERVISOR_TICK_S)  # a tick's sleep, cut short by a command
+            self.waker.wait(self.next_wait())  # cut short by a signal, a command or an ffmpeg exit
         return self.shutdown()
+
+    def next_wait(self) -> float:
+        """How long the loop may sleep. SUPERVISOR_TICK_S while a camera starts or stops; otherwise until the
+        first deadline (a stall, a retry, a component's `next_due()`) but at most IDLE_TICK_S: with every camera
+        recording steadily, ticking 5 times a second was half of the daemon's CPU (docs/benchmarks.md). Signals
+        and ffmpeg exits wake it."""
+        now = self.clock.monotonic()
+        wait = c.IDLE_TICK_S
+        for cam in self.cameras.values():
+            if cam.state == State.RECORDING and cam.proc is not None:
+                last_advance, _, _ = cam.proc.snapshot()
+                wait = min(wait, last_advance + cam.config.stallTimeout - now + STALL_MARGIN_S)
+            elif cam.state in _RETRYING:
+                wait = min(wait, cam.retry_at - now)
+            elif cam.state != State.STOPPED:
+                return c.SUPERVISOR_TICK_S
+        for until in self.record_until.values():  # a `record` command's end
+            wait = min(wait, until - now)
+        for comp in self.components:  # a component with a deadline of its own (systemd's watchdog) says so
+            next_due = getattr(comp, "next_due", None)
+            due = next_due() if callable(next_due) else None
+            if due is not None:
+                wait = min(wait, due - now)
+        return max(wait, 0.0)
 
     def tick(self) -> None:
         now = self.clock.monotonic()
@@ -253,6 +286,7 @@ class Daemon:
                 comp.stop()
             except Exception:
                 log.exception("component_stop_failed", component=type(comp).__name__)
+        self.waker.close()
         log.info("daemon_stopped")
         return c.EXIT_OK
 

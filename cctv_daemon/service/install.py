@@ -73,7 +73,9 @@ def render_unit(p: UnitParams) -> str:
 Description=cctv-daemon camera recorder
 Documentation=file:///usr/share/doc/cctv-daemon/service.md
 Wants=network-online.target
-After=network-online.target
+# Segment names are wall-clock times: start once the clock is synchronized when the system waits for that
+# (systemd-time-wait-sync, bounded; see docs/service.md). Ordered after time-sync.target, never pulling it in.
+After=network-online.target time-sync.target
 RequiresMountsFor={mounts}
 # Give up after 5 failed starts in 10 minutes (a broken config must not loop forever).
 StartLimitIntervalSec=600

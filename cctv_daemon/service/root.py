@@ -17,14 +17,16 @@ status file records "stopped", and the control socket goes last, so commands are
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import Config
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.events import EventBus
-from cctv_daemon.segments import staging
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
-from cctv_daemon.service.commands import CommandQueue
+from cctv_daemon.service.catalog_commands import CheckJobs
+from cctv_daemon.service.commands import Args, CommandError, CommandQueue
 from cctv_daemon.service.control import ControlServer
 from cctv_daemon.service.daemon import Component, Daemon
 from cctv_daemon.service.reload import ConfigReloader
@@ -32,8 +34,11 @@ from cctv_daemon.service.sd_notify import SystemdNotifier
 from cctv_daemon.service.snapshot import component_name
 from cctv_daemon.service.status import StatusWriter
 
+if TYPE_CHECKING:
+    from cctv_daemon.upload.uploader import Uploader
+
 BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader", "api_events")
-COMPONENT_ORDER = ("control", "retention", "reload", "systemd", "status_file", "api", "uploader")
+COMPONENT_ORDER = ("control", "catalog", "retention", "reload", "systemd", "status_file", "api", "uploader")
 
 
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
@@ -45,12 +50,13 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     save_path, state_dir = config.storageConfig.savePath, config.storageConfig.state_dir
     # 2.
     finisher = SegmentFinisher(save_path, state_dir, ffmpeg_exe, bus, clock)
-    handoff = SegmentHandoff(staging.staging_root(state_dir), finisher)
+    handoff = SegmentHandoff(finisher.root, finisher)  # {savePath}/.cctv/staging, whatever stateDir is
     # 3.
     storage = CatalogServices(config, clock)
     bus.subscribe("catalog", storage.catalog.add_segment)
     bus.subscribe("retention", storage.retention.on_segment)
-    parts: dict[str, Component] = {"retention": storage.retention}
+    CheckJobs(storage.catalog, state_dir, ffmpeg_exe).register(commands)  # `check --repair/--rebuild` run here
+    parts: dict[str, Component] = {"catalog": storage, "retention": storage.retention}
     # 4.
     daemon = Daemon(config, ffmpeg_exe, clock, bus, finisher, handoff, storage, commands)
     bus.subscribe("camera_counters", daemon.count_segment)
@@ -67,6 +73,7 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
             up.on_uploaded = delete_uploaded
         bus.subscribe("uploader", up.enqueue_segment)
         parts["uploader"] = up
+        commands.register("retry_uploads", lambda args: _retry_uploads(up, args))
     # 6.
     if service:
         reloader = ConfigReloader(daemon)
@@ -90,6 +97,19 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     daemon.components = [parts[name] for name in COMPONENT_ORDER if name in parts]
     _check_order(bus, daemon.components)
     return daemon
+
+
+def _retry_uploads(up: Uploader, args: Args) -> dict[str, object]:
+    """Command `retry_uploads` {"key": KEY} or {} for every failed upload."""
+    key = args.get("key")
+    if key is not None and not isinstance(key, str):
+        raise CommandError("retry_uploads: key must be a string")
+    try:
+        return {"requeued": up.retry(key)}
+    except KeyError:
+        raise CommandError(f"retry_uploads: unknown upload {key!r}") from None
+    except ValueError as exc:
+        raise CommandError(f"retry_uploads: {exc}") from None
 
 
 def _check_order(bus: EventBus, components: list[Component]) -> None:

@@ -63,6 +63,10 @@ class SystemdNotifier:
         self._last_status = ""
         self._ready = False
 
+    def next_due(self) -> float | None:
+        """When tick() must run next (monotonic): the daemon's loop sleeps no longer than that."""
+        return self._next_ping if self.interval is not None else None
+
     def send(self, message: str) -> bool:
         return notify(message, self.env) if self.enabled else False
 

@@ -167,7 +167,15 @@ def _uploader_line(u: dict[str, Any], now: float) -> str:
     if age is not None:
         text += f" (oldest waiting {_ago(float(age))})"
     text += f", done {u.get('uploads_done', 0)} ({_size(u.get('bytes_uploaded', 0))})"
-    return text + (f", last error: {u['last_error']}" if u.get("last_error") else "")
+    text += f", last error: {u['last_error']}" if u.get("last_error") else ""
+    if u.get("threads_failing"):
+        text += f"\n  uploader FAILING ({u.get('worker_errors')} errors): {u.get('worker_last_error')}"
+    if u.get("failed_count"):
+        oldest = _when(u.get("failed_oldest_start"), now)
+        text += (f"\n  FAILED uploads (kept on disk): {u['failed_count']}, oldest {oldest}"
+                 f" {u.get('failed_oldest_path')}, last error: {u.get('failed_last_error')}"
+                 "\n  re-queue with `cctv-daemon uploads retry KEY|--all`")
+    return text
 
 
 def _api_line(a: dict[str, Any], _now: float) -> str:

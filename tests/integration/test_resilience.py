@@ -124,13 +124,9 @@ def _partial_size(d: DaemonProc, camera: str) -> int:
     return sum(p.stat().st_size for p in (d.state_dir / "staging" / camera).glob("*.mp4"))
 
 
-NAMING_BUG = pytest.mark.xfail(strict=False,
-                               reason="two files can start in the same second: naming bug fixed by issue 11")
-
-
 @pytest.mark.parametrize(("ffmpeg_too", "moment"), [
     pytest.param(False, "mid_segment", id="daemon_only-mid_segment"),
-    pytest.param(False, "just_after_close", id="daemon_only-just_after_close", marks=NAMING_BUG),
+    pytest.param(False, "just_after_close", id="daemon_only-just_after_close"),
     pytest.param(True, "mid_segment", id="daemon_and_ffmpeg-mid_segment"),
     pytest.param(True, "just_after_close", id="daemon_and_ffmpeg-just_after_close"),
 ])

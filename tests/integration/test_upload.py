@@ -3,15 +3,20 @@ middle of an upload, clearAfterUpload with a missing bucket, wrong credentials; 
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from cctv_daemon.service.status import read_status
 from cctv_daemon.upload.uploader import object_key
 from tests.conftest import DaemonFactory
-from tests.support.daemon import wait_for
+from tests.support.daemon import run_cli, wait_for
 from tests.support.s3 import MotoServer
 
 BUCKET = "cctv-it"
@@ -199,3 +204,184 @@ def test_wrong_credentials_error_state_no_secret_in_logs(
     text = daemon.output() + "".join(p.read_text() for p in (save / ".cctv" / "logs").glob("*.log*"))
     assert secret not in text and access not in text
     assert all(secret not in (r["last_error"] or "") and access not in (r["last_error"] or "") for r in rows)
+
+
+# -- issue 12: supervised uploads, one upload row per complete segment, retry of failed uploads ---------------
+def _uploader_status(save: Path) -> dict[str, Any]:
+    data = read_status(save / ".cctv") or {}
+    comp = data.get("components", {}).get("uploader")
+    return comp if isinstance(comp, dict) else {}
+
+
+def _all_segments_uploaded(save: Path) -> bool:
+    rows = {r["path"]: r["state"] for r in upload_rows(save)}
+    segs = [s.relative_to(save).as_posix() for s in local_segments(save)]
+    return bool(segs) and all(rows.get(s) == "uploaded" for s in segs)
+
+
+def test_database_error_in_worker_shows_failing_and_uploads_go_on(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Finding 1: the queue's database is 'locked' for the first 16 claims (fault hook): the workers live on
+    with backoff, `status` says `failing` meanwhile, then every segment is uploaded."""
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    conf = upload_config(s3_cfg(moto_server), creds=("testing", "testing"))
+    daemon = daemon_factory(conf, {"CCTV_UPLOAD_QUEUE_FAULT": "claim:16"})
+    save = daemon.save_path
+    try:
+        failing = wait_for(lambda: (u := _uploader_status(save)).get("state") == "failing" and u, 60,
+                           "status: uploader failing", proc=daemon.proc)
+        assert "database is locked" in failing["worker_last_error"] and failing["threads_failing"]
+        wait_for(lambda: len(uploaded(save)) >= 3, 60, "uploads after the fault", proc=daemon.proc)
+        wait_for(lambda: _uploader_status(save).get("state") == "ok", 30, "status: ok again", proc=daemon.proc)
+        assert _uploader_status(save)["threads_alive"] == 5  # 4 workers + housekeeping
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    assert _all_segments_uploaded(save)
+    assert daemon.events("upload_worker_failed") and daemon.events("upload_worker_recovered")
+    assert len(bucket_objects(s3, BUCKET)) == len(local_segments(save))
+
+
+def test_segment_catalogued_by_startup_recovery_is_uploaded(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Finding 2: a crash between the rename and the catalog row; startup recovery catalogues the file, and the
+    reconciliation gives it its upload row: it reaches the bucket like every other segment."""
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    conf = upload_config(s3_cfg(moto_server), creds=("testing", "testing"))
+    daemon = daemon_factory(conf, {"CCTV_DAEMON_CRASH_AT": "catalog.before_insert"})
+    save = daemon.save_path
+    try:
+        assert daemon.proc is not None and daemon.proc.wait(60) == -signal.SIGKILL
+    finally:
+        daemon.close()
+    orphan = [s.relative_to(save).as_posix() for s in local_segments(save)]
+    assert len(orphan) == 1 and not upload_rows(save)  # a final file, no row of either kind
+    daemon = daemon_factory(conf)
+    save = daemon.save_path
+    try:
+        wait_for(lambda: {r["path"]: r["state"] for r in upload_rows(save)}.get(orphan[0]) == "uploaded", 60,
+                 "the recovered segment uploaded", proc=daemon.proc)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    assert daemon.events("uploads_reconciled")
+    rows = upload_rows(save)
+    assert sorted(r["path"] for r in rows) == sorted(s.relative_to(save).as_posix() for s in local_segments(save))
+    key = next(r["s3_key"] for r in rows if r["path"] == orphan[0])
+    assert bucket_objects(s3, BUCKET)[key] == (save / orphan[0]).stat().st_size
+
+
+def test_check_repair_while_running_segment_is_uploaded(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Finding 2: a file of ours without a row, catalogued by `check --repair` while the daemon runs, is picked
+    up by the incremental reconciliation and uploaded."""
+    from cctv_daemon.segments import names
+
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    conf = upload_config(s3_cfg(moto_server), creds=("testing", "testing"))
+    daemon = daemon_factory(conf)
+    save, cfg = daemon.save_path, daemon.config_path
+    try:
+        wait_for(lambda: len(uploaded(save)) >= 1, 60, "a first upload", proc=daemon.proc)
+        src = local_segments(save)[0]
+        parsed = names.parse_file_name(src.name, "t1")
+        assert parsed is not None
+        start = parsed.start - 86400  # yesterday: a file a crash or an operator left without a row
+        extra = names.final_path(save, "t1", parsed.feed_id, start, start + 1)
+        extra.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, extra)
+        os.utime(extra, (time.time() - 120, time.time() - 120))
+        rel = extra.relative_to(save).as_posix()
+        res = run_cli("check", "--repair", "--config", str(cfg))
+        assert "file-without-row" in res.stdout, res.stdout + res.stderr
+        wait_for(lambda: {r["path"]: r["state"] for r in upload_rows(save)}.get(rel) == "uploaded", 60,
+                 "the repaired segment uploaded", proc=daemon.proc)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    key = object_key(PREFIX, "t1", start, extra.name)
+    assert bucket_objects(s3, BUCKET)[key] == extra.stat().st_size
+
+
+def test_rebuilt_catalog_does_not_upload_again(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Decision: the catalog is lost and `check --rebuild` makes it again from the files; at the next start the
+    objects already in the bucket (same size) are marked uploaded, not sent again; a missing one is sent."""
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    conf = upload_config(s3_cfg(moto_server), creds=("testing", "testing"))
+    daemon = daemon_factory(conf)
+    save, cfg = daemon.save_path, daemon.config_path
+    try:
+        wait_for(lambda: len(uploaded(save)) >= 3, 60, "3 uploads", proc=daemon.proc)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    first = {r["path"]: r["s3_key"] for r in upload_rows(save)}
+    assert all(r["state"] == "uploaded" for r in upload_rows(save))
+    listing = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    for f in (save / ".cctv").glob("catalog.sqlite3*"):
+        f.unlink()
+    res = run_cli("check", "--rebuild", "--config", str(cfg))
+    assert "rebuilt" in res.stderr, res.stdout + res.stderr
+    assert not upload_rows(save)
+    gone = next(iter(first.values()))
+    s3.delete_object(Bucket=BUCKET, Key=gone)
+    time.sleep(1.1)  # LastModified has 1 s resolution: a re-upload would show
+    daemon = daemon_factory(conf)
+    save, cfg = daemon.save_path, daemon.config_path
+    try:
+        wait_for(lambda: all(next((r["state"] for r in upload_rows(save) if r["path"] == p), None) == "uploaded"
+                             for p in first), 60, "the rebuilt catalog reconciled", proc=daemon.proc)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    after = {o["Key"]: o["LastModified"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
+    for key, modified in listing.items():
+        if key != gone:
+            assert after[key] == modified, key  # not sent again
+    assert gone in after and after[gone] > listing[gone]
+    assert _uploader_status(save)["already_in_bucket"] == len(first) - 1
+
+
+def test_uploads_retry_command_with_daemon_running(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """`uploads retry`: re-queues failed uploads (here blocked by a missing bucket) while the daemon runs and
+    prints their keys; an unknown key is a clear error (exit 2); `uploads list` prints data only."""
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing")), FAST_BACKOFF,
+                            start=False)
+    save, cfg = daemon.save_path, daemon.config_path
+    res = run_cli("uploads", "retry", "--all", "--config", str(cfg))
+    assert res.returncode == 2 and "no catalog" in res.stderr and not res.stdout  # never ran: nothing made
+    assert not (save / ".cctv" / "catalog.sqlite3").exists()
+    daemon.start()
+    s3 = moto_server.client()
+    try:
+        wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "failed"], 60, "a failed upload",
+                 proc=daemon.proc)
+        listed = run_cli("uploads", "list", "--config", str(cfg))
+        assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr
+        keys = [line.split("\t")[0] for line in listed.stdout.splitlines()]
+        assert all(k.startswith(f"{PREFIX}/t1/") for k in keys)
+        res = run_cli("uploads", "retry", keys[0], "--config", str(cfg))
+        assert res.returncode == 0 and res.stdout.split() == [keys[0]], res.stderr
+        bad = run_cli("uploads", "retry", "no/such/key.mp4", "--config", str(cfg))
+        assert bad.returncode == 2 and "unknown upload 'no/such/key.mp4'" in bad.stderr and not bad.stdout
+        assert "Traceback" not in bad.stderr
+        both = run_cli("uploads", "retry", keys[0], "--all", "--config", str(cfg))
+        assert both.returncode == 2 and "not both" in both.stderr
+        s3.create_bucket(Bucket=BUCKET)
+        wait_for(lambda: len(uploaded(save)) >= 2, 60, "uploads once the bucket exists", proc=daemon.proc)
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    res = run_cli("uploads", "retry", "--all", "--config", str(cfg))  # daemon stopped: works too
+    assert res.returncode == 0 and "re-queued" in res.stderr

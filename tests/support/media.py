@@ -103,3 +103,32 @@ def coverage(segments: list[Path]) -> tuple[float, float, float]:
     media = sum(float(probe(p)["duration"] or 0) for p in segments[1:-1])
     wall = closes[-2] - closes[0]
     return media / wall, media, wall
+
+
+def make_h265(seconds: int = 10, size: str = "640x360", fps: int = 10) -> Path:
+    """An Annex-B H.265 file (libx265, no B-frames, one keyframe per second), made once in the cache folder."""
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    cached = CACHE_DIR / f"testsrc2-{size}-{fps}fps-{seconds}s.hevc"
+    if not cached.exists() or cached.stat().st_size == 0:
+        tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+        cmd = [
+            _tool("ffmpeg"), "-nostdin", "-v", "error", "-y",
+            "-f", "lavfi", "-i", f"testsrc2=size={size}:rate={fps}:duration={seconds}",
+            "-c:v", "libx265", "-preset", "veryfast", "-x265-params", "bframes=0:log-level=error", "-bf", "0",
+            "-g", str(fps), "-keyint_min", str(fps), "-pix_fmt", "yuv420p", "-f", "hevc", str(tmp),
+        ]  # fmt: skip
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            raise RuntimeError(f"ffmpeg failed to make {cached}: {proc.stderr.strip()}")
+        os.replace(tmp, cached)
+    return cached
+
+
+def video_tag(path: str | os.PathLike[str]) -> str | None:
+    """The sample-entry tag (``codec_tag_string``) of the first video stream, e.g. ``avc1``, ``hvc1``, ``hev1``."""
+    for stream in probe(path)["raw"].get("streams", []):
+        if stream.get("codec_type") == "video":
+            tag = stream.get("codec_tag_string")
+            return str(tag) if tag is not None else None
+    return None

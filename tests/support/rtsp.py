@@ -23,7 +23,8 @@ from urllib.parse import quote
 SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
-#: kind of a mount: "video" (H.264 only) or "video+pcmu" (H.264 + G.711 mu-law audio)
+#: kind of a mount: "video" (H.264 only), "video+pcmu" (H.264 + G.711 mu-law audio), "h265" (an H.265 file),
+#: "video-udp" (H.264, refuses RTSP over TCP with 461)
 MountSpec = tuple[str, str | os.PathLike[str]]
 
 
@@ -38,6 +39,7 @@ class RtspServer:
     """A GStreamer RTSP server subprocess on 127.0.0.1.
 
     ``mounts`` maps a mount path to ``(kind, h264_file)``, e.g. ``{"/cam1": ("video", "/tmp/a.h264")}``.
+    ``auth``: "basic" (default) or "digest" when ``user``/``password`` are given.
     """
 
     def __init__(
@@ -46,17 +48,28 @@ class RtspServer:
         *,
         user: str | None = None,
         password: str | None = None,
+        auth: str = "basic",
         port: int | None = None,
         host: str = "127.0.0.1",
         ready_timeout: float = 15.0,
         python: str = SYSTEM_PYTHON,
         script: str | os.PathLike[str] = SCRIPT,
+        keyframe_log: str | os.PathLike[str] | None = None,
+        clocks: Mapping[str, float] | None = None,
+        jumps: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
+        """``keyframe_log``: the server appends ``<mount> <wall epoch> <pts>`` per keyframe sent (see
+        ``keyframes()``); ``clocks``: mount -> media clock rate (1.01 = 1 % fast); ``jumps``: mount ->
+        (after media seconds, by seconds): the mount's timestamps jump once."""
+        self.keyframe_log = Path(keyframe_log) if keyframe_log is not None else None
+        self.clocks = dict(clocks or {})
+        self.jumps = dict(jumps or {})
         if (user is None) != (password is None):
             raise ValueError("user and password go together")
         self.mounts = dict(mounts)
         self.user = user
         self.password = password
+        self.auth = auth
         self.host = host
         self.port = port if port is not None else free_port(host)
         self.ready_timeout = ready_timeout
@@ -74,7 +87,26 @@ class RtspServer:
             cmd += ["--mount", f"{path}={kind}:{os.fspath(file)}"]
         if self.user is not None and self.password is not None:
             cmd += ["--user", self.user, "--password", self.password]
+            if self.auth != "basic":
+                cmd += ["--auth", self.auth]
+        if self.keyframe_log is not None:
+            cmd += ["--keyframe-log", str(self.keyframe_log)]
+        for path, rate in self.clocks.items():
+            cmd += ["--clock", f"{path}={rate}"]
+        for path, (after, by) in self.jumps.items():
+            cmd += ["--jump", f"{path}={after}:{by}"]
         return cmd
+
+    def keyframes(self, mount: str) -> list[float]:
+        """Wall-clock times (epoch) at which the server sent each keyframe of ``mount`` (needs keyframe_log)."""
+        if self.keyframe_log is None or not self.keyframe_log.exists():
+            return []
+        out = []
+        for line in self.keyframe_log.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == mount:
+                out.append(float(parts[1]))
+        return out
 
     def start(self) -> RtspServer:
         """Start the server (again, on the same port) and wait until it prints ``READY``."""

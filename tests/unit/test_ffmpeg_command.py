@@ -39,6 +39,7 @@ def test_rtsp_stream_copy_segment_muxer_tcp_timeout() -> None:
     assert "flush_packets=1" in opt(args, "-segment_format_options")
     assert opt(args, "-segment_list") == str(OUT.list_file)
     assert opt(args, "-segment_list_type") == "csv"
+    assert opt(args, "-segment_list_size") == "64"  # bounded list: ffmpeg rewrites and renames it (issue 12, 16)
     assert args[args.index("-progress") + 1] == "pipe:1"
     assert str(OUT.pattern) in args
     assert "libx264" not in args
@@ -126,3 +127,16 @@ def test_audio_maps_optional_stream_and_aac_bitrate() -> None:
     assert opt(args, "-c:a") == "aac"
     assert "-an" not in build_command(cam(), "ffmpeg", OUT)
     assert "-an" in build_command(cam(audio="none"), "ffmpeg", OUT)
+
+
+def test_rtsp_transport_key_sets_the_playlist_transport() -> None:
+    assert "option rtsp_transport tcp\n" in (input_playlist(cam()) or b"").decode()
+    assert "option rtsp_transport udp\n" in (input_playlist(cam(rtspTransport="udp")) or b"").decode()
+    auto = cam(rtspTransport="auto")
+    assert "option rtsp_transport tcp\n" in (input_playlist(auto) or b"").decode()  # TCP until a 461
+    assert "option rtsp_transport udp\n" in (input_playlist(auto, "udp") or b"").decode()
+
+
+def test_stream_copy_is_tagged_hvc1_and_transcodes_are_not() -> None:
+    assert opt(build_command(cam(), "ffmpeg", OUT), "-tag:v") == "hvc1"  # the segment muxer drops it for H.264
+    assert "-tag:v" not in build_command(cam(frameRate=5), "ffmpeg", OUT)

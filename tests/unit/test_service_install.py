@@ -144,3 +144,12 @@ def test_windows_install_registers_with_schtasks(tmp_path: Path, monkeypatch: py
     monkeypatch.setattr(winapi, "schtasks_create",
                         lambda _x, _n: subprocess.CompletedProcess(["schtasks"], 1, "", "ERROR: Access is denied."))
     assert cli_service.cmd_install_service(args) == c.EXIT_RUNTIME
+
+
+def test_unit_starts_after_time_sync_without_pulling_it_in() -> None:
+    """Names are wall-clock times: ordered after time-sync.target; `Wants=` of it is left to NTP clients
+    (systemd.special(7)); docs/service.md says how long a site without network waits."""
+    for text in (SHIPPED.read_text(), service_install.render_unit(service_install.DEFAULT_UNIT)):
+        k = _keys(text)
+        assert "time-sync.target" in k["After"].split()
+        assert "time-sync.target" not in k.get("Wants", "").split()

@@ -245,3 +245,345 @@ def test_warns_when_config_with_secrets_is_readable(
     no_secrets = parse_config(plain, str(path), tmp_path, path)
     path.chmod(0o644)
     assert not warn_if_secrets_readable(no_secrets, path)
+
+
+# -- issue 12: supervised workers, reconciliation, per-object retries (real moto, real SQLite catalog) -------
+def catalog_rig(moto_server: MotoServer, tmp_path: Path, clock: Any, **s3_extra: Any) -> tuple[Uploader, Any, Any]:
+    """An uploader on the catalog file the daemon uses (segments + uploads in one SQLite file)."""
+    from cctv_daemon.catalog.store import Catalog
+
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    save = tmp_path / "rec"
+    db = save / ".cctv" / "catalog.sqlite3"
+    catalog = Catalog(db, save, clock)
+    cfg = S3Config(s3Bucket=BUCKET, endpointUrl=moto_server.endpoint, **s3_extra)
+    up = Uploader(cfg, q.UploadQueue(db), save, s3, clock, backoff=Backoff(0.05, 0.2, jitter=0.0))
+    return up, catalog, s3
+
+
+def test_worker_survives_database_error_and_status_shows_failing(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Finding 1: an error outside the transfer ("database is locked" from the queue) must not end the worker;
+    status says `failing` while it lasts; everything is uploaded once it passes."""
+    import sqlite3
+    import threading
+
+    from cctv_daemon.core.clock import SystemClock
+    from tests.unit.catalog_helpers import put_segment
+
+    up, catalog, s3 = catalog_rig(moto_server, tmp_path, SystemClock(), maxConcurrentUploads=1)
+    locked = threading.Event()
+    locked.set()
+    real_claim = up.queue.claim
+
+    def claim(*args: Any, **kwargs: Any) -> Any:  # fault injection: the queue's database is locked
+        if locked.is_set():
+            raise sqlite3.OperationalError("database is locked")
+        return real_claim(*args, **kwargs)
+
+    up.queue.claim = claim  # type: ignore[method-assign]
+    rows = [put_segment(catalog, "cam", 1_800_000_000.0 + 10 * i) for i in range(3)]
+    for r in rows:
+        up.queue.enqueue(r.path, r.camera, r.start, r.size, f"k/{r.path}", r.start)
+    up.start()
+    try:
+        from tests.support.daemon import wait_for
+
+        failing = wait_for(lambda: (s := up.status())["state"] == "failing" and s, 10, "status: failing")
+        assert failing["worker_errors"] >= 1 and "database is locked" in failing["worker_last_error"]
+        assert failing["threads_failing"] == ["uploader-0"]
+        locked.clear()
+        wait_for(lambda: all(r.state == q.UPLOADED for r in up.queue.all()), 20, "uploads after the fault")
+        wait_for(lambda: up.status()["state"] == OK, 5, "state ok again")
+        assert up.status()["threads_alive"] == 2  # the worker and the housekeeping thread
+    finally:
+        up.stop()
+    assert len(bucket_keys(s3)) == 3
+
+
+def bucket_keys(s3: Any) -> dict[str, Any]:
+    found = s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    return {o["Key"]: o for o in found}
+
+
+def test_error_after_transfer_releases_the_row_and_it_is_redone(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Finding 1: mark_uploaded fails once (database locked) after a good transfer: the row is not left in
+    'uploading' for ever; it goes back to pending and is uploaded (one object) when the queue answers."""
+    import sqlite3
+
+    from cctv_daemon.core.clock import SystemClock
+    from tests.support.daemon import wait_for
+    from tests.unit.catalog_helpers import put_segment
+
+    up, catalog, s3 = catalog_rig(moto_server, tmp_path, SystemClock(), maxConcurrentUploads=1)
+    calls = {"n": 0}
+
+    def fault(method: str) -> None:
+        if method == "mark_uploaded" and calls["n"] == 0:
+            calls["n"] += 1
+            raise sqlite3.OperationalError("database is locked")
+
+    up.queue.fault = fault
+    r = put_segment(catalog, "cam", 1_800_000_000.0)
+    up.queue.enqueue(r.path, r.camera, r.start, r.size, "k/one", r.start)
+    up.start()
+    try:
+        wait_for(lambda: up.queue.get(r.path).state == q.UPLOADED, 20, "redone")  # type: ignore[union-attr]
+    finally:
+        up.stop()
+    assert calls["n"] == 1 and up.worker_errors == 1
+    assert list(bucket_keys(s3)) == ["k/one"]
+
+
+def test_reconciliation_queues_segments_without_upload_row(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Finding 2: segments catalogued outside the bus (startup recovery, check --repair) get exactly one upload
+    row: a full pass at startup, then incremental passes over newer rowids only."""
+    from tests.unit.catalog_helpers import put_segment
+
+    clock = FakeClock()
+    up, catalog, s3 = catalog_rig(moto_server, tmp_path, clock)
+    old = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(3)]  # e.g. recovery
+    clock.advance(60)
+    assert up.reconciler.run(full=True) == 3
+    assert up.reconciler.run() == 0  # incremental: nothing newer
+    assert sorted(r.path for r in up.queue.all()) == sorted(r.path for r in old)
+    fresh = put_segment(catalog, "cam", clock.time())  # check --repair while running
+    assert up.reconciler.run() == 0  # too fresh: the bus may be queueing it right now
+    clock.advance(11)
+    assert up.reconciler.run() == 1 and up.reconciler.run(full=True) == 0
+    row = up.queue.get(fresh.path)
+    assert row is not None and row.check_remote == 1
+    assert row.s3_key == object_key("", "cam", fresh.start, Path(fresh.path).name)
+    while up.run_once():
+        pass
+    assert {r.state for r in up.queue.all()} == {q.UPLOADED} and len(up.queue.all()) == 4
+    assert len(bucket_keys(s3)) == 4 and up.uploads_done == 4
+
+
+def test_rebuilt_catalog_marks_objects_already_in_bucket(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Finding 2 / decision: after the catalog is lost and rebuilt from the files, objects already in the
+    bucket with the same size are marked uploaded, not sent again; a missing one is sent."""
+    from cctv_daemon.catalog import recovery
+    from tests.unit.catalog_helpers import put_segment
+
+    clock = FakeClock()
+    up, catalog, s3 = catalog_rig(moto_server, tmp_path, clock)
+    segs = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i, size=2000 + i) for i in range(4)]
+    for r in segs:
+        up.queue.enqueue(r.path, r.camera, r.start, r.size,
+                         object_key("", r.camera, r.start, Path(r.path).name), r.start)
+    while up.run_once():
+        pass
+    before = bucket_keys(s3)
+    assert len(before) == 4
+    gone = object_key("", "cam", segs[0].start, Path(segs[0].path).name)
+    s3.delete_object(Bucket=BUCKET, Key=gone)
+    up.queue.close()
+    catalog.close()
+    for f in (tmp_path / "rec" / ".cctv").glob("catalog.sqlite3*"):
+        f.unlink()  # the catalog is lost
+    up2, catalog2, _ = catalog_rig(moto_server, tmp_path, clock)
+    assert recovery.rebuild(catalog2, tmp_path / "rec" / ".cctv", replace=True) == 4
+    clock.advance(60)
+    assert up2.reconciler.run(full=True) == 4
+    sent: list[str] = []
+    real = up2.client.upload_fileobj
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        sent.append(args[2])
+        return real(*args, **kwargs)
+
+    up2.client.upload_fileobj = counting  # type: ignore[method-assign]
+    while up2.run_once():
+        pass
+    assert sent == [gone]
+    assert {r.state for r in up2.queue.all()} == {q.UPLOADED}
+    assert up2.already_in_bucket == 3 and up2.uploads_done == 1
+    after = bucket_keys(s3)
+    assert set(after) == set(before)
+    for key in set(before) - {gone}:
+        assert after[key]["LastModified"] == before[key]["LastModified"]
+
+
+def test_reconciliation_after_segments_rows_replaced(moto_server: MotoServer, tmp_path: Path) -> None:
+    """`check --rebuild` replaces the segments rows (their rowids start again): the incremental pass notices
+    and does a full one, so no segment is left without an upload row."""
+    from cctv_daemon.catalog import recovery
+    from tests.unit.catalog_helpers import put_segment
+
+    clock = FakeClock()
+    up, catalog, _ = catalog_rig(moto_server, tmp_path, clock)
+    segs = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(5)]
+    clock.advance(60)
+    assert up.reconciler.run(full=True) == 5
+    with catalog.transaction() as db:
+        db.execute("DELETE FROM uploads WHERE path IN (?, ?)", (segs[1].path, segs[3].path))
+    recovery.rebuild(catalog, tmp_path / "rec" / ".cctv", replace=True)
+    clock.advance(60)
+    assert up.reconciler.run() == 2
+    assert len(up.queue.all()) == 5
+
+
+def test_one_bad_object_does_not_delay_others_and_is_given_up(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Finding 4: one object that always fails has its own retry time, attempts and last error; the others go
+    at once; after maxAttempts it is `failed`: kept on disk (clearAfterUpload deletes only the others), not
+    an 'uploaded' retention candidate, listed by status, and re-queued by retry."""
+    from cctv_daemon.upload.uploader import VerificationFailed
+    from tests.unit.catalog_helpers import put_segment
+
+    clock = FakeClock()
+    up, catalog, s3 = catalog_rig(moto_server, tmp_path, clock, maxAttempts=3)
+    segs = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(4)]
+    for r in segs:
+        up.queue.enqueue(r.path, r.camera, r.start, r.size, f"k/{Path(r.path).name}", r.start)
+    bad = segs[0]  # the oldest: claimed first every time it is due
+    broken = {"on": True}
+    real = up._transfer
+
+    def transfer(row: q.UploadRow, path: Path) -> Any:
+        if broken["on"] and row.path == bad.path:
+            raise VerificationFailed(f"{row.s3_key}: size 1 != {row.size}")
+        return real(row, path)
+
+    up._transfer = transfer  # type: ignore[method-assign]
+    cleared: list[str] = []
+
+    def clear(rel: str) -> None:  # what clearAfterUpload does
+        (up.save_path / rel).unlink()
+        cleared.append(rel)
+
+    up.on_uploaded = clear
+    assert up.run_once()  # the bad one fails ...
+    assert up.run_once() and up.run_once() and up.run_once()  # ... and the others go at once
+    assert up.state == OK and sorted(cleared) == sorted(r.path for r in segs[1:])
+    row = up.queue.get(bad.path)
+    assert row is not None and row.state == q.PENDING and row.failures == 1
+    assert row.last_error is not None and "VerificationFailed" in row.last_error
+    assert row.next_attempt_at > clock.time()  # its own retry time
+    for expected_failures in (2, 3):
+        assert not up.run_once()
+        clock.advance(row.next_attempt_at - clock.time())
+        assert up.run_once()
+        row = up.queue.get(bad.path)
+        assert row is not None and row.failures == expected_failures
+    assert row.state == q.FAILED and row.attempts == 3
+    clock.advance(10_000)
+    assert not up.run_once()  # given up: no more automatic attempts
+    status = up.status()
+    assert status["failed_count"] == 1 and status["failed_oldest_path"] == bad.path
+    assert "VerificationFailed" in status["failed_last_error"] and status["queue_length"] == 0
+    assert (up.save_path / bad.path).exists() and bad.path not in cleared
+    assert bad.path not in [r.path for r in catalog.oldest(uploaded=True)]  # not in the 'uploaded' group
+    assert [r.path for r in catalog.oldest(uploaded=False)] == [bad.path]
+    broken["on"] = False
+    assert [r.path for r in up.queue.retry(f"k/{Path(bad.path).name}")] == [bad.path]
+    assert up.run_once()
+    assert up.queue.get(bad.path).state == q.UPLOADED  # type: ignore[union-attr]
+    assert len(bucket_keys(s3)) == 4 and up.status()["failed_count"] == 0
+
+
+def test_many_objects_failing_is_the_store_not_the_objects(moto_server: MotoServer, tmp_path: Path) -> None:
+    """When every object fails (a store answering 500 to all), no object uses up its attempts: the uploader is
+    `retrying`, and nothing is given up."""
+    from tests.unit.catalog_helpers import put_segment
+
+    clock = FakeClock()
+    up, catalog, _ = catalog_rig(moto_server, tmp_path, clock, maxAttempts=2)
+    segs = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(3)]
+    for r in segs:
+        up.queue.enqueue(r.path, r.camera, r.start, r.size, f"k/{Path(r.path).name}", r.start)
+
+    def transfer(row: q.UploadRow, path: Path) -> Any:
+        raise client_error("InternalError", 500)
+
+    up._transfer = transfer  # type: ignore[method-assign]
+    for _ in range(12):
+        while up.run_once():
+            pass
+        clock.advance(1.0)
+    assert up.state == RETRYING
+    assert all(r.state == q.PENDING for r in up.queue.all()), up.queue.all()
+    assert up.status()["failed_count"] == 0
+
+
+def test_old_schema_catalog_is_migrated_in_place(tmp_path: Path) -> None:
+    """The uploads table of an older catalog gets the new columns; its rows are kept and usable."""
+    from cctv_daemon.catalog.store import Catalog
+    from tests.unit.catalog_helpers import make_uploads_table
+
+    db = tmp_path / "catalog.sqlite3"
+    catalog = Catalog(db, tmp_path)
+    make_uploads_table(catalog)  # the first schema, without failures / check_remote
+    with catalog.transaction() as conn:
+        conn.execute("INSERT INTO uploads(path, camera, start, size, s3_key, state, attempts, last_error,"
+                     " queued_at) VALUES ('c/a.mp4', 'c', 10, 5, 'k/a', 'failed', 7, 'NoSuchBucket: x', 1),"
+                     " ('c/b.mp4', 'c', 20, 5, 'k/b', 'uploaded', 1, NULL, 2)")
+    catalog.close()
+    queue = q.UploadQueue(db)
+    assert queue.migrated == ["failures", "check_remote"]
+    rows = queue.all()
+    assert [(r.path, r.state, r.attempts, r.failures, r.last_error) for r in rows] == [
+        ("c/a.mp4", "failed", 7, 0, "NoSuchBucket: x"), ("c/b.mp4", "uploaded", 1, 0, None)]
+    claimed = queue.claim(100.0, max_attempts=20)  # a store-blocked 'failed' row is still retried
+    assert claimed is not None and claimed.path == "c/a.mp4"
+    queue.close()
+    assert q.UploadQueue(db).migrated == []  # idempotent
+
+
+def test_max_attempts_config_key() -> None:
+    base = {"cameras": [{"cameraName": "t1", "source": "test"}], "storageConfig": {"savePath": "/tmp/x"}}
+    cfg = parse_config({**base, "s3Config": {"s3Bucket": "abc"}}, "c.json", Path("/tmp"), None)
+    assert cfg.s3Config is not None and cfg.s3Config.maxAttempts == 20
+    cfg = parse_config({**base, "s3Config": {"s3Bucket": "abc", "maxAttempts": 3}}, "c.json", Path("/tmp"), None)
+    assert cfg.s3Config is not None and cfg.s3Config.maxAttempts == 3
+
+
+def test_failing_object_does_not_hold_back_the_queue(moto_server: MotoServer, tmp_path: Path) -> None:
+    """Finding 4 with the default config: the oldest object keeps failing; the newer ones are uploaded right
+    away (no shared backoff), and the uploader stays `ok`."""
+    from cctv_daemon.upload.uploader import VerificationFailed
+    from tests.unit.catalog_helpers import put_segment
+
+    clock = FakeClock()
+    up, catalog, s3 = catalog_rig(moto_server, tmp_path, clock)
+    segs = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(3)]
+    for r in segs:
+        up.queue.enqueue(r.path, r.camera, r.start, r.size, f"k/{Path(r.path).name}", r.start)
+    real = up._transfer
+
+    def transfer(row: q.UploadRow, path: Path) -> Any:
+        if row.path == segs[0].path:
+            raise VerificationFailed(f"{row.s3_key}: sha256 metadata None != abc")
+        return real(row, path)
+
+    up._transfer = transfer  # type: ignore[method-assign]
+    assert up.run_once()
+    assert up.run_once() and up.run_once()
+    assert [r.state for r in up.queue.all()] == [q.PENDING, q.UPLOADED, q.UPLOADED]
+    assert up.state == OK and len(bucket_keys(s3)) == 2
+
+
+def test_status_renders_failing_uploader_and_failed_uploads_without_secrets(
+    moto_server: MotoServer, tmp_path: Path
+) -> None:
+    """`status` (human) shows a failing uploader and the failed uploads; a secret in a worker's error text is
+    never shown (redacted before it is stored)."""
+    import sqlite3
+
+    from cctv_daemon.core.redact import register_secrets
+    from cctv_daemon.service.status import format_human
+
+    secret = "wJalrXUtnFEMI-worker-secret"
+    register_secrets([secret])
+    clock = FakeClock()
+    up, _catalog, _ = catalog_rig(moto_server, tmp_path, clock)
+    up._step_failed("uploader-0", sqlite3.OperationalError(f"database is locked ({secret})"))
+    data = up.status()
+    assert data["state"] == "failing" and secret not in json.dumps(data)
+    text = format_human({"components": {"uploader": data}}, now=clock.time())
+    assert "uploader FAILING" in text and "database is locked" in text and secret not in text
+    up.queue.enqueue("cam/a.mp4", "cam", clock.time() - 100, 5, "k/a.mp4", clock.time())
+    with sqlite3.connect(up.queue.db_path) as conn:
+        conn.execute("UPDATE uploads SET state='failed', failures=20, last_error='VerificationFailed: x'")
+    text = format_human({"components": {"uploader": up.status()}}, now=clock.time())
+    assert "FAILED uploads (kept on disk): 1" in text and "cam/a.mp4" in text and "uploads retry" in text

@@ -51,11 +51,12 @@ def test_watcher_still_reports_segments_and_stops(tmp_path: Path) -> None:
     watcher.start()
     folder = watcher.lists / "cam"
     folder.mkdir(parents=True)
-    (folder / "r1.csv").write_text("r1_000000.mp4,0.000000,2.000000\n")
+    run = "r20261129T155600Z-abcdef"  # a run id as the camera makes them (the watcher ignores other names)
+    (folder / f"{run}.csv").write_text(f"{run}_000000.mp4,0.000000,2.000000\n")
     deadline = time.monotonic() + 10
     while not seen and time.monotonic() < deadline:
         time.sleep(0.02)
     watcher.stop()
-    assert [(s.camera, s.run_id, s.path.name, s.end_s) for s in seen] == [("cam", "r1", "r1_000000.mp4", 2.0)]
+    assert [(s.camera, s.run_id, s.path.name, s.end_s) for s in seen] == [("cam", run, f"{run}_000000.mp4", 2.0)]
     assert not (watcher.lists / ".stop").exists()
     assert not [t for t in threading.enumerate() if "Inotify" in type(t).__name__ or "Observer" in type(t).__name__]

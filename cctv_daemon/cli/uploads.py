@@ -1,0 +1,117 @@
+"""`cctv-daemon uploads list|retry`: the upload queue of the catalog. `retry` re-queues uploads that were given up
+(state `failed`, after s3Config.maxAttempts failures) or blocked by a store error; it works whether or not the
+daemon runs (one transaction on the catalog, under SQLite's busy timeout; a running daemon picks the rows up
+within a second). Registered in cli/main.py by importing this module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from datetime import datetime, timezone
+
+from cctv_daemon.cli.common import command, load_or_report
+from cctv_daemon.core import constants as c
+from cctv_daemon.core.redact import redact
+from cctv_daemon.upload import queue as q
+
+
+def _err(msg: str) -> None:
+    print(f"cctv-daemon: {msg}", file=sys.stderr)
+
+
+def _args(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="action", metavar="ACTION")
+    retry = sub.add_parser("retry", help="re-queue a failed upload (KEY: its S3 key or path) or all of them",
+                           description="re-queue a failed upload (KEY: its S3 key or its path under savePath), "
+                                       "or every failed upload with --all; prints the S3 keys re-queued")
+    retry.add_argument("key", nargs="?", metavar="KEY")
+    retry.add_argument("--all", action="store_true", help="every upload in state failed")
+    retry.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    ls = sub.add_parser("list", help="list uploads (default: the failed ones)",
+                        description="list uploads in a state (default: failed), oldest first")
+    ls.add_argument("--state", default=q.FAILED,
+                    choices=(q.PENDING, q.UPLOADING, q.UPLOADED, q.FAILED, q.ABANDONED))
+    ls.add_argument("--json", action="store_true", help="one JSON document")
+    ls.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def _open_queue(args: argparse.Namespace) -> q.UploadQueue | int:
+    config = load_or_report(args.config)
+    if config is None:
+        return c.EXIT_USAGE
+    if config.s3Config is None:
+        _err(f"{args.config} has no s3Config: nothing is uploaded")
+        return c.EXIT_USAGE
+    db = config.storageConfig.state_dir / c.CATALOG_FILENAME
+    if not db.exists():
+        _err(f"no catalog at {db}: the daemon has not run with this config yet, nothing to retry")
+        return c.EXIT_USAGE
+    try:
+        return q.UploadQueue(db)
+    except sqlite3.Error as exc:
+        _err(f"cannot open the catalog {db}: {exc}")
+        return c.EXIT_RUNTIME
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@command("uploads", "the upload queue: `uploads list` (failed ones), `uploads retry KEY|--all`", _args)
+def cmd_uploads(args: argparse.Namespace) -> int:
+    if args.action is None:
+        _err("uploads needs an action: `uploads list` or `uploads retry KEY|--all`")
+        return c.EXIT_USAGE
+    if args.action == "retry" and bool(args.key) == bool(args.all):
+        _err("uploads retry needs either a KEY (S3 key or path) or --all, not both")
+        return c.EXIT_USAGE
+    queue = _open_queue(args)
+    if isinstance(queue, int):
+        return queue
+    try:
+        if args.action == "list":
+            return _list(queue, args.state, args.json)
+        return _retry(queue, None if args.all else args.key)
+    except sqlite3.Error as exc:
+        _err(f"catalog {queue.db_path}: {exc} (retry in a moment)")
+        return c.EXIT_RUNTIME
+    finally:
+        queue.close()
+
+
+def _list(queue: q.UploadQueue, state: str, as_json: bool) -> int:
+    rows = queue.all(state)
+    if as_json:
+        out = [{"key": r.s3_key, "path": r.path, "camera": r.camera, "start": r.start, "size": r.size,
+                "state": r.state, "attempts": r.attempts, "failures": r.failures,
+                "last_error": redact(r.last_error) if r.last_error else None} for r in rows]
+        sys.stdout.write(json.dumps(out, indent=1) + "\n")
+        return c.EXIT_OK
+    for r in rows:
+        error = redact(r.last_error) if r.last_error else "-"
+        print(f"{r.s3_key}\t{r.camera}\t{_when(r.start)}\t{r.size}\tfailures={r.failures}\t{error}")
+    print(f"{len(rows)} upload(s) {state}", file=sys.stderr)
+    return c.EXIT_OK
+
+
+def _retry(queue: q.UploadQueue, key: str | None) -> int:
+    try:
+        rows = queue.retry(key)
+    except KeyError:
+        _err(f"unknown upload {key!r}: give the S3 key or the path under savePath "
+             "(see `cctv-daemon uploads list`)")
+        return c.EXIT_USAGE
+    except ValueError as exc:
+        _err(f"cannot retry: {exc}")
+        return c.EXIT_USAGE
+    for r in rows:
+        print(r.s3_key)
+    if not rows:
+        print("no failed uploads: nothing re-queued", file=sys.stderr)
+    else:
+        print(f"re-queued {len(rows)} upload(s); a running daemon takes them within a second", file=sys.stderr)
+    return c.EXIT_OK
+
+
