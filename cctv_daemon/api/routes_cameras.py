@@ -139,3 +139,8 @@ def keep_recording(request: Request, body: KeepRequest, rid: int = Path(ge=1, le
         raise HTTPException(404, str(exc)) from None
     ctx.audit.record(caller.who, "keep" if body.keep else "unkeep", f"recording {rid}", "ok")
     return result
+
+
+# Live view (a later step): GET /api/cameras/{name}/live/{file} (viewer) will serve the HLS playlist and fragments
+# that the recording ffmpeg writes through an isolated tee output into a per-camera tmpfs folder. It needs only
+# _camera_config() for the name and a fixed file-name pattern (no path from the request); see docs/api.md.
