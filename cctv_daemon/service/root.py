@@ -38,11 +38,7 @@ if TYPE_CHECKING:
     from cctv_daemon.upload.uploader import Uploader
 
 BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader", "api_events")
-<<<<<<< HEAD
 COMPONENT_ORDER = ("control", "catalog", "retention", "reload", "systemd", "status_file", "api", "uploader")
-=======
-COMPONENT_ORDER = ("control", "retention", "reload", "systemd", "status_file", "api", "uploader")
->>>>>>> page
 
 
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
