@@ -1,19 +1,16 @@
 """Media made on request with ffmpeg (never touching the recorder's processes): the latest keyframe of a camera as
 a JPEG, and export streams. `export_stream` is the one function the API exports through; it plans the range with
-catalog/export.py (which decides what "only the asked range" means) and streams a fragmented MP4, stream-copied,
-while it is made."""
+catalog/export.py (which decides what "only the asked range" means) and streams the clip catalog/export.py makes
+(the range's fragments joined, no re-encode) as it is made."""
 
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from cctv_daemon.api.context import ApiContext
 from cctv_daemon.catalog import export as catalog_export
@@ -78,38 +75,13 @@ def plan_export(ctx: ApiContext, camera: str, start: float, end: float) -> catal
 
 
 def export_stream(ctx: ApiContext, p: catalog_export.ExportPlan, digest: ExportDigestState) -> Iterator[bytes]:
-    """One MP4 of the planned range, made as catalog/export.py makes it (fragments joined as bytes, no re-encode)
-    and streamed while it is read. The digest is filled in as bytes go out and marked complete at the end.
-    Several codec setups in the range (rare: a camera reconfigured) are joined by catalog/export.py's ffmpeg
-    step into a temporary file first, then streamed."""
+    """One MP4 of the planned range, exactly what `cctv-daemon export` writes (catalog/export.py: the range's
+    fragments joined, no re-encode, nothing outside the range), streamed as it is made. The digest is filled in as
+    bytes go out and marked complete when the whole clip has gone out."""
     sha = hashlib.sha256()
-    for chunk in _clip_chunks(ctx, p):
+    for chunk in catalog_export.stream(ctx.ffmpeg_exe, p):
         sha.update(chunk)
         digest.bytes += len(chunk)
         yield chunk
     digest.sha256 = sha.hexdigest()
     digest.complete = True
-
-
-def _clip_chunks(ctx: ApiContext, p: catalog_export.ExportPlan) -> Iterator[bytes]:
-    groups = p.groups
-    if len(groups) == 1:
-        for item in catalog_export._items(groups[0], p.clip_start, p.media_seconds):
-            if isinstance(item, bytes):
-                yield item
-                continue
-            path, off, n = item
-            with path.open("rb") as f:
-                f.seek(off)
-                while n > 0 and (chunk := f.read(min(CHUNK, n))):
-                    n -= len(chunk)
-                    yield chunk
-            if n:
-                raise OSError(f"{path} ended early")
-        return
-    with tempfile.TemporaryDirectory(prefix="cctv-export-") as tmp:
-        out = os.path.join(tmp, "clip.mp4")
-        catalog_export.export(ctx.ffmpeg_exe, p, Path(out))
-        with open(out, "rb") as f:
-            while chunk := f.read(CHUNK):
-                yield chunk

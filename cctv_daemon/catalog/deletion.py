@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 
+from cctv_daemon.catalog.disk_space import is_disk_full
 from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.core.crash_hook import crash_point
 from cctv_daemon.segments import names as segment_names
@@ -31,10 +32,31 @@ class SegmentDeleter:
         row = self.catalog.get(rel_path)
         if row is None or row.state not in ("complete", "deleting"):
             return False
-        self.catalog.set_state(rel_path, "deleting", reason, abandon_upload=True)
+        try:
+            self.catalog.set_state(rel_path, "deleting", reason, abandon_upload=True)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self._delete_on_full_disk(rel_path, reason)
+            return True
         crash_point("deletion.after_mark")
         self.finish(rel_path)
         return True
+
+    def _delete_on_full_disk(self, rel_path: str, reason: str) -> None:
+        """The disk is full to the last byte (the space reserve is gone too): the catalog cannot even record the
+        intent. Free the file's blocks first, then record the deletion. A crash in between leaves a 'complete' row
+        without its file, which `check --repair` marks missing; never a file that nothing knows about."""
+        path = self.catalog.abs(rel_path)
+        log.warning("deletion_on_full_disk", path=rel_path, detail="file removed before its row is marked")
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        else:
+            staging.fsync_dir(path.parent)
+        self.catalog.set_state(rel_path, "deleted", reason, abandon_upload=True)
+        remove_empty_dirs(path.parent, self.catalog.save_path, self.catalog.clock.time())
 
     def finish(self, rel_path: str) -> None:
         """Steps after the 'deleting' mark; also what startup recovery runs for a crashed deletion."""

@@ -16,6 +16,7 @@ import math
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -320,6 +321,34 @@ def export(ffmpeg_exe: str, p: ExportPlan, output: Path, progress: ProgressFn | 
     if progress is not None:
         progress(p.media_seconds, p.media_seconds)
     return ExportResult(output, digest, output.stat().st_size, p.clip_start, p.clip_end, p.media_seconds, how)
+
+
+def stream(ffmpeg_exe: str, p: ExportPlan, chunk: int = 1 << 20) -> Iterator[bytes]:
+    """The same clip as `export` writes, as bytes while it is made (the HTTP API streams it). One codec setup: the
+    joined fragments straight from the segment files; several: joined into a temporary file first (ffmpeg's
+    concat needs a seekable output), then streamed and removed."""
+    groups = p.groups
+    if len(groups) == 1:
+        for item in _items(groups[0], p.clip_start, p.media_seconds):
+            if isinstance(item, bytes):
+                yield item
+                continue
+            src, off, n = item
+            with src.open("rb") as f:
+                f.seek(off)
+                while n > 0:
+                    data = f.read(min(chunk, n))
+                    if not data:
+                        raise ExportError(f"{src} ended early")
+                    n -= len(data)
+                    yield data
+        return
+    with tempfile.TemporaryDirectory(prefix="cctv-export-") as tmp:
+        out = Path(tmp) / "clip.mp4"
+        _join_groups(ffmpeg_exe, p, groups, out, None)
+        with out.open("rb") as f:
+            while data := f.read(chunk):
+                yield data
 
 
 def _join_groups(ffmpeg_exe: str, p: ExportPlan, groups: list[list[Piece]], out: Path,

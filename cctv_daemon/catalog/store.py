@@ -72,6 +72,14 @@ END;
 """
 
 
+UPLOADED = "uploaded"  # the uploads-table state of a verified off-site copy (upload/queue.py)
+
+
+def is_uploaded(upload_state: str | None) -> bool:
+    """The one question others ask of upload state: is a verified copy off-site? (None: no uploads row.)"""
+    return upload_state == UPLOADED
+
+
 class SegmentRow(NamedTuple):  # a NamedTuple: 100 000 of them are built in well under a second
     path: str  # relative, POSIX
     camera: str
@@ -204,15 +212,15 @@ class Catalog:
                     "BEGIN IMMEDIATE;" + _SCHEMA_V1 + "DELETE FROM catalog_schema;"
                     f"INSERT INTO catalog_schema (version) VALUES ({SCHEMA_VERSION}); COMMIT;")
                 log.info("catalog_schema", path=str(self.path), old=version, new=SCHEMA_VERSION)
-            # MAX(duration) bounds every range query (segments()): without this index it scans the whole table
-            # (15 ms at 100 000 rows, each time; docs/benchmarks.md "HTTP API"). Idempotent, so also for old files.
-            self._db.execute("CREATE INDEX IF NOT EXISTS segments_duration ON segments (duration)")
             # Added in place (no version bump: idempotent, a column check): the media duration of a segment,
             # which differs from its wall duration (end - start) when the camera's clock drifts or jumps.
             cols = {str(r[1]) for r in self._db.execute("PRAGMA table_info(segments)").fetchall()}
             if "media_duration" not in cols:
                 self._db.execute("ALTER TABLE segments ADD COLUMN media_duration REAL")
                 log.info("catalog_column_added", path=str(self.path), column="media_duration")
+            # MAX(duration) bounds every range query (segments()): without this index it scans the whole table
+            # (15 ms at 100 000 rows, each time; docs/benchmarks.md "HTTP API"). Idempotent, so also for old files.
+            self._db.execute("CREATE INDEX IF NOT EXISTS segments_duration ON segments (duration)")
             # future migrations: if version < 2: ...
 
     @contextmanager
@@ -352,8 +360,8 @@ class Catalog:
                 if uploaded:
                     return []
             else:
-                where.append("u.state = 'uploaded'" if uploaded
-                             else "(u.state IS NULL OR u.state != 'uploaded')")
+                where.append(f"u.state = '{UPLOADED}'" if uploaded
+                             else f"(u.state IS NULL OR u.state != '{UPLOADED}')")
         if self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'recordings'"):
             # a recording marked keep (catalog/labels.py) protects its segments from deletion candidates
             where.append('NOT EXISTS (SELECT 1 FROM recordings r WHERE r.keep = 1 AND r.camera = s.camera'
@@ -368,6 +376,16 @@ class Catalog:
 
     def total_bytes(self) -> int:
         return sum(b for _n, b in self.totals().values())
+
+    def not_uploaded(self) -> tuple[int, int]:
+        """(segments, bytes) of complete segments without a verified upload (a full scan: not for the main loop)."""
+        if not self.has_uploads_table():
+            n, b = self.query("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM segments WHERE state = 'complete'")[0]
+            return int(str(n)), int(str(b))
+        n, b = self.query("SELECT COUNT(*), COALESCE(SUM(s.size), 0) FROM segments s LEFT JOIN uploads u"
+                          f" ON u.path = s.path WHERE s.state = 'complete' AND (u.state IS NULL OR"
+                          f" u.state != '{UPLOADED}')")[0]
+        return int(str(n)), int(str(b))
 
     def newest_start(self) -> dict[str, float]:
         return {str(cam): float(str(s)) for cam, s in

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from cctv_daemon import __version__
-from cctv_daemon.cli import api, catalog, run, service, uploads  # noqa: F401  (their commands register themselves)
+from cctv_daemon.cli import api, catalog, lost, run, service, uploads  # noqa: F401  (their commands register themselves)
 from cctv_daemon.cli.common import COMMANDS
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging

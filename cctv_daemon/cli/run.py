@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cctv_daemon.cli import service as cli_service
-from cctv_daemon.cli.common import command, load_with_choice
-from cctv_daemon.config.model import json_schema
+from cctv_daemon.cli.common import command, load_with_choice, report
+from cctv_daemon.config.disk_floor import floor_problems
+from cctv_daemon.config.model import ConfigError, json_schema
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging
 
@@ -27,6 +28,9 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     config, choice = loaded
     if choice.why:
         print(f"cctv-daemon: warning: {choice.why}", file=sys.stderr)
+    if problem := floor_problems(config)[1]:  # `run` records anyway; retention deletes nothing for this floor
+        report(ConfigError([problem], args.config))
+        return c.EXIT_USAGE
     enabled = [cam.cameraName for cam in config.cameras if cam.enabled]
     print(f"{args.config}: OK ({len(enabled)} camera(s) enabled: {', '.join(enabled) or 'none'}; "
           f"ffmpeg: {choice.exe}, version {choice.capabilities.version})")

@@ -210,6 +210,7 @@ class StorageConfig:
     clearWhenFilePathReachGB: Number | None = Field(default=None, gt=0)
     retentionDays: Number | None = Field(default=None, gt=0)
     minFreeDiskGB: Number = Field(default=c.DEFAULT_MIN_FREE_GB, ge=0)
+    retentionStrict: StrictBool = False  # retentionDays is a legal maximum: it deletes footage not yet uploaded too
     stateDir: FsPath | None = None  # default: {savePath}/.cctv
 
     @property

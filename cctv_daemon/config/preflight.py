@@ -1,5 +1,6 @@
 """What `run` needs from this machine, checked by `check-config` and by `run` before it takes its lock: the
-folders exist or can be created, and are writable; the log file can be opened; ``ffmpegPath`` is a program.
+folders exist or can be created, and are writable; the log file can be opened; ``ffmpegPath`` is a program;
+``minFreeDiskGB`` is not larger than the disk (config/disk_floor.py).
 
 Each problem is one config error line naming its key. The checks leave nothing behind: a folder that does not
 exist yet is probed by creating and removing a temporary folder in its nearest existing parent.
@@ -13,6 +14,7 @@ import stat
 import tempfile
 from pathlib import Path
 
+from cctv_daemon.config.disk_floor import floor_problems
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
 
@@ -37,6 +39,8 @@ def preflight(config: Config) -> list[str]:
         log_file = lc.file or sc.state_dir / c.LOG_DIRNAME / c.LOG_FILENAME
         if problem := log_file_problem(log_file):
             errors.append(f"logging.file: {problem}")
+    if not errors and (problem := floor_problems(config)[0]):
+        errors.append(problem)
     if config.ffmpegPath and (problem := ffmpeg_problem(config.ffmpegPath)):
         errors.append(f"ffmpegPath: {problem}")
     return errors

@@ -92,3 +92,4 @@ API_INFO_FILENAME = "api.json"  # {stateDir}/api.json: where the running daemon'
 API_TOKENS_FILENAME = "api-tokens.json"  # {stateDir}/api-tokens.json, 0600: viewer + admin tokens, signing key
 API_AUDIT_FILENAME = "audit.jsonl"  # {stateDir}/audit.jsonl: who stopped/started/recorded/deleted what, when
 CAMERA_CHOICES_FILENAME = "camera-choices.json"  # {stateDir}/: cameras stopped through the API/CLI
+LOST_ACK_FILENAME = "lost-ack.json"  # {stateDir}/: footage lost before this time was acknowledged (ack-lost)

@@ -1,10 +1,15 @@
 """Structured logs: one JSON object per line to stdout and to a rotating file; every value redacted.
 
 When the stream is a terminal (someone ran `cctv-daemon run` by hand), it gets structlog's readable console
-format instead; files, journald (a socket) and pipes always get JSON. Redaction runs before either renderer."""
+format instead; files, journald (a socket) and pipes always get JSON. Redaction runs before either renderer.
+
+A full disk (ENOSPC, quota) under the log file or stdout never prints `--- Logging error ---` tracebacks: the
+handler drops the line and counts it, says so once (`log_lines_dropping`, to the other handlers), and when a line
+can be written again says how many were dropped (`log_lines_dropped`) and carries on."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import logging.handlers
 import os
@@ -55,6 +60,91 @@ def _formatter(shared: list[Any], renderer: Any) -> logging.Formatter:
     )
 
 
+_TAIL = 65536  # a log line is shorter than this
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_notice_log = structlog.get_logger("cctv_daemon.logging")
+
+
+class _FullDiskTolerant(logging.StreamHandler):  # type: ignore[type-arg]
+    """Mixed into the stream and file handlers: lines that meet a full disk are dropped and counted."""
+
+    dropped = 0  # lines lost in the current full-disk episode
+    dropped_total = 0
+    _in_notice = False
+    _failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._in_notice and self.dropped:
+            return  # our own "dropping" notice is for the other handlers
+        self._failed = False
+        super().emit(record)
+        if not self._failed and self.dropped:
+            n, self.dropped = self.dropped, 0
+            self._notice("log_lines_dropped", count=n, detail="the disk had no room; logging resumed")
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        exc = sys.exc_info()[1]
+        if not (isinstance(exc, OSError) and exc.errno in _FULL):
+            super().handleError(record)
+            return
+        self._failed = True
+        self.dropped += 1
+        self.dropped_total += 1
+        self._discard_buffer()
+        if self.dropped == 1:
+            self._notice("log_lines_dropping",
+                         detail="no room on the disk: log lines are dropped and counted until it has room")
+
+    def _discard_buffer(self) -> None:
+        pass
+
+    def _target(self) -> str:
+        return str(getattr(self.stream, "name", "stream"))
+
+    def _notice(self, event: str, **kw: object) -> None:
+        if self._in_notice:
+            return
+        self._in_notice = True
+        try:
+            _notice_log.warning(event, target=self._target(), **kw)
+        finally:
+            self._in_notice = False
+
+
+class SafeStreamHandler(_FullDiskTolerant):
+    pass
+
+
+class SafeRotatingFileHandler(_FullDiskTolerant, logging.handlers.RotatingFileHandler):
+    def _discard_buffer(self) -> None:
+        """Close the stream, losing what its buffer held, and cut the line the disk tore (a short write), so the
+        file holds whole lines only; the next line reopens the file."""
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass
+        try:
+            with open(self.baseFilename, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - _TAIL))
+                tail = f.read()
+                if tail and not tail.endswith(b"\n"):
+                    cut = tail.rfind(b"\n")
+                    f.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+        except OSError:
+            pass
+
+    def _target(self) -> str:
+        return self.baseFilename
+
+
+def dropped_lines() -> int:
+    """Log lines dropped on a full disk since logging was set up (all handlers)."""
+    return sum(h.dropped_total for h in logging.getLogger().handlers if isinstance(h, _FullDiskTolerant))
+
+
 def setup_logging(
     level: str = "info",
     file: Path | None = None,
@@ -84,12 +174,12 @@ def setup_logging(
     for h in list(root.handlers):
         root.removeHandler(h)
         h.close()
-    out = logging.StreamHandler(out_stream)
+    out = SafeStreamHandler(out_stream)
     out.setFormatter(stream_formatter)
     root.addHandler(out)
     if file is not None:
         file.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.handlers.RotatingFileHandler(
+        fh = SafeRotatingFileHandler(
             file, maxBytes=max_bytes, backupCount=backup_count, encoding="utf-8"
         )
         fh.setFormatter(json_formatter)

@@ -52,6 +52,7 @@ class State(str, enum.Enum):
     STOPPING = "stopping"
 
 
+DISK_FULL_RETRY_S = 3.0  # a full disk is retried this often: retention makes room, recording resumes in seconds
 _WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED, State.DISK_FULL)
 # Failures after which the camera may simply be unreachable: during the backoff wait its port is probed (no
 # credentials) and ffmpeg starts as soon as the camera is back (recording/reach_probe.py). Never after 401/404.
@@ -349,6 +350,8 @@ class Camera:
         state, label = _FAILURE_STATE.get(kind or "", (State.BACKOFF, "stream ended"))
         at_cap = state in (State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED)
         delay = self.backoff.next_delay(at_cap=at_cap)
+        if state == State.DISK_FULL:
+            delay = min(delay, DISK_FULL_RETRY_S)
         self.retry_at = self.clock.monotonic() + delay
         self._close_probe()
         target = rtsp_target(camera_url(self.config)) if self.config.source == "rtsp" else None

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import Config
 from cctv_daemon.core.clock import Clock, SystemClock
-from cctv_daemon.core.events import EventBus
+from cctv_daemon.core.events import CameraStateChanged, EventBus
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
 from cctv_daemon.service.catalog_commands import CheckJobs
@@ -37,7 +37,7 @@ from cctv_daemon.service.status import StatusWriter
 if TYPE_CHECKING:
     from cctv_daemon.upload.uploader import Uploader
 
-BUS_ORDER = ("catalog", "retention", "camera_counters", "uploader", "api_events")
+BUS_ORDER = ("catalog", "retention", "retention_disk_full", "camera_counters", "uploader", "api_events")
 COMPONENT_ORDER = ("control", "catalog", "retention", "reload", "systemd", "status_file", "api", "uploader")
 
 
@@ -53,9 +53,11 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     handoff = SegmentHandoff(finisher.root, finisher)  # {savePath}/.cctv/staging, whatever stateDir is
     # 3.
     storage = CatalogServices(config, clock)
-    bus.subscribe("catalog", storage.catalog.add_segment)
+    bus.subscribe("catalog", storage.add_segment)  # retries after making room when the disk is full
     bus.subscribe("retention", storage.retention.on_segment)
     CheckJobs(storage.catalog, state_dir, ffmpeg_exe).register(commands)  # `check --repair/--rebuild` run here
+    commands.register("ack_lost", lambda _args: storage.retention.acknowledge_lost())  # `cctv-daemon ack-lost`
+    bus.on(CameraStateChanged, "retention_disk_full", storage.retention.on_camera_state)
     parts: dict[str, Component] = {"catalog": storage, "retention": storage.retention}
     # 4.
     daemon = Daemon(config, ffmpeg_exe, clock, bus, finisher, handoff, storage, commands)

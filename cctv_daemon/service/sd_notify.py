@@ -1,5 +1,7 @@
 """The systemd notify protocol, without a dependency: datagrams of "KEY=VALUE" lines to the AF_UNIX socket
-named by $NOTIFY_SOCKET ('@' = abstract namespace). READY=1 once every camera has started, WATCHDOG=1 from
+named by $NOTIFY_SOCKET ('@' = abstract namespace). EXTEND_TIMEOUT_USEC= every few seconds while the startup
+recovery works (started early, before it; so a long recovery never hits TimeoutStartSec), READY=1 once every
+camera has started, WATCHDOG=1 from
 the main loop (so a hung loop gets the service restarted), STATUS= a one-line summary, STOPPING=1 at
 shutdown. Outside systemd ($NOTIFY_SOCKET unset) every call is a no-op."""
 
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Callable, Mapping
 
 import structlog
@@ -47,10 +50,16 @@ def notify(message: str, env: Mapping[str, str] | None = None) -> bool:
         return False
 
 
+EXTEND_EVERY_S = 5.0
+EXTEND_BY_S = 20.0  # each EXTEND_TIMEOUT_USEC gives this much more time from when it is sent
+
+
 class SystemdNotifier:
-    """A daemon component: watchdog pings from tick(); ready()/stopping() hooked into the daemon's life."""
+    """A daemon component: watchdog pings from tick(); ready()/stopping() hooked into the daemon's life. Started
+    early (before the startup recovery): until ready() it extends the start timeout from a thread of its own."""
 
     name = "systemd"
+    starts_early = True
 
     def __init__(self, summary: Callable[[], str], env: Mapping[str, str] | None = None,
                  clock: Clock | None = None) -> None:
@@ -62,6 +71,7 @@ class SystemdNotifier:
         self._next_ping = 0.0
         self._last_status = ""
         self._ready = False
+        self._started_up = threading.Event()  # set by ready() or stopping(): the start timeout no longer applies
 
     def next_due(self) -> float | None:
         """When tick() must run next (monotonic): the daemon's loop sleeps no longer than that."""
@@ -71,9 +81,17 @@ class SystemdNotifier:
         return notify(message, self.env) if self.enabled else False
 
     def start(self) -> None:
-        pass
+        if self.enabled and not self._started_up.is_set():
+            threading.Thread(target=self._extend_start, name="sd-extend", daemon=True).start()
+
+    def _extend_start(self) -> None:
+        message = f"EXTEND_TIMEOUT_USEC={int(EXTEND_BY_S * 1_000_000)}\nSTATUS=starting: recovering"
+        while not self._started_up.is_set():
+            self.send(message)
+            self._started_up.wait(EXTEND_EVERY_S)
 
     def ready(self) -> None:
+        self._started_up.set()
         self._ready = True
         self._last_status = self.summary()
         self.send(f"READY=1\nSTATUS={self._last_status}")
@@ -92,6 +110,7 @@ class SystemdNotifier:
                 self.send(f"STATUS={status}")
 
     def stopping(self) -> None:
+        self._started_up.set()
         self.send("STOPPING=1\nSTATUS=stopping")
 
     def stop(self) -> None:

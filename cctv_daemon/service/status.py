@@ -156,8 +156,12 @@ def _retention_line(r: dict[str, Any], now: float) -> str:
     cap = f" of cap {_size(r['limitBytes'])}" if r.get("limitBytes") else ""
     text = f"footage: {_size(r.get('bytes'))}{cap} in {r.get('segments', 0)} segments"
     text += f"; deleted {r.get('deleted', 0)} ({_size(r.get('deletedBytes', 0))})"
-    if r.get("unuploadedDeleted"):
-        text += f", {r['unuploadedDeleted']} of them NOT UPLOADED"
+    lost = r.get("lost") or {}
+    if lost.get("count"):
+        oldest = lost.get("oldest")
+        since = time.strftime(", oldest from %Y-%m-%d %H:%M", time.localtime(oldest)) if oldest else ""
+        text += (f"; FOOTAGE LOST: {lost['count']} segment(s) ({_size(lost.get('bytes', 0))}{since}) deleted before"
+                 " their upload (`cctv-daemon ack-lost` once seen)")
     return text + ("; SHORT OF SPACE" if r.get("shortOfSpace") else "")
 
 
