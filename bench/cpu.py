@@ -185,7 +185,9 @@ class Recorder:
                  "videoDuration": SEGMENT_S} for i, url in enumerate(urls)]
         root.mkdir(parents=True)
         self.n = len(urls)
-        self.d = DaemonProc(root, {"cameras": cams, "logging": {"file": None}}).start()
+        # the goal (<= 1.05x bare ffmpeg) is with the live view off; its own cost: bench/live.py
+        self.d = DaemonProc(root, {"cameras": cams, "logging": {"file": None},
+                                   "api": {"port": 0, "liveView": False}}).start()
         assert self.d.proc is not None
         self.pid = self.d.proc.pid
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cctv_daemon import __version__
-from cctv_daemon.api import routes_cameras, routes_segments, routes_system
+from cctv_daemon.api import routes_cameras, routes_live, routes_segments, routes_system
 from cctv_daemon.api.context import ApiContext
 from cctv_daemon.api.media import ExportDigests
 from cctv_daemon.api.models import ERRORS
@@ -29,6 +29,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(routes_system.router)
     app.include_router(routes_cameras.router, responses=ERRORS)
     app.include_router(routes_segments.router, responses=ERRORS)
+    app.include_router(routes_live.router, responses=ERRORS)
     if ctx.config.api.cors:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -32,6 +32,8 @@ class CameraView(BaseModel):
     record_left_s: float | None
     record_label: str | None
     snapshot_url: str
+    live_url: str | None = Field(default=None, description="the live HLS playlist (null: live view off)")
+    signed_live_url: str | None = Field(default=None, description="the same with a signature valid 12 h (no token)")
 
 
 class CameraList(BaseModel):

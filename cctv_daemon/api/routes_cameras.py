@@ -25,6 +25,7 @@ from cctv_daemon.api.models import (
     RecordRequest,
     RecordResult,
 )
+from cctv_daemon.api.routes_live import live_urls
 from cctv_daemon.api.security import Caller, admin, ctx_of, viewer
 from cctv_daemon.catalog import labels
 from cctv_daemon.config.model import CameraConfig
@@ -55,7 +56,8 @@ def camera_view(ctx: ApiContext, cam_cfg: CameraConfig, now: float) -> CameraVie
         last_error=snap.last_error if snap else None, record_until=until,
         record_left_s=None if until is None else round(max(0.0, until - now), 1),
         record_label=snap.record_label if snap else None,
-        snapshot_url=f"/api/cameras/{cam_cfg.cameraName}/snapshot.jpg")
+        snapshot_url=f"/api/cameras/{cam_cfg.cameraName}/snapshot.jpg",
+        **dict(zip(("live_url", "signed_live_url"), live_urls(ctx, cam_cfg), strict=True)))
 
 
 @router.get("/api/cameras", response_model=CameraList)
@@ -141,6 +143,3 @@ def keep_recording(request: Request, body: KeepRequest, rid: int = Path(ge=1, le
     return result
 
 
-# Live view (a later step): GET /api/cameras/{name}/live/{file} (viewer) will serve the HLS playlist and fragments
-# that the recording ffmpeg writes through an isolated tee output into a per-camera tmpfs folder. It needs only
-# _camera_config() for the name and a fixed file-name pattern (no path from the request); see docs/api.md.

@@ -164,6 +164,7 @@ class CameraConfig:
     rtspTransport: RtspTransport = "tcp"  # auto: TCP, falling back to UDP for the run on "461 Unsupported transport"
     maxStorageGB: Number | None = Field(default=None, gt=0)  # per-camera cap (retention)
     mode: Literal["continuous", "onDemand"] = "continuous"  # onDemand: records only on a `record` command
+    liveView: StrictBool | None = None  # None: api.liveView decides (recording/live.py)
 
     @model_validator(mode="after")
     def _feed_defaults_to_name(self) -> CameraConfig:
@@ -252,6 +253,8 @@ class ApiConfig:
     tlsKey: FsPath | None = None
     behindTlsProxy: StrictBool = False
     cors: tuple[Text, ...] = ()  # allowed origins; empty: no CORS headers at all
+    liveView: StrictBool = True  # every camera's live view (a camera's own liveView wins); recording/live.py
+    liveDir: FsPath | None = None  # default: a tmpfs folder ($XDG_RUNTIME_DIR or /dev/shm), recording/live.py
 
 
 def _non_empty(cams: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:

@@ -24,6 +24,7 @@ from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import CameraStateChanged
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import ffmpeg_process as fp
+from cctv_daemon.recording import live
 from cctv_daemon.recording.ffmpeg_command import (
     SegmentOutput,
     audio_action,
@@ -109,6 +110,7 @@ class Camera:
         on_run_ended: RunEnded | None = None,
         on_state: StateHook | None = None,
         on_exit: Callable[[], None] | None = None,
+        live_dir: Path | None = None,  # the live view's folder (recording/live.py); None: no live view
     ) -> None:
         self.config = config
         self.sup = supervisor
@@ -118,6 +120,7 @@ class Camera:
         self.on_run_ended = on_run_ended
         self.on_state = on_state
         self.on_exit = on_exit  # called from a reader thread when ffmpeg exits: wakes the main loop
+        self.live_dir = live_dir
         self.backoff = Backoff(supervisor.backoffBase, supervisor.backoffCap)
         self.state = State.STOPPED
         self.reason = "not started"
@@ -258,7 +261,7 @@ class Camera:
             staging.write_meta(self.staging_dir, self.run_id,
                                staging.RunMeta(self.name, self.config.videoFeedId))
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
-                                 self._audio_codec)
+                                 self._audio_codec, live_dir=self._live_folder())
             playlist = input_playlist(self.config, rtsp_transport(self.config, self._transport_fallback))
             self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist, on_exit=self.on_exit)
         except OSError as exc:
@@ -277,6 +280,17 @@ class Camera:
                   transcode=self.config.transcodes or self.config.source != "rtsp")
         self._log.debug("ffmpeg_command", args=fp.describe(args))
         self.stop_deadline = now
+
+    def _live_folder(self) -> Path | None:
+        """The live view's folder, emptied for this run; None (recording without live view) if it cannot be."""
+        if self.live_dir is None:
+            return None
+        try:
+            return live.prepare(self.live_dir)
+        except OSError as exc:
+            self._log.warning("live_view_unavailable", folder=str(self.live_dir), error=str(exc),
+                              detail="recording goes on without the live view")
+            return None
 
     def _recording(self, proc: FfmpegProcess, out_us: int) -> None:
         self._recording_since = self.clock.monotonic()

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cctv_daemon.config.model import CameraConfig, Config
-from cctv_daemon.recording.ffmpeg_command import SEGMENT_FORMAT_OPTIONS
+from cctv_daemon.recording.ffmpeg_command import SEGMENT_FORMAT_OPTIONS, live_slave, tee_target
 from cctv_daemon.recording.ffmpeg_locate import FfmpegNotFound, find_ffmpeg
 
-PROBE_VERSION = 2  # bump when the trials change: cached results of older trials are ignored
+PROBE_VERSION = 3  # bump when the trials change: cached results of older trials are ignored
 _TIMEOUT_S = 30.0
 _CANNOT_RUN = "cannot run it"
 
@@ -41,6 +41,7 @@ LAVFI = "lavfi"
 LIBX264 = "libx264"
 AAC = "aac"
 WEBCAM = "webcam"
+LIVE = "live"  # optional: without it cameras record without live view
 FEATURES: dict[str, str] = {
     PLAYLIST: "ffconcat playlists with `option` lines (ffmpeg >= 5.0)",
     SEGMENT: "the segment muxer with fragmented-MP4 options, CSV segment list and -tag:v hvc1",
@@ -50,6 +51,7 @@ FEATURES: dict[str, str] = {
     LIBX264: "the libx264 encoder",
     AAC: "the aac encoder",
     WEBCAM: "the webcam input device (dshow)" if sys.platform == "win32" else "the webcam input device (v4l2)",
+    LIVE: "the tee muxer with an hls output (the live view)",
 }
 _WEBCAM_DEMUXER = "dshow" if sys.platform == "win32" else "v4l2"
 
@@ -180,6 +182,7 @@ def run_trials(exe: str) -> Capabilities:
         version, segment = _record_trial(exe, Path(tmp), missing)
         if segment is not None:
             _playlist_trial(exe, Path(tmp), segment, missing)
+            _live_trial(exe, Path(tmp), segment, missing)
         else:
             missing.setdefault(PLAYLIST, "not tried: the recording trial failed")
         demuxers, encoders = (f.result() for f in listings)
@@ -247,6 +250,29 @@ def _playlist_trial(exe: str, tmp: Path, segment: Path, missing: dict[str, str])
     code, stdout, stderr = _run(args, stdin=playlist.encode())
     if code != 0 or not clip.exists() or "progress=end" not in stdout:
         missing[PLAYLIST] = _last_error(stderr)
+
+
+def _live_trial(exe: str, tmp: Path, segment: Path, missing: dict[str, str]) -> None:
+    """The recorder's output with the live view: a tee muxer whose first slave is the segment muxer (options as
+    the recording passes them, inside the tee's quoting) and whose second is the hls one (live_slave()), in
+    both shapes: encoding (`-flags:v +global_header`) and stream copy of the recording trial's segment
+    (`-time_base:v`)."""
+    shapes = {"enc": ["-f", "lavfi", "-i", "testsrc=size=64x64:rate=10:duration=1.5", "-map", "0:v:0",
+                      "-c:v", "mpeg4", "-g", "5", "-flags:v", "+global_header"],
+              "copy": ["-i", str(segment), "-map", "0:v:0", "-c:v", "copy", "-time_base:v", "1:90000"]}
+    for name, inp in shapes.items():
+        out, live_dir = tmp / f"tee-{name}", tmp / f"live-{name}"
+        out.mkdir()
+        live_dir.mkdir()
+        seg = {"f": "segment", "onfail": "abort", "segment_time": "1", "reset_timestamps": "1",
+               "segment_format": "mp4", "segment_format_options": SEGMENT_FORMAT_OPTIONS,
+               "segment_list": str(out / "list.csv"), "segment_list_type": "csv", "segment_list_size": "64"}
+        target = tee_target([(seg, str(out / "%06d.mp4")), live_slave(live_dir)])
+        code, _stdout, stderr = _run([exe, "-hide_banner", "-nostdin", "-v", "error", *inp, "-f", "tee", target])
+        if code != 0 or not (out / "000000.mp4").exists() or not (live_dir / "live.m3u8").exists() \
+                or stderr.strip():
+            missing[LIVE] = f"{name}: {_last_error(stderr)}"
+            return
 
 
 def _listing(exe: str, what: str) -> set[str]:

@@ -12,6 +12,7 @@ import ffmpeg
 
 from cctv_daemon.config.model import CameraConfig
 from cctv_daemon.core import constants as c
+from cctv_daemon.recording import live
 from cctv_daemon.segments import staging
 
 # Fragmented MP4 flushed at every keyframe: a segment cut by SIGKILL or power loss still plays up to its
@@ -140,9 +141,40 @@ def audio_action(cam: CameraConfig, learned_codec: str | None) -> str:
     return "copy"
 
 
+_TEE_SPECIAL = frozenset("\\':|[]")
+
+
+def tee_escape(value: str) -> str:
+    """One level of ffmpeg's av_get_token() quoting: its quote characters, the tee's delimiters and white space
+    backslashed (av_get_token would strip white space at either end)."""
+    return "".join("\\" + ch if ch in _TEE_SPECIAL or ch.isspace() else ch for ch in value)
+
+
+def tee_target(slaves: list[tuple[dict[str, str], str]]) -> str:
+    """The tee muxer's output name for these (options, file name) slaves. ffmpeg unquotes it twice: once when
+    splitting slaves on "|" (the whole slave text), then each option value when splitting options on ":" (so a
+    value such as segment_format_options, which has its own ":", is quoted twice)."""
+    texts = ["[" + ":".join(f"{k}={tee_escape(v)}" for k, v in opts.items()) + "]" + name for opts, name in slaves]
+    return "|".join(tee_escape(t) for t in texts)
+
+
+def live_slave(live_dir: Path) -> tuple[dict[str, str], str]:
+    """The live view's HLS output (recording/live.py): video only, fMP4 fragments of ~1 s, a short playlist,
+    older fragments deleted, each file written under a temporary name and renamed. `onfail=ignore`: if it
+    fails (folder gone, full, unwritable) the tee drops it and the recording goes on untouched."""
+    return ({"f": "hls", "onfail": "ignore", "select": "v", "hls_time": str(live.HLS_TIME_S),
+             "hls_list_size": str(live.HLS_LIST_SIZE), "hls_segment_type": "fmp4",
+             "hls_flags": "delete_segments+omit_endlist+temp_file",
+             "hls_segment_filename": str(live_dir / live.FRAGMENT_PATTERN)},
+            str(live_dir / live.PLAYLIST))
+
+
 def build_command(
-    cam: CameraConfig, ffmpeg_exe: str, out: SegmentOutput, learned_audio_codec: str | None = None
+    cam: CameraConfig, ffmpeg_exe: str, out: SegmentOutput, learned_audio_codec: str | None = None,
+    live_dir: Path | None = None,
 ) -> list[str]:
+    """``live_dir``: also write the live view there (the segment muxer then becomes the first slave of a tee
+    muxer, with the same options, `onfail=abort`: a failing recording still ends ffmpeg)."""
     inp = _input(cam)
     streams = [inp["v:0"]]
     opts: dict[str, Any] = _video_opts(cam)
@@ -154,21 +186,34 @@ def build_command(
         opts["c:a"] = "copy" if action == "copy" else "aac"
         if action == "aac":
             opts["b:a"] = c.AAC_BITRATE
-    opts.update(
-        {
-            "f": "segment",
-            "segment_time": str(cam.videoDuration),
-            "reset_timestamps": "1",
-            "segment_format": "mp4",
-            "segment_format_options": SEGMENT_FORMAT_OPTIONS,
-            "segment_list": str(out.list_file),
-            "segment_list_type": "csv",
-            # Only the last entries: ffmpeg rewrites {run}.csv.tmp and renames it over the list after each segment,
-            # so the list stays a few kB for a run of months (without it, ~55 bytes a segment forever).
-            "segment_list_size": str(staging.LIST_SIZE),
-        }
-    )
-    stream = ffmpeg.output(*streams, str(out.pattern), **opts).global_args(
+    segment_opts: dict[str, str] = {
+        "segment_time": str(cam.videoDuration),
+        "reset_timestamps": "1",
+        "segment_format": "mp4",
+        "segment_format_options": SEGMENT_FORMAT_OPTIONS,
+        "segment_list": str(out.list_file),
+        "segment_list_type": "csv",
+        # Only the last entries: ffmpeg rewrites {run}.csv.tmp and renames it over the list after each segment,
+        # so the list stays a few kB for a run of months (without it, ~55 bytes a segment forever).
+        "segment_list_size": str(staging.LIST_SIZE),
+    }
+    if live_dir is None:
+        target = str(out.pattern)
+        opts.update({"f": "segment", **segment_opts})
+    else:
+        target = tee_target([({"f": "segment", "onfail": "abort", **segment_opts}, str(out.pattern)),
+                             live_slave(live_dir)])
+        opts["f"] = "tee"
+        if opts.get("c:v") == "copy":
+            # Stream copy: the tee's stream would get the codec's coarse time base (1/fps) instead of the
+            # segment muxer's fine one, and ffmpeg would nudge every frame by one tick ("Non-monotonous DTS" at
+            # each frame). The RTP clock's (90 kHz) keeps every timestamp as it came.
+            opts["time_base:v"] = "1:90000"
+        else:
+            # The segment muxer asks encoders for global headers (SPS/PPS in the MP4 header); the tee does not,
+            # so ask for them: the recorded segments stay the same bytes as without the live view.
+            opts["flags:v"] = "+global_header"
+    stream = ffmpeg.output(*streams, target, **opts).global_args(
         "-hide_banner",
         "-nostdin",
         "-loglevel",

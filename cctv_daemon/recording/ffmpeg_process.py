@@ -196,6 +196,12 @@ class FfmpegProcess:
 
     def _stderr_line(self, line: str) -> None:
         ff_level, text = parse_line(line)
+        if is_live_output(text):
+            # The live view's output failing (tmpfs full, folder gone) is not the recording's failure: it must
+            # not name the reason of this ffmpeg's eventual exit. Logged as a warning; recording goes on.
+            if ff_level in ("error", "warning"):
+                log.warning("live_view_output", camera=self.camera, pid=self.pid, line=text)
+            return
         audio = _AUDIO_STREAM.search(text)
         with self._lock:
             if audio and self.audio_codec is None:
@@ -224,6 +230,11 @@ def parse_line(line: str) -> tuple[str | None, str]:
     level = _LEVEL_MAP[m.group(1)] if m else None
     text = (line[: m.start()] + line[m.end() :]).strip() if m else line.strip()
     return level, re.sub(r" @ 0x[0-9a-f]+\]", "]", text)
+
+
+def is_live_output(text: str) -> bool:
+    """A line about the live view's output: the hls muxer's own, or the tee's about its second slave."""
+    return text.startswith("[hls]") or (text.startswith("[tee]") and ("#1 " in text or "f=hls" in text))
 
 
 def log_level_for(ff_level: str | None, text: str) -> str | None:

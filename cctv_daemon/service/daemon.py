@@ -8,6 +8,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
 
@@ -19,7 +20,7 @@ from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import EventBus, FinishedSegment
 from cctv_daemon.core.waker import Waker
-from cctv_daemon.recording import orphans
+from cctv_daemon.recording import ffmpeg_caps, live, orphans
 from cctv_daemon.recording.camera import Camera, State
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
@@ -61,6 +62,7 @@ class Daemon:
         self.storage = storage
         self.commands = commands
         self.cameras: dict[str, Camera] = {}  # main loop only; other threads read self.snapshot
+        self._live_capable: bool | None = None
         self.record_until: dict[str, float] = {}  # camera -> monotonic end of a `record` command
         self.record_labels: dict[str, str] = {}  # camera -> label of its current `record` command
         self.choices = CameraChoices(self.state_dir)  # cameras stopped by command stay stopped across restarts
@@ -177,10 +179,24 @@ class Daemon:
 
     def add_camera(self, cam_cfg: CameraConfig) -> Camera:
         cam = Camera(cam_cfg, self.config.supervisor, self.ffmpeg_exe, self.finisher.spool, self.clock,
-                     on_run_ended=self.handoff.run_ended, on_state=self.bus.publish, on_exit=self.waker.wake)
+                     on_run_ended=self.handoff.run_ended, on_state=self.bus.publish, on_exit=self.waker.wake,
+                     live_dir=self._live_dir(cam_cfg))
         self.cameras[cam.name] = cam
         cam.start()
         return cam
+
+    def _live_dir(self, cam_cfg: CameraConfig) -> Path | None:
+        """The camera's live view folder, when its live view is on and this ffmpeg can write it (the capability
+        trial, cached per binary; an ffmpeg without tee/hls records without live view, saying so once)."""
+        if not live.enabled(self.config, cam_cfg):
+            return None
+        if self._live_capable is None:
+            lacking = ffmpeg_caps.probe(self.ffmpeg_exe).missing.get(ffmpeg_caps.LIVE)
+            self._live_capable = lacking is None
+            if lacking is not None:
+                log.warning("live_view_unavailable", ffmpeg=self.ffmpeg_exe, error=lacking,
+                            detail="this ffmpeg cannot write the live view; cameras record without it")
+        return live.camera_dir(self.config, cam_cfg) if self._live_capable else None
 
     def run(self) -> int:
         """Record until stopped; returns the process exit code."""

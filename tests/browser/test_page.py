@@ -40,7 +40,8 @@ def _snapshot_pixels(page: Any, camera: str) -> str:
 
 def test_page_lists_cameras_and_live_view_updates(daemon_factory: DaemonFactory, open_page: Any, tmp_path: Path,
                                                    record_property: Any) -> None:
-    d = _daemon(daemon_factory, pattern_camera("gate"), pattern_camera("yard"))
+    # the snapshot live view (the fallback when there is no HLS live view: tests/browser/test_live.py has that)
+    d = _daemon(daemon_factory, pattern_camera("gate", liveView=False), pattern_camera("yard", liveView=False))
     d.wait_segments("gate", 2, 60)
     page = open_page(d)
     names = page.locator("article.camera h2.name").all_text_contents()

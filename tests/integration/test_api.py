@@ -45,7 +45,7 @@ def api(daemon: DaemonProc) -> Api:
 
 def _concrete(path: str) -> str:
     return (path.replace("{name}", "c1").replace("{seg_id}", "YzF8MXwy").replace("{rid}", "1")
-            .replace("{export_id}", "abc"))
+            .replace("{export_id}", "abc").replace("{file}", "init.mp4"))
 
 
 def test_health_needs_no_token_and_everything_else_does(api: Api) -> None:

@@ -4,6 +4,7 @@ real static ffmpeg 4.2.2 (what Ubuntu 22.04 / Debian 11 users have on PATH)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,7 @@ def test_every_option_the_recorder_passes_is_tried(monkeypatch: pytest.MonkeyPat
 
     def spy(args: list[str], stdin: bytes | None = None) -> tuple[int, str, str]:
         tried.update(a for a in args if a.startswith("-"))
+        tried.update(f"tee:{k}" for a in args for k in _tee_keys(a))
         return real_run(args, stdin)
 
     monkeypatch.setattr(fc, "_run", spy)
@@ -65,8 +67,19 @@ def test_every_option_the_recorder_passes_is_tried(monkeypatch: pytest.MonkeyPat
     used: set[str] = set()
     for c in (cam(), cam(audio="aac"), cam(frameRate=5, resolution="640x360"),
               CameraConfig(cameraName="t", source="test")):
-        used.update(a for a in build_command(c, "ffmpeg", out) if a.startswith("-") and not a[1:2].isdigit())
+        for live_dir in (None, Path("/dev/shm/live")):  # with the live view: a tee muxer whose slaves have options
+            args = build_command(c, "ffmpeg", out, live_dir=live_dir)
+            used.update(a for a in args if a.startswith("-") and not a[1:2].isdigit())
+            used.update(f"tee:{k}" for a in args for k in _tee_keys(a))
+    assert any(u.startswith("tee:hls_") for u in used)
     assert used - tried - OLDER_THAN_4 == set(), "options the capability trial does not try (ffmpeg_caps.py)"
+
+
+def _tee_keys(arg: str) -> set[str]:
+    """Option names of the slaves in a tee muxer's output name ("[k=v:k=v]file|[...]file", quoted twice)."""
+    if not arg.startswith("\\["):
+        return set()
+    return {m.group(1) for m in re.finditer(r"(?:\\\[|\\:)(\w+)=", arg)}
 
 
 def test_probe_is_cached_per_binary_path_and_mtime(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
