@@ -20,7 +20,7 @@ def _video_time(page: Any, camera: str) -> float:
 
 def test_live_video_plays(daemon_factory: DaemonFactory, open_page: Any, tmp_path: Path,
                           record_property: Any) -> None:
-    d = daemon_factory({"cameras": [pattern_camera("gate")], "api": {"port": 0}})
+    d = daemon_factory({"cameras": [pattern_camera("gate")], "api": {"port": 0, "liveView": True}})
     api_url(d)
     d.wait_segments("gate", 1, 60)
     page = open_page(d)

@@ -43,7 +43,8 @@ def live_daemon(tmp_path: Path) -> Iterator[tuple[DaemonProc, Api, Path]]:
     live_root = tmp_path / "live"
     live_root.mkdir()
     d = DaemonProc(tmp_path, {"cameras": [pattern_camera("cam"), pattern_camera("nolive", liveView=False)],
-                              "api": {"port": 0, "liveDir": str(live_root)}, "logging": {"file": None}})
+                              "api": {"port": 0, "liveDir": str(live_root), "liveView": True},
+                              "logging": {"file": None}})
     d.start()
     try:
         yield d, Api(d), live_root
@@ -133,7 +134,8 @@ def test_a_broken_live_folder_never_stops_or_gaps_recording(tmp_path: Path) -> N
     live_root = tmp_path / "live"
     mounted = _mount_tmpfs(live_root, "1m")  # root in tests and CI; else the folder part still runs
     d = DaemonProc(tmp_path, {"cameras": [pattern_camera("cam"), pattern_camera("ref", liveView=False)],
-                              "api": {"port": 0, "liveDir": str(live_root)}, "logging": {"file": None}})
+                              "api": {"port": 0, "liveDir": str(live_root), "liveView": True},
+                              "logging": {"file": None}})
     d.start()
     try:
         api = Api(d)

@@ -239,8 +239,10 @@ def test_disk_full_backs_off_and_resumes_when_space_returns(daemon_factory: Daem
         retries = len(d.events("camera_state", camera="t1", state="starting")) - starts_when_full
         assert retries <= 6, f"{retries} retries in 6 s: a tight loop"
         filler.unlink()
-        n = len(d.events("camera_state", camera="t1", state="recording"))
-        d.wait_event("camera_state", 20, count=n + 1, camera="t1", state="recording")
+        # Space is back: the camera records again (it may already have resumed into the room that pruning and the
+        # released space reserve made: issue 12, "a full disk is a pause, never an end").
+        wait_for(lambda: (states := d.events("camera_state", camera="t1")) and states[-1]["state"] == "recording",
+                 20, "t1 recording again after the disk has room", proc=d.proc)
         count = len(d.segments("t1"))
         d.wait_segments("t1", count + 2, 20)
         assert d.stop() == 0
