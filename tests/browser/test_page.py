@@ -169,3 +169,35 @@ def test_signed_out_page_says_how_to_sign_in(daemon_factory: DaemonFactory, brow
         assert page.locator("article.camera").count() == 0
     finally:
         ctx.close()
+
+
+def test_docs_render_offline(daemon_factory: DaemonFactory, browser: Any) -> None:
+    """/docs (Swagger UI) renders the API's OpenAPI 3.1 document with every request that leaves the daemon
+    blocked: its script and stylesheet come from the daemon, not a CDN."""
+    d = _daemon(daemon_factory, pattern_camera("gate"))
+    base = api_url(d)
+    ctx = browser.new_context()
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base + "/"):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    try:
+        ctx.route("**/*", route)
+        page = ctx.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(base + "/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)  # one block per operation: the document rendered
+        text = page.locator("#swagger-ui").inner_text()
+        assert "/api/segments" in text and "/api/events" in text
+        assert page.locator(".opblock").count() >= 15
+        assert not page.locator(".errors-wrapper").count(), page.locator(".errors-wrapper").inner_text()
+    finally:
+        ctx.close()
+    assert not outside, f"/docs reached outside the daemon: {outside}"
+    assert not errors, errors

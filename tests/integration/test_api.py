@@ -5,6 +5,7 @@ any response, CORS off, sign-in link + cookie + CSRF. One daemon serves the read
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -289,6 +290,24 @@ def test_no_secret_in_any_response(api: Api) -> None:
     for body in bodies:
         for secret in secrets:
             assert secret not in body
+
+
+def test_docs_are_served_offline(api: Api) -> None:
+    """/docs names no other host: Swagger UI's script, stylesheet and icon are served by the daemon itself
+    (docs_ui.py), without a token like the page; the browser test renders it with the network blocked."""
+    r = api.get("/docs", None)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    refs = re.findall(r"""(?:src|href|url)\s*[=:]\s*["']([^"']+)["']""", r.text)
+    assert len(refs) >= 4, refs  # stylesheet, icon, script, the OpenAPI document
+    assert not re.search(r"(?i)https?:|//[a-z0-9]", r.text), "an absolute URL in /docs"
+    types = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+    for ref in refs:
+        assert ref.startswith("/"), ref
+        asset = api.get(ref, None)
+        assert asset.status_code == 200, (ref, asset.status_code)
+        assert types[Path(ref).suffix] in asset.headers["content-type"] and len(asset.content) > 200, ref
+    assert any(ref.endswith("swagger-ui-bundle.js") for ref in refs)
+    assert api.get("/docs-assets/../../api/auth.py", None).status_code == 404
 
 
 def test_cors_is_off_by_default(api: Api) -> None:
