@@ -100,6 +100,7 @@ class SegmentList(BaseModel):
     gaps: list[Gap]
     start: float
     end: float
+    next: str | None = Field(description="more segments: ask again with cursor=<next>; null on the last page")
 
 
 class Deleted(BaseModel):

@@ -201,3 +201,26 @@ def test_docs_render_offline(daemon_factory: DaemonFactory, browser: Any) -> Non
         ctx.close()
     assert not outside, f"/docs reached outside the daemon: {outside}"
     assert not errors, errors
+
+
+def test_timeline_follows_the_listing_pages(daemon_factory: DaemonFactory, open_page: Any) -> None:
+    """The page reads a day's segments page by page (`next`/`cursor`): with pages cut to 2 segments (the request
+    rewritten on its way), the timeline still holds every segment the API lists."""
+    from tests.support.api import Api
+
+    d = _daemon(daemon_factory, pattern_camera("gate", duration=1))
+    d.wait_segments("gate", 7, 60)
+    listed = len(Api(d).segments(camera="gate")["segments"])
+    assert listed >= 6
+    asked: list[str] = []
+
+    def smaller_pages(route: Any) -> None:
+        url = route.request.url.replace("limit=2000", "limit=2")
+        asked.append(url)
+        route.continue_(url=url)
+
+    page = open_page(d, route=("**/api/segments?*", smaller_pages))
+    count = "els => els.reduce((n, e) => n + Number(e.dataset.count || 1), 0)"
+    wait_for(lambda: _card(page, "gate").locator(".timeline .rec").evaluate_all(count) >= listed, 30,
+             "every listed segment on the timeline")
+    assert sum("cursor=" in u for u in asked) >= listed // 2 - 1, asked

@@ -121,6 +121,33 @@ def test_segments_with_gaps_video_range_and_signed_url(api: Api, daemon: DaemonP
     assert api.get(forged, None).status_code == 401  # a signature is for one segment only
     assert api.get(seg["video_url"], None).status_code == 401
     assert api.get("/api/segments", "viewer", params={"from": "yesterday"}).status_code == 422
+    assert listing["next"] is None
+
+
+def test_segments_in_pages(api: Api, daemon: DaemonProc) -> None:
+    """`limit` per page; following `next` gives the rest, the same segments and gaps as one page."""
+    daemon.wait_segments("c1", 5, 40)
+    now = time.time()
+    done = api.segments(camera="c1", **{"from": str(now - 3600)})["segments"]
+    # up to the end of the second-to-last segment: everything starting before it has finished (no flake)
+    window = {"camera": "c1", "from": str(now - 3600), "to": str(done[-2]["end"])}
+    whole = api.segments(**window)
+    assert len(whole["segments"]) >= 3 and whole["next"] is None
+    segs, gaps, cursor, n = [], [], None, 0
+    while True:
+        page = api.segments(**window, limit=2, **({"cursor": cursor} if cursor else {}))
+        segs += page["segments"]
+        gaps += page["gaps"]
+        n += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+        assert len(page["segments"]) == 2
+    assert n >= 2 and [s["id"] for s in segs] == [s["id"] for s in whole["segments"]]
+    assert [(g["start"], g["end"]) for g in gaps] == [(g["start"], g["end"]) for g in whole["gaps"]]
+    for bad in ({"limit": 0}, {"limit": 10_001}, {"cursor": "not-a-cursor"}):
+        r = api.get("/api/segments", "viewer", params={**window, **bad})
+        assert r.status_code == 422 and "Traceback" not in r.text, (bad, r.text)
 
 
 def _probe(path: Path) -> dict[str, Any]:
