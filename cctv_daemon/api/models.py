@@ -32,6 +32,8 @@ class CameraView(BaseModel):
     record_left_s: float | None
     record_label: str | None
     snapshot_url: str
+    codec: str | None = Field(default=None, description='RFC 6381 codec of its newest segment ("avc1.64001f", '
+                              '"hvc1.1.6.L93.B0"); null before the first one')
 
 
 class CameraList(BaseModel):
@@ -86,6 +88,8 @@ class Segment(BaseModel):
 
 class SegmentDetail(Segment):
     signed_video_url: str = Field(description="plays without a token for 12 h (for <video> and sharing)")
+    codec: str | None = Field(default=None, description='RFC 6381 codec ("avc1.64001f", "hvc1.1.6.L93.B0"): ask '
+                              "the browser canPlayType before playing; null when unknown")
 
 
 class Gap(BaseModel):

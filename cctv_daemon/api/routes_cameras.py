@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.concurrency import run_in_threadpool
 
 from cctv_daemon.api import media
+from cctv_daemon.api.codec import latest_codec
 from cctv_daemon.api.context import ApiContext, CommandFailed
 from cctv_daemon.api.ids import valid_name
 from cctv_daemon.api.models import (
@@ -55,7 +56,8 @@ def camera_view(ctx: ApiContext, cam_cfg: CameraConfig, now: float) -> CameraVie
         last_error=snap.last_error if snap else None, record_until=until,
         record_left_s=None if until is None else round(max(0.0, until - now), 1),
         record_label=snap.record_label if snap else None,
-        snapshot_url=f"/api/cameras/{cam_cfg.cameraName}/snapshot.jpg")
+        snapshot_url=f"/api/cameras/{cam_cfg.cameraName}/snapshot.jpg",
+        codec=latest_codec(ctx.catalog, cam_cfg.cameraName))
 
 
 @router.get("/api/cameras", response_model=CameraList)

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
-from cctv_daemon.api import auth, ids, media, segment_list
+from cctv_daemon.api import auth, codec, ids, media, segment_list
 from cctv_daemon.api.context import ApiContext, CommandFailed
 from cctv_daemon.api.models import FORBIDDEN, NOT_FOUND, Deleted, ExportDigest, SegmentDetail, SegmentList
 from cctv_daemon.api.security import Caller, admin, ctx_of, optional_caller, viewer
@@ -110,7 +110,9 @@ def get_segment(request: Request, seg_id: str = SegmentId, _caller: Caller = Dep
     seg = _segment(row, labels.labels_of(row, labels.find(ctx.catalog, camera=row.camera, start=row.start,
                                                           end=row.end)))
     sig = auth.video_signature(ctx.tokens, f"segment:{seg['id']}")
-    return {**seg, "signed_video_url": f"{seg['video_url']}?sig={sig}"}
+    path = ctx.catalog.abs(row.path)
+    return {**seg, "signed_video_url": f"{seg['video_url']}?sig={sig}",
+            "codec": codec.video_codec(path) if row.state in ("complete", "deleting") else None}
 
 
 @router.get("/api/segments/{seg_id}/video", response_class=FileResponse,

@@ -107,6 +107,7 @@ def test_segments_with_gaps_video_range_and_signed_url(api: Api, daemon: DaemonP
     assert [s["id"] for s in iso["segments"]][:3] == [s["id"] for s in segs][:3]
     seg = api.get(f"/api/segments/{segs[0]['id']}", "viewer").json()
     assert seg["id"] == segs[0]["id"] and seg["size"] > 0
+    assert seg["codec"].startswith("avc1.") and api.camera("c1")["codec"].startswith("avc1.")  # H.264 `test` camera
     whole = api.get(seg["video_url"], "viewer")
     assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
     assert whole.headers.get("accept-ranges") == "bytes" and len(whole.content) == seg["size"]
