@@ -6,7 +6,10 @@
    the API component (uvicorn in its thread, as in the daemon) over a real catalog of synthetic rows.
 
     .venv/bin/python -m bench.api [--seconds 60] [--rounds 2] [--rows 100000] [--segment 600] [--cameras 10]
-                                  [--skip-cpu]
+                                  [--skip-cpu] [--uploads]
+
+   --uploads gives every row a verified upload (a daemon with s3Config: the listing joins the uploads table).
+   The page reads a day in pages of 2000 (api.js SEGMENTS_PAGE): "pages of 2000" is the whole day that way.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ def pct(values: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def latency(rows: int, segment_s: float, cameras: int) -> None:
+def latency(rows: int, segment_s: float, cameras: int, uploads: bool = False) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="cctv-bench-api-"))
     config = parse_config({"cameras": [pattern_camera(f"cam{i}") for i in range(cameras)],
                            "storageConfig": {"savePath": str(tmp)}, "api": {"port": 0}})
@@ -96,7 +99,14 @@ def latency(rows: int, segment_s: float, cameras: int) -> None:
                 cat.add_rows(batch)
                 batch = []
         cat.add_rows(batch)
-    print(f"catalogued {rows} segments of {segment_s:g} s in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+    if uploads:
+        with cat.transaction() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS uploads(path TEXT PRIMARY KEY, camera TEXT NOT NULL, start REAL NOT"
+                       " NULL, size INTEGER NOT NULL, s3_key TEXT NOT NULL, state TEXT NOT NULL, queued_at REAL)")
+            db.execute("INSERT INTO uploads SELECT path, camera, start, size, 'k/' || path, 'uploaded', 0"
+                       " FROM segments")
+    print(f"catalogued {rows} segments of {segment_s:g} s in {time.perf_counter() - t:.1f} s"
+          f"{' (all uploaded)' if uploads else ''}", file=sys.stderr)
     pub = SnapshotPublisher(config, time.time())
     snap = pub.publish(config=config, now=time.time(), monotonic=time.monotonic(), phase="running",
                        cameras={f"cam{i}": CameraSnapshot("recording", "media flowing", time.time(), None, 0, 1, 0,
@@ -131,9 +141,35 @@ def latency(rows: int, segment_s: float, cameras: int) -> None:
                     extra = f", {len(r.json()['segments'])} segments"
                 print(f"{label:<40} p50 {statistics.median(times):6.1f} ms  p99 {pct(times, 0.99):6.1f} ms"
                       f"  ({n} requests, {size / 1e6:.2f} MB{extra})")
+            paged(c, {"camera": "cam0", "from": str(day0), "to": str(day0 + 86400)}, 2000, 50)
     finally:
         server.stop()
         cat.close()
+
+
+def paged(c: httpx.Client, params: dict[str, str], limit: int, n: int) -> None:
+    """A whole day read as the page reads it: pages of `limit`, following `next`."""
+    per_page, per_day = [], []
+    segs = pages = 0
+    for _ in range(n):
+        cursor: str | None = None
+        t_day = time.perf_counter()
+        segs = pages = 0
+        while True:
+            t = time.perf_counter()
+            r = c.get("/api/segments", params={**params, "limit": str(limit), **({"cursor": cursor} if cursor else {})})
+            per_page.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, r.text
+            doc = r.json()
+            segs += len(doc["segments"])
+            pages += 1
+            cursor = doc["next"]
+            if cursor is None:
+                break
+        per_day.append((time.perf_counter() - t_day) * 1000)
+    print(f"{'  one camera, one day, pages of ' + str(limit):<40} p50 {statistics.median(per_page):6.1f} ms  p99 "
+          f"{pct(per_page, 0.99):6.1f} ms per page; the whole day ({pages} pages, {segs} segments) p50 "
+          f"{statistics.median(per_day):6.1f} ms  p99 {pct(per_day, 0.99):6.1f} ms ({n} days read)")
 
 
 def main() -> int:
@@ -144,6 +180,7 @@ def main() -> int:
     ap.add_argument("--segment", type=float, default=600.0, help="segment length of the synthetic rows, seconds")
     ap.add_argument("--cameras", type=int, default=10)
     ap.add_argument("--skip-cpu", action="store_true")
+    ap.add_argument("--uploads", action="store_true", help="every row uploaded (the listing joins the uploads table)")
     args = ap.parse_args()
     if not args.skip_cpu:
         alone = idle_api_cpu(args.seconds)
@@ -156,7 +193,7 @@ def main() -> int:
         print(f"daemon CPU (median of {args.rounds}): API off {statistics.median(off):.3f} %, API on (idle) "
               f"{statistics.median(on):.3f} %, difference {statistics.median(on) - statistics.median(off):+.3f} %"
               " of a core")
-    latency(args.rows, args.segment, args.cameras)
+    latency(args.rows, args.segment, args.cameras, args.uploads)
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The FastAPI application: routes (routes_*.py), the placeholder page at / (static/), optional CORS, and a
-catch-all that turns an unexpected error into a 500 without details (never a traceback or a path)."""
+"""The FastAPI application: routes (routes_*.py), /docs served offline (docs_ui.py), the page at / (static/),
+optional CORS, and a catch-all that turns an unexpected error into a 500 without details (never a traceback or
+a path)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from cctv_daemon import __version__
-from cctv_daemon.api import routes_cameras, routes_live, routes_segments, routes_system
+from cctv_daemon.api import docs_ui, routes_cameras, routes_live, routes_segments, routes_system
 from cctv_daemon.api.context import ApiContext
 from cctv_daemon.api.media import ExportDigests
 from cctv_daemon.api.models import ERRORS
@@ -22,7 +23,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(ctx: ApiContext) -> FastAPI:
-    app = FastAPI(title="cctv-daemon", version=__version__, docs_url="/docs", redoc_url=None,
+    app = FastAPI(title="cctv-daemon", version=__version__, docs_url=None, redoc_url=None,
                   description="Status, control, playback, export and metrics of a cctv-daemon (docs/api.md).")
     app.state.ctx = ctx
     app.state.exports = ExportDigests()
@@ -30,6 +31,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app.include_router(routes_cameras.router, responses=ERRORS)
     app.include_router(routes_segments.router, responses=ERRORS)
     app.include_router(routes_live.router, responses=ERRORS)
+    docs_ui.add_docs(app)  # /docs with Swagger UI's files from a wheel, not a CDN
     if ctx.config.api.cors:
         from fastapi.middleware.cors import CORSMiddleware
 

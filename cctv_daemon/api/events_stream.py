@@ -25,7 +25,7 @@ def to_message(event: Event) -> tuple[str, dict[str, Any]]:
         if f.name in ("path", "rel_path", "key", "run_id"):
             continue  # paths and keys stay inside: segments are named by their opaque id
         data[f.name] = getattr(event, f.name)
-    if isinstance(event, FinishedSegment):
+    if isinstance(event, (FinishedSegment, SegmentUploaded, SegmentDeleted)):
         from cctv_daemon.api.ids import segment_id
         from cctv_daemon.catalog.store import SegmentRow
 

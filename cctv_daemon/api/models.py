@@ -34,6 +34,8 @@ class CameraView(BaseModel):
     snapshot_url: str
     live_url: str | None = Field(default=None, description="the live HLS playlist (null: live view off)")
     signed_live_url: str | None = Field(default=None, description="the same with a signature valid 12 h (no token)")
+    codec: str | None = Field(default=None, description='RFC 6381 codec of its newest segment ("avc1.64001f", '
+                              '"hvc1.1.6.L93.B0"); null before the first one')
 
 
 class CameraList(BaseModel):
@@ -88,6 +90,8 @@ class Segment(BaseModel):
 
 class SegmentDetail(Segment):
     signed_video_url: str = Field(description="plays without a token for 12 h (for <video> and sharing)")
+    codec: str | None = Field(default=None, description='RFC 6381 codec ("avc1.64001f", "hvc1.1.6.L93.B0"): ask '
+                              "the browser canPlayType before playing; null when unknown")
 
 
 class Gap(BaseModel):
@@ -102,6 +106,7 @@ class SegmentList(BaseModel):
     gaps: list[Gap]
     start: float
     end: float
+    next: str | None = Field(description="more segments: ask again with cursor=<next>; null on the last page")
 
 
 class Deleted(BaseModel):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Res
 from fastapi.concurrency import run_in_threadpool
 
 from cctv_daemon.api import media
+from cctv_daemon.api.codec import latest_codec
 from cctv_daemon.api.context import ApiContext, CommandFailed
 from cctv_daemon.api.ids import valid_name
 from cctv_daemon.api.models import (
@@ -57,6 +58,7 @@ def camera_view(ctx: ApiContext, cam_cfg: CameraConfig, now: float) -> CameraVie
         record_left_s=None if until is None else round(max(0.0, until - now), 1),
         record_label=snap.record_label if snap else None,
         snapshot_url=f"/api/cameras/{cam_cfg.cameraName}/snapshot.jpg",
+        codec=latest_codec(ctx.catalog, cam_cfg.cameraName),
         **dict(zip(("live_url", "signed_live_url"), live_urls(ctx, cam_cfg), strict=True)))
 
 

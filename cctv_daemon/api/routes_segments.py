@@ -4,7 +4,6 @@ after upload), deletion (admin, through the catalog's one deletion path on the m
 from __future__ import annotations
 
 import datetime
-import json
 import secrets
 import time
 from typing import Any
@@ -12,13 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response
 from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 
-from cctv_daemon.api import auth, ids, media
+from cctv_daemon.api import auth, codec, ids, media, segment_list
 from cctv_daemon.api.context import ApiContext, CommandFailed
 from cctv_daemon.api.models import FORBIDDEN, NOT_FOUND, Deleted, ExportDigest, SegmentDetail, SegmentList
 from cctv_daemon.api.security import Caller, admin, ctx_of, optional_caller, viewer
 from cctv_daemon.catalog import export as catalog_export
 from cctv_daemon.catalog import labels
-from cctv_daemon.catalog.store import SegmentRow, with_gaps
+from cctv_daemon.catalog.store import SegmentRow
 
 router = APIRouter(tags=["segments"])
 
@@ -78,36 +77,23 @@ def list_segments(request: Request, camera: str | None = Query(default=None, max
                   start_s: str | None = Query(default=None, alias="from", max_length=40, description=TIME_HELP),
                   end_s: str | None = Query(default=None, alias="to", max_length=40, description=TIME_HELP),
                   label: str | None = Query(default=None, max_length=200),
+                  limit: int = Query(default=segment_list.DEFAULT_LIMIT, ge=1, le=segment_list.MAX_LIMIT,
+                                     description="at most this many segments per page"),
+                  cursor: str | None = Query(default=None, max_length=400,
+                                             description="the `next` of the previous page"),
                   _caller: Caller = Depends(viewer)) -> Response:
-    """Segments overlapping [from, to) (default: the last 24 h), with the gaps between them; `label` keeps only
-    the segments of recordings with that label."""
+    """Segments overlapping [from, to) (default: the last 24 h), ordered by camera then start, with the gaps
+    between them; `label` keeps only the segments of recordings with that label. At most `limit` segments a page:
+    while `next` is not null, ask again with `cursor=<next>` (same other parameters) for the rest."""
     ctx = ctx_of(request)
     cam = _camera(ctx, camera)
     start, end = _range(start_s, end_s)
-    rows = ctx.catalog.segments(camera=cam, start=start, end=end)
-    recs = labels.find(ctx.catalog, camera=cam, start=start, end=end)
-    parts = []
-    for row in rows:
-        seg_labels = labels.labels_of(row, recs) if recs else []
-        if label is None or label in seg_labels:
-            parts.append(_segment_json(row, seg_labels))
-    gaps = [] if label is not None else [
-        {"camera": g.camera, "start": g.start, "end": g.end, "seconds": round(g.seconds, 3)}
-        for g in with_gaps(rows, start, end)]
-    body = (f'{{"segments":[{",".join(parts)}],"gaps":{json.dumps(gaps)},'
-            f'"start":{json.dumps(start)},"end":{json.dumps(end)}}}')
-    return Response(body, media_type="application/json")
-
-
-def _segment_json(row: SegmentRow, seg_labels: list[str]) -> str:
-    """_segment() as JSON text, written directly: a day of 10 s segments is 8640 of them (docs/benchmarks.md).
-    Camera names and ids are plain [A-Za-z0-9._-] (checked by the config), states are fixed words."""
-    sid = ids.segment_id(row)
-    up = "null" if row.upload_state is None else f'"{row.upload_state}"'
-    return (f'{{"id":"{sid}","camera":"{row.camera}","start":{row.start!r},"end":{row.end!r},'
-            f'"duration":{round(row.end - row.start, 3)!r},"size":{row.size},"state":"{row.state}",'
-            f'"upload_state":{up},"labels":{json.dumps(seg_labels) if seg_labels else "[]"},'
-            f'"video_url":"/api/segments/{sid}/video"}}')
+    try:
+        after = segment_list.Cursor.decode(cursor) if cursor else None
+    except segment_list.BadCursor as exc:
+        raise invalid("cursor", str(exc)) from None
+    page = segment_list.listing(ctx.catalog, cam, start, end, label, limit, after)
+    return Response(page.body, media_type="application/json")
 
 
 def _find(ctx: ApiContext, seg_id: str) -> SegmentRow:
@@ -124,7 +110,9 @@ def get_segment(request: Request, seg_id: str = SegmentId, _caller: Caller = Dep
     seg = _segment(row, labels.labels_of(row, labels.find(ctx.catalog, camera=row.camera, start=row.start,
                                                           end=row.end)))
     sig = auth.video_signature(ctx.tokens, f"segment:{seg['id']}")
-    return {**seg, "signed_video_url": f"{seg['video_url']}?sig={sig}"}
+    path = ctx.catalog.abs(row.path)
+    return {**seg, "signed_video_url": f"{seg['video_url']}?sig={sig}",
+            "codec": codec.video_codec(path) if row.state in ("complete", "deleting") else None}
 
 
 @router.get("/api/segments/{seg_id}/video", response_class=FileResponse,

@@ -1,19 +1,22 @@
 """Deleting one finished segment, durably and in the order of docs/segment-lifecycle.md:
 mark the row 'deleting' (and its upload 'abandoned' unless uploaded) → unlink + fsync the folder
 → mark 'deleted' → remove empty date/camera folders. Used by retention and by the uploader
-(clearAfterUpload)."""
+(clearAfterUpload) and the HTTP API; each deletion is published on the event bus (SegmentDeleted, with its reason
+and whether footage was lost) when a publisher is wired (service/root.py)."""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
 from cctv_daemon.catalog.disk_space import is_disk_full
-from cctv_daemon.catalog.store import Catalog
+from cctv_daemon.catalog.store import Catalog, SegmentRow, is_uploaded
 from cctv_daemon.core.crash_hook import crash_point
+from cctv_daemon.core.events import Event, SegmentDeleted
 from cctv_daemon.segments import names as segment_names
 from cctv_daemon.segments import staging
 
@@ -23,8 +26,11 @@ _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 class SegmentDeleter:
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, publish: Callable[[Event], None] | None = None,
+                 uploads_configured: bool = False) -> None:
         self.catalog = catalog
+        self.publish = publish  # the event bus's publish (set by the composition root)
+        self.uploads_configured = uploads_configured  # s3Config: a deletion before upload loses footage
 
     def delete_segment(self, rel_path: str, reason: str) -> bool:
         """Delete a catalogued segment (path relative to savePath). False when there is no live row for it
@@ -38,10 +44,19 @@ class SegmentDeleter:
             if not is_disk_full(exc):
                 raise
             self._delete_on_full_disk(rel_path, reason)
+            self._published(row, reason)
             return True
         crash_point("deletion.after_mark")
         self.finish(rel_path)
+        self._published(row, reason)
         return True
+
+    def _published(self, row: SegmentRow, reason: str) -> None:
+        if self.publish is None:
+            return
+        uploaded = is_uploaded(row.upload_state)
+        self.publish(SegmentDeleted(row.camera, row.path, reason, self.catalog.clock.time(), row.feed_id, row.start,
+                                    row.end, row.size, uploaded, self.uploads_configured and not uploaded))
 
     def _delete_on_full_disk(self, rel_path: str, reason: str) -> None:
         """The disk is full to the last byte (the space reserve is gone too): the catalog cannot even record the

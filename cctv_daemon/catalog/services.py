@@ -39,7 +39,7 @@ class CatalogServices:
         self.camera_names = [cam.cameraName for cam in config.cameras]
         self.catalog = Catalog.for_state_dir(self.state_dir, config.storageConfig.savePath, clock)
         labels.ensure_table(self.catalog)
-        self.deleter = SegmentDeleter(self.catalog)
+        self.deleter = SegmentDeleter(self.catalog, uploads_configured=config.s3Config is not None)
         self.retention = Retention(self.catalog, self.deleter, Limits.from_config(config), clock,
                                    reserve=SpaceReserve(self.state_dir),
                                    ack_file=self.state_dir / c.LOST_ACK_FILENAME)

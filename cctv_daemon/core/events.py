@@ -47,22 +47,35 @@ class CameraStateChanged:
 
 @dataclass(frozen=True)
 class SegmentUploaded:
-    """A segment verified in S3 (to be published by the uploader)."""
+    """A segment verified in S3 (size, ETag, sha256): published by the uploader (upload/uploader.py) on its worker
+    thread, before any clearAfterUpload deletion of the local file."""
 
     camera: str
     rel_path: str
     key: str
     time: float
+    feed_id: str = ""
+    start: float = 0.0  # the catalog row's start and end: with the camera, the segment's opaque API id
+    end: float = 0.0
+    size: int = 0
+    already_there: bool = False  # found verified in the bucket (an earlier run's upload), nothing sent
 
 
 @dataclass(frozen=True)
 class SegmentDeleted:
-    """A segment removed from disk and catalog (to be published by the deleter)."""
+    """A segment removed from disk and catalog: published by the one deletion path (catalog/deletion.py) for
+    retention, clearAfterUpload and API deletions alike."""
 
     camera: str
     rel_path: str
     reason: str
     time: float
+    feed_id: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    size: int = 0
+    uploaded: bool = False  # its upload was verified before the deletion
+    footage_lost: bool = False  # uploads are configured and it was not uploaded: it now exists nowhere
 
 
 Event = FinishedSegment | CameraStateChanged | SegmentUploaded | SegmentDeleted

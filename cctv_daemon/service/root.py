@@ -53,6 +53,7 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     handoff = SegmentHandoff(finisher.root, finisher)  # {savePath}/.cctv/staging, whatever stateDir is
     # 3.
     storage = CatalogServices(config, clock)
+    storage.deleter.publish = bus.publish  # SegmentDeleted, from the one deletion path
     bus.subscribe("catalog", storage.add_segment)  # retries after making room when the disk is full
     bus.subscribe("retention", storage.retention.on_segment)
     CheckJobs(storage.catalog, state_dir, ffmpeg_exe).register(commands)  # `check --repair/--rebuild` run here
@@ -67,6 +68,7 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
         from cctv_daemon.upload.uploader import Uploader  # boto3 only when uploads are configured
 
         up = Uploader.from_config(config, save_path, state_dir, clock)
+        up.publish = bus.publish  # SegmentUploaded after each verified upload
         if config.storageConfig.clearAfterUpload:
             # Only after a verified upload, through the catalog's ordered, durable deletion (catalog/deletion.py).
             def delete_uploaded(rel_path: str) -> None:

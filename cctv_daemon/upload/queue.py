@@ -322,6 +322,16 @@ class UploadQueue:
             row = self._conn.execute("SELECT path FROM segments WHERE rowid=?", (rowid,)).fetchone()
         return None if row is None else str(row[0])
 
+    def segment_span(self, path: str) -> tuple[str, float, float] | None:
+        """(feed_id, start, end) of the catalog row of an uploaded segment (for its SegmentUploaded event)."""
+        with self._lock:
+            try:
+                row = self._conn.execute('SELECT feed_id, start, "end" FROM segments WHERE path=?',
+                                         (path,)).fetchone()
+            except sqlite3.OperationalError:
+                return None  # a queue without a catalog (tests, tools)
+        return None if row is None else (str(row[0]), float(row[1]), float(row[2]))
+
     def missing_uploads(self, after_rowid: int, up_to_rowid: int) -> list[MissingSegment]:
         """Complete segments with after < rowid <= up_to that have no upload row: one statement. ``+s.state``
         keeps SQLite on the rowid range (not the state index), so an incremental pass costs what it finds."""

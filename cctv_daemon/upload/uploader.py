@@ -1,6 +1,7 @@
 """Uploads every finished segment to S3 exactly once: worker threads take the oldest due row of the durable
 queue, upload it (multipart when large, bandwidth-limited when asked), verify it (size, ETag computed locally,
-sha256) and only then mark it uploaded and call ``on_uploaded`` (which may delete the local file).
+sha256) and only then mark it uploaded, publish ``SegmentUploaded`` and call ``on_uploaded`` (which may delete the
+local file).
 
 Failures: the store out of reach (network, timeouts) or a permanent error (missing bucket, bad credentials) is
 the store's, not an object's: one shared backoff, one probe at a time, state ``retrying`` or ``error``. Any other
@@ -29,7 +30,7 @@ from cctv_daemon.config.model import Config, S3Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.backoff import Backoff
 from cctv_daemon.core.clock import Clock, SystemClock
-from cctv_daemon.core.events import FinishedSegment
+from cctv_daemon.core.events import Event, FinishedSegment, SegmentUploaded
 from cctv_daemon.core.redact import redact
 from cctv_daemon.upload import queue as q
 from cctv_daemon.upload.errors import UploadCancelled, classify, unreachable
@@ -69,6 +70,7 @@ class Uploader(SupervisedThreads):
         client: S3Client,
         clock: Clock | None = None,
         on_uploaded: Callable[[str], None] | None = None,
+        publish: Callable[[Event], None] | None = None,
         backoff: Backoff | None = None,
         chunk_mb: int = c.DEFAULT_MULTIPART_CHUNK_MB,
     ) -> None:
@@ -78,6 +80,7 @@ class Uploader(SupervisedThreads):
         self.client = client
         self.clock = clock or SystemClock()
         self.on_uploaded = on_uploaded
+        self.publish = publish  # the event bus's publish (set by the composition root)
         self.backoff = backoff or Backoff(*backoff_limits())
         self.max_attempts = s3.maxAttempts
         self._cancel = threading.Event()
@@ -279,11 +282,23 @@ class Uploader(SupervisedThreads):
             return
         self.queue.mark_uploaded(row.path, sent.etag, sent.sha256, self.clock.time())
         self._succeeded(row, sent)
+        self._publish_uploaded(row, sent)
         if self.on_uploaded is not None:
             try:
                 self.on_uploaded(row.path)
             except Exception:
                 log.exception("on_uploaded_failed", camera=row.camera, path=row.path)
+
+    def _publish_uploaded(self, row: q.UploadRow, sent: Sent) -> None:
+        if self.publish is None:
+            return
+        try:
+            feed_id, start, end = self.queue.segment_span(row.path) or ("", row.start, row.start)
+        except Exception:
+            log.exception("upload_event_failed", camera=row.camera, path=row.path)
+            return
+        self.publish(SegmentUploaded(row.camera, row.path, row.s3_key, self.clock.time(), feed_id, start, end,
+                                     row.size, sent.already_there))
 
     def _transfer(self, row: q.UploadRow, path: Path) -> Sent:
         return self.sender.send(row, path)

@@ -68,14 +68,18 @@ def sign_in_link(d: DaemonProc, role: str = "admin") -> str:
 
 @pytest.fixture
 def open_page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """``open_page(daemon, viewport=DESKTOP, role="admin")``: a new browser context signed in through the
-    daemon's one-time link, on the page, ready (its cameras listed). Page errors fail the test."""
+    """``open_page(daemon, viewport=DESKTOP, role="admin", route=None)``: a new browser context signed in through
+    the daemon's one-time link, on the page, ready (its cameras listed); ``route=(pattern, handler)`` is installed
+    (Playwright's ``context.route``) before the page loads. Page errors fail the test."""
     contexts: list[Any] = []
     errors: list[str] = []
 
-    def open_(d: DaemonProc, viewport: dict[str, int] = DESKTOP, role: str = "admin") -> Any:
+    def open_(d: DaemonProc, viewport: dict[str, int] = DESKTOP, role: str = "admin",
+              route: tuple[str, Any] | None = None) -> Any:
         ctx = browser.new_context(viewport=viewport)
         contexts.append(ctx)
+        if route is not None:
+            ctx.route(*route)
         page = ctx.new_page()
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         page.goto(sign_in_link(d, role))

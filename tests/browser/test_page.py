@@ -170,3 +170,58 @@ def test_signed_out_page_says_how_to_sign_in(daemon_factory: DaemonFactory, brow
         assert page.locator("article.camera").count() == 0
     finally:
         ctx.close()
+
+
+def test_docs_render_offline(daemon_factory: DaemonFactory, browser: Any) -> None:
+    """/docs (Swagger UI) renders the API's OpenAPI 3.1 document with every request that leaves the daemon
+    blocked: its script and stylesheet come from the daemon, not a CDN."""
+    d = _daemon(daemon_factory, pattern_camera("gate"))
+    base = api_url(d)
+    ctx = browser.new_context()
+    outside: list[str] = []
+    errors: list[str] = []
+
+    def route(r: Any) -> None:
+        if r.request.url.startswith(base + "/"):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    try:
+        ctx.route("**/*", route)
+        page = ctx.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(base + "/docs")
+        page.wait_for_selector(".opblock", timeout=30_000)  # one block per operation: the document rendered
+        text = page.locator("#swagger-ui").inner_text()
+        assert "/api/segments" in text and "/api/events" in text
+        assert page.locator(".opblock").count() >= 15
+        assert not page.locator(".errors-wrapper").count(), page.locator(".errors-wrapper").inner_text()
+    finally:
+        ctx.close()
+    assert not outside, f"/docs reached outside the daemon: {outside}"
+    assert not errors, errors
+
+
+def test_timeline_follows_the_listing_pages(daemon_factory: DaemonFactory, open_page: Any) -> None:
+    """The page reads a day's segments page by page (`next`/`cursor`): with pages cut to 2 segments (the request
+    rewritten on its way), the timeline still holds every segment the API lists."""
+    from tests.support.api import Api
+
+    d = _daemon(daemon_factory, pattern_camera("gate", duration=1))
+    d.wait_segments("gate", 7, 60)
+    listed = len(Api(d).segments(camera="gate")["segments"])
+    assert listed >= 6
+    asked: list[str] = []
+
+    def smaller_pages(route: Any) -> None:
+        url = route.request.url.replace("limit=2000", "limit=2")
+        asked.append(url)
+        route.continue_(url=url)
+
+    page = open_page(d, route=("**/api/segments?*", smaller_pages))
+    count = "els => els.reduce((n, e) => n + Number(e.dataset.count || 1), 0)"
+    wait_for(lambda: _card(page, "gate").locator(".timeline .rec").evaluate_all(count) >= listed, 30,
+             "every listed segment on the timeline")
+    assert sum("cursor=" in u for u in asked) >= listed // 2 - 1, asked

@@ -1,9 +1,11 @@
 """The page's other actions in real headless Chromium against a real daemon: record N minutes with a label (the
 label shown), select a range to download (the export plays), delete with a confirmation, a viewer without admin
-buttons, and an H.265 camera the browser cannot play (said so, download offered)."""
+buttons, an H.265 camera the browser cannot play (said so, download offered; from the codec the API gives, before
+trying), and the upload state of recordings (from the upload events)."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import urllib.request
 from pathlib import Path
@@ -109,3 +111,83 @@ def test_h265_camera_says_it_cannot_play_and_offers_the_download(daemon_factory:
     # the offered download is the real segment (outside the intercepted page)
     with urllib.request.urlopen(api_url(d) + href) as resp:
         assert resp.status == 200 and resp.read(12)[4:8] == b"ftyp"
+
+
+def test_real_h265_camera_is_said_unplayable_before_trying(daemon_factory: DaemonFactory, open_page: Any) -> None:
+    """A real H.265 camera (GStreamer RTSP server, stream copy tagged hvc1): /api/cameras and /api/segments/{id}
+    give its codec; the card says at once that this browser cannot play H.265, and a click on a recording shows
+    the download without the browser ever fetching the video."""
+    from tests.support.api import Api
+    from tests.support.media import make_h265
+    from tests.support.rtsp import RtspServer
+
+    server = RtspServer({"/h265": ("h265", make_h265())}).start()
+    try:
+        d = _daemon(daemon_factory, {"cameraName": "hevc", "url": server.url("/h265"), "videoDuration": 2})
+        d.wait_segments("hevc", 2, 60)
+        api = Api(d)
+        cam_codec = wait_for(lambda: api.camera("hevc")["codec"], 30, "the camera's codec")
+        assert cam_codec.startswith("hvc1.1."), cam_codec
+        seg = api.segments(camera="hevc")["segments"][0]
+        assert api.get(f"/api/segments/{seg['id']}", "viewer").json()["codec"] == cam_codec
+        page = open_page(d)
+        videos: list[str] = []
+        page.on("request", lambda r: videos.append(r.url) if "/video" in r.url else None)
+        card = _card(page, "hevc")
+        wait_for(lambda: card.locator(".codec-note").is_visible(), 30, "the codec note")
+        assert "cannot play H.265" in (card.locator(".codec-note").text_content() or "")
+        assert card.get_attribute("data-codec") == cam_codec
+        wait_for(lambda: card.locator(".timeline .rec").count() >= 1, 30, "recordings on the timeline")
+        card.locator(".timeline").press("Enter")  # plays the latest recording
+        wait_for(lambda: card.locator(".unplayable").is_visible(), 30, "the cannot-play message")
+        assert card.locator(".unplayable a").get_attribute("href")
+        assert not videos, videos  # said before trying: the video was never requested
+    finally:
+        server.close()
+
+
+def test_h264_camera_has_no_codec_note(daemon_factory: DaemonFactory, open_page: Any) -> None:
+    from tests.support.api import Api
+
+    d = _daemon(daemon_factory, pattern_camera("gate", duration=2))
+    d.wait_segments("gate", 1, 60)
+    codec = wait_for(lambda: Api(d).camera("gate")["codec"], 30, "the camera's codec")
+    assert codec.startswith("avc1.")
+    page = open_page(d)
+    card = _card(page, "gate")
+    wait_for(lambda: card.get_attribute("data-codec") == codec, 30, "the codec on the card")
+    assert not card.locator(".codec-note").is_visible()
+
+
+def test_timeline_shows_uploads_as_their_events_arrive(daemon_factory: DaemonFactory, open_page: Any,
+                                                       moto_server: Any) -> None:
+    """With s3Config (moto), segments finished after the page loaded arrive by `segment_finished` without an upload
+    state, then turn "uploaded" on the timeline when their `segment_uploaded` event arrives: no re-read of the
+    listing. The played segment's line says its upload state."""
+    from tests.integration.test_upload import BUCKET, s3_cfg, upload_config
+
+    moto_server.client().create_bucket(Bucket=BUCKET)
+    cfg = upload_config(s3_cfg(moto_server), creds=("testing", "testing"))
+    cfg["cameras"] = [pattern_camera("gate", duration=1)]
+    d = daemon_factory({**cfg, "api": {"port": 0}})
+    api_url(d)
+    d.wait_segments("gate", 2, 60)
+    listings: list[str] = []
+    page = open_page(d)
+    page.on("request", lambda r: listings.append(r.url) if "/api/segments?" in r.url else None)
+    card = _card(page, "gate")
+    count = "els => els.reduce((n, e) => n + Number(e.dataset.count || 1), 0)"
+    first = wait_for(lambda: card.locator(".timeline .rec").evaluate_all(count), 30, "recordings on the timeline")
+    uploaded = ("els => els.filter(e => e.dataset.upload === 'uploaded')"
+                ".reduce((n, e) => n + Number(e.dataset.count || 1), 0)")
+    # more segments than the page first listed, all shown uploaded: the new ones only through the events
+    wait_for(lambda: card.locator(".timeline .rec").evaluate_all(uploaded) >= first + 3, 60,
+             "segments that arrived after the page loaded shown uploaded")
+    assert not listings, listings  # no re-read of the listing: the events did it
+    title = card.locator(".timeline .rec[data-upload='uploaded']").last.get_attribute("title") or ""
+    assert title.endswith("· uploaded"), title
+    card.locator(".timeline").press("Enter")  # plays the latest recording
+    info = wait_for(lambda: re.search(r"· (uploaded|not uploaded yet)$", card.locator(".seg-info").text_content()
+                                      or ""), 30, "the upload state shown")
+    assert info
+    assert d.stop() == 0

@@ -5,6 +5,7 @@ any response, CORS off, sign-in link + cookie + CSRF. One daemon serves the read
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -106,6 +107,7 @@ def test_segments_with_gaps_video_range_and_signed_url(api: Api, daemon: DaemonP
     assert [s["id"] for s in iso["segments"]][:3] == [s["id"] for s in segs][:3]
     seg = api.get(f"/api/segments/{segs[0]['id']}", "viewer").json()
     assert seg["id"] == segs[0]["id"] and seg["size"] > 0
+    assert seg["codec"].startswith("avc1.") and api.camera("c1")["codec"].startswith("avc1.")  # H.264 `test` camera
     whole = api.get(seg["video_url"], "viewer")
     assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
     assert whole.headers.get("accept-ranges") == "bytes" and len(whole.content) == seg["size"]
@@ -120,6 +122,33 @@ def test_segments_with_gaps_video_range_and_signed_url(api: Api, daemon: DaemonP
     assert api.get(forged, None).status_code == 401  # a signature is for one segment only
     assert api.get(seg["video_url"], None).status_code == 401
     assert api.get("/api/segments", "viewer", params={"from": "yesterday"}).status_code == 422
+    assert listing["next"] is None
+
+
+def test_segments_in_pages(api: Api, daemon: DaemonProc) -> None:
+    """`limit` per page; following `next` gives the rest, the same segments and gaps as one page."""
+    daemon.wait_segments("c1", 5, 40)
+    now = time.time()
+    done = api.segments(camera="c1", **{"from": str(now - 3600)})["segments"]
+    # up to the end of the second-to-last segment: everything starting before it has finished (no flake)
+    window = {"camera": "c1", "from": str(now - 3600), "to": str(done[-2]["end"])}
+    whole = api.segments(**window)
+    assert len(whole["segments"]) >= 3 and whole["next"] is None
+    segs, gaps, cursor, n = [], [], None, 0
+    while True:
+        page = api.segments(**window, limit=2, **({"cursor": cursor} if cursor else {}))
+        segs += page["segments"]
+        gaps += page["gaps"]
+        n += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+        assert len(page["segments"]) == 2
+    assert n >= 2 and [s["id"] for s in segs] == [s["id"] for s in whole["segments"]]
+    assert [(g["start"], g["end"]) for g in gaps] == [(g["start"], g["end"]) for g in whole["gaps"]]
+    for bad in ({"limit": 0}, {"limit": 10_001}, {"cursor": "not-a-cursor"}):
+        r = api.get("/api/segments", "viewer", params={**window, **bad})
+        assert r.status_code == 422 and "Traceback" not in r.text, (bad, r.text)
 
 
 def _probe(path: Path) -> dict[str, Any]:
@@ -289,6 +318,24 @@ def test_no_secret_in_any_response(api: Api) -> None:
     for body in bodies:
         for secret in secrets:
             assert secret not in body
+
+
+def test_docs_are_served_offline(api: Api) -> None:
+    """/docs names no other host: Swagger UI's script, stylesheet and icon are served by the daemon itself
+    (docs_ui.py), without a token like the page; the browser test renders it with the network blocked."""
+    r = api.get("/docs", None)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    refs = re.findall(r"""(?:src|href|url)\s*[=:]\s*["']([^"']+)["']""", r.text)
+    assert len(refs) >= 4, refs  # stylesheet, icon, script, the OpenAPI document
+    assert not re.search(r"(?i)https?:|//[a-z0-9]", r.text), "an absolute URL in /docs"
+    types = {".js": "javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+    for ref in refs:
+        assert ref.startswith("/"), ref
+        asset = api.get(ref, None)
+        assert asset.status_code == 200, (ref, asset.status_code)
+        assert types[Path(ref).suffix] in asset.headers["content-type"] and len(asset.content) > 200, ref
+    assert any(ref.endswith("swagger-ui-bundle.js") for ref in refs)
+    assert api.get("/docs-assets/../../api/auth.py", None).status_code == 404
 
 
 def test_cors_is_off_by_default(api: Api) -> None:

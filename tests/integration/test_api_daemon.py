@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -94,6 +96,55 @@ def test_a_segment_removed_after_upload_plays_from_s3(moto_server: MotoServer,
     assert "testing" not in location.split("?")[0]  # no credential in the path
     body = httpx.get(location, timeout=30)
     assert body.status_code == 200 and body.content[4:8] == b"ftyp"
+    assert d.stop() == 0
+
+
+def test_uploads_and_deletions_arrive_on_the_event_stream(moto_server: MotoServer,
+                                                          daemon_factory: DaemonFactory) -> None:
+    """SegmentUploaded (after the verified upload) and SegmentDeleted (clearAfterUpload, nothing lost) reach
+    GET /api/events with the segment's opaque id, camera, start and end; no path or S3 key."""
+    from cctv_daemon.api.ids import segment_id
+    from cctv_daemon.catalog.store import SegmentRow
+
+    moto_server.client().create_bucket(Bucket=BUCKET)
+    d = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing"),
+                                     storage={"clearAfterUpload": True}))
+    api = Api(d)
+    events: list[tuple[str, dict[str, Any]]] = []
+    raw: list[str] = []
+    connected = threading.Event()
+
+    def listen() -> None:
+        kind = ""
+        with api.client("viewer") as c, c.stream("GET", "/api/events", timeout=60) as r:
+            connected.set()
+            for line in r.iter_lines():
+                raw.append(line)
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    events.append((kind, json.loads(line[6:])))
+                    if kind == "segment_deleted":
+                        return
+
+    t = threading.Thread(target=listen, daemon=True)
+    t.start()
+    assert connected.wait(30)
+    t.join(90)
+    kinds = [k for k, _ in events]
+    assert "segment_uploaded" in kinds and "segment_deleted" in kinds, kinds
+    deleted = next(e for k, e in events if k == "segment_deleted")
+    up = next(e for k, e in events if k == "segment_uploaded" and e["id"] == deleted["id"])
+    assert kinds.index("segment_uploaded") < kinds.index("segment_deleted")
+    assert up["camera"] == deleted["camera"] == "t1" and up["end"] > up["start"] > 0 and up["size"] > 0
+    assert deleted["reason"] == "uploaded (clearAfterUpload)"
+    assert deleted["uploaded"] is True and deleted["footage_lost"] is False
+    assert (deleted["start"], deleted["end"]) == (up["start"], up["end"])
+    # The id is the one /api/segments and /api/segments/{id} use.
+    assert up["id"] == segment_id(SegmentRow("", "t1", up["feed_id"], up["start"], up["end"], up["size"]))
+    assert api.get(f"/api/segments/{up['id']}", "viewer").status_code == 200
+    text = "\n".join(raw)
+    assert ".mp4" not in text and all("key" not in e and "rel_path" not in e for _, e in events)
     assert d.stop() == 0
 
 

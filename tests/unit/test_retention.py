@@ -307,3 +307,32 @@ def test_ack_lost_command_without_a_daemon(tmp_path: Path, clock: FakeClock) -> 
     assert res.returncode == 0, res.stderr
     ack = json.loads((tmp_path / "rec" / ".cctv" / "lost-ack.json").read_text())
     assert abs(ack["acknowledgedAt"] - time.time()) < 60
+
+
+def test_each_deletion_is_published_with_its_reason_and_whether_footage_was_lost(cat: Catalog,
+                                                                                 clock: FakeClock) -> None:
+    """SegmentDeleted from the one deletion path (what GET /api/events streams): reason, start/end, uploaded and
+    footage_lost (uploads configured and not uploaded); nothing published for a segment it did not delete."""
+    from cctv_daemon.core.events import Event, SegmentDeleted
+
+    make_uploads_table(cat)
+    clock.advance(10 * 86400)
+    old = [put_segment(cat, "gate", T0 + 10 * i, size=100) for i in range(2)]
+    set_upload(cat, old[1], "uploaded")
+    seen: list[Event] = []
+    deleter = SegmentDeleter(cat, publish=seen.append, uploads_configured=True)
+    r = Retention(cat, deleter, Limits(max_age_s=86400, prefer_uploaded=True, strict=True), clock,
+                  free_space=lambda _p: 10**12)
+    assert r.enforce() == 2
+    assert deleter.delete_segment(old[0].path, "again") is False
+    assert all(isinstance(e, SegmentDeleted) for e in seen) and len(seen) == 2
+    by_start = {e.start: e for e in seen if isinstance(e, SegmentDeleted)}
+    lost, kept = by_start[T0], by_start[T0 + 10]
+    assert (lost.camera, lost.end, lost.size, lost.time) == ("gate", T0 + 10, 100, clock.time())
+    assert lost.footage_lost and not lost.uploaded and lost.reason == "retention:age (not uploaded)"
+    assert kept.uploaded and not kept.footage_lost and kept.reason == "retention:age"
+    # Without uploads configured, nothing deleted is "lost" by this flag (there is no off-site copy to wait for).
+    seg = put_segment(cat, "gate", T0 + 100, size=100)
+    SegmentDeleter(cat, publish=seen.append).delete_segment(seg.path, "by hand")
+    last = seen[-1]
+    assert isinstance(last, SegmentDeleted) and not last.footage_lost and last.reason == "by hand"

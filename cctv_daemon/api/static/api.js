@@ -43,10 +43,22 @@ export const record = (name, minutes, label) =>
 export const segment = (id) => request("GET", `/api/segments/${encodeURIComponent(id)}`);
 export const deleteSegment = (id) => request("DELETE", `/api/segments/${encodeURIComponent(id)}`);
 
-/** Segments of `camera` overlapping [from, to) (epoch seconds), with the gaps between them. */
-export function segments(camera, from, to) {
-  const q = new URLSearchParams({ camera, from: String(from), to: String(to) });
-  return request("GET", `/api/segments?${q}`);
+export const SEGMENTS_PAGE = 2000;
+
+/** Segments of `camera` overlapping [from, to) (epoch seconds), with the gaps between them: every page of the
+ * listing, following `next` (a day of 10 s segments is 8 640 of them; docs/api.md). */
+export async function segments(camera, from, to) {
+  const all = { segments: [], gaps: [], start: from, end: to, next: null };
+  let cursor = null;
+  do {
+    const q = new URLSearchParams({ camera, from: String(from), to: String(to), limit: String(SEGMENTS_PAGE) });
+    if (cursor) q.set("cursor", cursor);
+    const page = await request("GET", `/api/segments?${q}`);
+    all.segments.push(...page.segments);
+    all.gaps.push(...page.gaps);
+    cursor = page.next;
+  } while (cursor);
+  return all;
 }
 
 export function exportUrl(camera, from, to) {

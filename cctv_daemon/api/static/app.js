@@ -62,8 +62,15 @@ function listen() {
     if (d.id) cards.get(d.camera)?.addSegment({ id: d.id, camera: d.camera, start: d.start, end: d.end,
       duration: d.end - d.start, size: d.size });
   });
-  const reload = (e) => { cards.get(data(e).camera)?.load(); };
-  es.addEventListener("segment_deleted", reload);
+  es.addEventListener("segment_uploaded", (e) => {
+    const d = data(e);
+    if (d.id) cards.get(d.camera)?.segmentUploaded(d.id);
+  });
+  es.addEventListener("segment_deleted", (e) => {
+    const d = data(e);
+    if (d.footage_lost) notify(`${d.camera}: a recording was deleted before its upload (${d.reason})`, true);
+    cards.get(d.camera)?.load();
+  });
   return es;
 }
 

@@ -2,8 +2,8 @@
 
 import * as api from "./api.js";
 import { LiveView } from "./live.js";
-import { Player } from "./player.js";
-import { Timeline } from "./timeline.js";
+import { canPlayCodec, Player } from "./player.js";
+import { Timeline, UPLOAD_TEXT, uploadOf } from "./timeline.js";
 import { dayRange, duration, localTime, timeEl, utc } from "./timefmt.js";
 
 export class CameraCard {
@@ -75,7 +75,23 @@ export class CameraCard {
     const reason = this.el.querySelector(".reason");
     reason.textContent = parts.filter(Boolean).join(" · ");
     if (cam.last_segment_at) reason.title = `last segment ${utc(cam.last_segment_at)} (UTC)`;
+    if ("codec" in cam) this._codec(cam.codec);
   }
+
+  /** Say before any attempt that this browser cannot play the camera's codec (H.265 in Chromium, for one). */
+  _codec(codec) {
+    const note = this.el.querySelector(".codec-note");
+    const cannot = Boolean(codec) && !canPlayCodec(this.player.video, codec);
+    this.el.dataset.codec = codec || "";
+    note.hidden = !cannot;
+    if (cannot) {
+      const name = /^(hvc1|hev1)/.test(codec) ? "H.265" : codec;
+      note.textContent = `This browser cannot play ${name} video (${codec}): recordings are offered as downloads.`;
+    }
+  }
+
+  /** The `segment_uploaded` event: the timeline shows it uploaded. */
+  segmentUploaded(id) { this.timeline.setUploaded(id); }
 
   setState(state, reason) { this.update({ state, reason }); }
 
@@ -143,8 +159,9 @@ export class CameraCard {
       this.el.querySelector(".seg-download").href = detail.signed_video_url;
       const info = this.el.querySelector(".seg-info");
       const labels = detail.labels && detail.labels.length ? ` · labels: ${detail.labels.join(", ")}` : "";
+      const upload = uploadOf(detail) ? ` · ${UPLOAD_TEXT[uploadOf(detail)]}` : "";
       info.replaceChildren("segment ", timeEl(detail.start, true), " – ", timeEl(detail.end),
-        ` (${duration(detail.duration)})${labels}`);
+        ` (${duration(detail.duration)})${labels}${upload}`);
       this.player.play(detail, offset);
       this.timeline.setPlayhead(detail.start + offset);
     } catch (err) {

@@ -5,6 +5,14 @@ import { localTime, utc } from "./timefmt.js";
 
 const DRAG_PX = 6;
 
+export const UPLOAD_TEXT = { uploaded: "uploaded", pending: "not uploaded yet" };
+
+/** "uploaded", "pending" (an upload state other than uploaded), or "" (no upload state: uploads not configured). */
+export function uploadOf(seg) {
+  if (!seg.upload_state) return "";
+  return seg.upload_state === "uploaded" ? "uploaded" : "pending";
+}
+
 export class Timeline {
   constructor(el, ticksEl, { onPick, onSelect }) {
     this.el = el;
@@ -38,6 +46,14 @@ export class Timeline {
     // a new segment closes the open gap up to its end
     this.gaps = this.gaps.filter((g) => !(g.start >= seg.start - 1 && g.end <= seg.end + 1));
     this.render();
+  }
+  /** A segment's upload was verified (the `segment_uploaded` event). */
+  setUploaded(id) {
+    const seg = this.segments.find((s) => s.id === id);
+    if (!seg || seg.upload_state === "uploaded") return false;
+    seg.upload_state = "uploaded";
+    this.render();
+    return true;
   }
   setSelection(sel) { this.selection = sel; this.render(); }
   setPlayhead(t) {
@@ -86,19 +102,21 @@ export class Timeline {
     return b;
   }
 
-  /** Runs of touching segments (and those less than a pixel apart) with the same labels: fewer elements. */
+  /** Runs of touching segments (and those less than a pixel apart) with the same labels and upload state:
+   * fewer elements. Upload: "uploaded" (verified in S3), "pending" (not yet), "" (uploads not configured). */
   _runs() {
     const tol = Math.max(1, this.secondsPerPx());
     const runs = [];
     for (const s of this.segments) {
       if (s.end <= this.from || s.start >= this.to) continue;
-      const key = (s.labels || []).join("\u0000");
+      const upload = uploadOf(s);
+      const key = `${upload}\u0001${(s.labels || []).join("\u0000")}`;
       const last = runs[runs.length - 1];
       if (last && last.key === key && s.start - last.end <= tol) {
         last.end = Math.max(last.end, s.end);
         last.count += 1;
       } else {
-        runs.push({ start: s.start, end: s.end, key, labels: s.labels || [], count: 1 });
+        runs.push({ start: s.start, end: s.end, key, labels: s.labels || [], upload, count: 1 });
       }
     }
     return runs;
@@ -113,9 +131,11 @@ export class Timeline {
     }
     for (const r of this._runs()) {
       const lab = r.labels.length ? ` [${r.labels.join(", ")}]` : "";
-      const b = this._block(r.labels.length ? "rec labelled" : "rec", r.start, r.end,
-        `recorded ${localTime(r.start)}–${localTime(r.end)} (UTC ${utc(r.start)}–${utc(r.end)})${lab}`);
-      if (b) b.dataset.count = String(r.count);
+      const up = r.upload ? ` · ${UPLOAD_TEXT[r.upload]}` : "";
+      const cls = `rec${r.labels.length ? " labelled" : ""}${r.upload ? ` ${r.upload}` : ""}`;
+      const b = this._block(cls, r.start, r.end,
+        `recorded ${localTime(r.start)}–${localTime(r.end)} (UTC ${utc(r.start)}–${utc(r.end)})${lab}${up}`);
+      if (b) { b.dataset.count = String(r.count); b.dataset.upload = r.upload; }
     }
     if (now > this.from && now < this.to) this._block("now", now, now + this.secondsPerPx(), `now ${localTime(now)}`);
     if (this.selection) {
