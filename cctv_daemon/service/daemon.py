@@ -215,7 +215,8 @@ class Daemon:
             if self.clock.monotonic() >= next_poll:
                 self.handoff.poll_all()
                 next_poll = self.clock.monotonic() + SAFETY_POLL_S
-            self.waker.wait(self.next_wait())  # cut short by a signal, a command or an ffmpeg exit
+            if not self._stop_requested:  # a stop asked during this tick begins at once, not after the sleep
+                self.waker.wait(self.next_wait())  # cut short by a signal, a command or an ffmpeg exit
         return self.shutdown()
 
     def next_wait(self) -> float:

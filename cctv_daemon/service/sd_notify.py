@@ -26,6 +26,9 @@ def socket_address(env: Mapping[str, str]) -> str | None:
     return "\0" + addr[1:] if addr.startswith("@") else addr
 
 
+PING_EARLY_S = 0.05  # seconds: a ping this close to its time is sent
+
+
 def watchdog_interval(env: Mapping[str, str], pid: int | None = None) -> float | None:
     """Seconds between WATCHDOG=1 pings (half of WatchdogSec), or None when no watchdog is asked of us."""
     usec = env.get("WATCHDOG_USEC", "")
@@ -100,7 +103,8 @@ class SystemdNotifier:
         if not self.enabled:
             return
         now = self.clock.monotonic()
-        if self.interval is not None and now >= self._next_ping:
+        # A loop woken a hair before the deadline (timer rounding) pings now rather than a whole idle tick later.
+        if self.interval is not None and now >= self._next_ping - PING_EARLY_S:
             self.send("WATCHDOG=1")
             self._next_ping = now + self.interval
         if self._ready:

@@ -91,7 +91,8 @@ def test_systemd_notify_ready_watchdog_stopping(daemon_factory: DaemonFactory, t
     def receive() -> None:
         while not done.is_set():
             try:
-                got.append((time.monotonic(), sock.recv(4096).decode()))
+                data = sock.recv(4096)  # stamped when it arrives, not when the wait for it began
+                got.append((time.monotonic(), data.decode()))
             except TimeoutError:
                 continue
             except OSError:
