@@ -253,7 +253,7 @@ class ApiConfig:
     tlsKey: FsPath | None = None
     behindTlsProxy: StrictBool = False
     cors: tuple[Text, ...] = ()  # allowed origins; empty: no CORS headers at all
-    liveView: StrictBool = False  # every camera's live view (opt-in: docs/config.md)
+    liveView: StrictBool = True  # every camera's live view (a camera's own liveView wins); recording/live.py
     liveDir: FsPath | None = None  # default: a tmpfs folder ($XDG_RUNTIME_DIR or /dev/shm), recording/live.py
 
 

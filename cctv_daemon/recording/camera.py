@@ -10,6 +10,7 @@ The supervisor calls tick() from its one loop; nothing here blocks, so one camer
 from __future__ import annotations
 
 import enum
+import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,28 @@ _STOP_EXIT_CODES = frozenset({0, 255, -int(signal.SIGTERM), -9})
 
 def _unexpected(code: int | None) -> int | None:
     return None if code in _STOP_EXIT_CODES else code
+
+
+# ffmpeg 5.1's segment muxer may crash (SIGSEGV, in mov's trailer) on ENOSPC, inside the tee muxer before it says
+# "No space left on device": whatever ffmpeg said or how it ended, a run that ends with less than this free on
+# the recording disk ended because the disk is full (retention is told: it prunes back to a head room).
+DISK_FULL_FREE_BYTES = 1024 * 1024
+
+
+def free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _ended(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"ffmpeg crashed ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"ffmpeg crashed (signal {-code})"
+    return f"stream ended (exit status {code})"
 
 
 @dataclass
@@ -341,7 +364,11 @@ class Camera:
                            reason="camera refused RTSP over TCP (461 Unsupported transport)")
             self._spawn()
             return
-        last = proc.last_error or f"stream ended (exit status {code})"
+        last = proc.last_error or _ended(code)
+        if failure is None:
+            free = free_bytes(self.staging_dir)
+            if free is not None and free < DISK_FULL_FREE_BYTES:
+                failure, last = fp.DISK_FULL, f"{_ended(code)}; {free} bytes free on the recording disk"
         self._failed(failure, last, exit_code=code)
 
     def _failed(self, kind: str | None, detail: str, exit_code: int | None = None) -> None:
