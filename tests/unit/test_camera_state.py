@@ -125,3 +125,28 @@ def test_stop_is_polite_and_finalizes(tmp_path: Path, made: list[Camera]) -> Non
     assert cam.run_id is not None
     csv = staging.list_path(cam.staging_dir, cam.run_id).read_text()
     assert csv.count("\n") == 1  # ffmpeg listed the segment it finalized on SIGTERM
+
+
+@pytest.mark.parametrize("live", [True, False], ids=["with-live-view", "without"])
+def test_a_full_disk_is_disk_full_also_when_ffmpeg_crashes_without_saying_so(
+    tmp_path: Path, made: list[Camera], live: bool
+) -> None:
+    """ffmpeg 5.1 segfaults on ENOSPC in its segment muxer (mov's trailer); inside the tee muxer (live view on) it
+    crashes before printing "No space left on device". A real full disk (a small tmpfs filled to ENOSPC), a real
+    ffmpeg: however the run ends, the camera says disk_full (retention prunes on that) and retries soon."""
+    from tests.support.tmpfs import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "8m") as disk:
+        clock = FakeClock()
+        cfg = CameraConfig(cameraName="c1", videoFeedId="c1", source="test", videoDuration=1,
+                           resolution="640x360", frameRate=25)
+        live_dir = tmp_path / "live" if live else None
+        cam = Camera(cfg, SUP, find_ffmpeg(), disk / ".cctv", clock, live_dir=live_dir)
+        made.append(cam)
+        cam.start()
+        ticks_until(cam, lambda: cam.state == State.RECORDING)
+        fill(disk / "filler")
+        ticks_until(cam, lambda: cam.state == State.DISK_FULL, 30)
+        assert cam.proc is None
+        assert cam.retry_at - clock.monotonic() <= 3.0
+        print(f"disk_full after: {cam.counters.last_error}")

@@ -142,9 +142,7 @@ def test_live_output_errors_are_not_the_recordings(line: str) -> None:
 
 
 def test_switches() -> None:
-    c = cfg(port=0)  # off by default: only a camera's own liveView turns it on
-    assert [live.enabled(c, cam) for cam in c.cameras] == [False, False, True]
-    c = cfg(liveView=True)
+    c = cfg(port=0)  # on by default; a camera's own liveView wins
     assert [live.enabled(c, cam) for cam in c.cameras] == [True, False, True]
     c = cfg(liveView=False)
     assert [live.enabled(c, cam) for cam in c.cameras] == [False, False, True]
