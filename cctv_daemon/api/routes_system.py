@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,12 +35,20 @@ async def health(request: Request) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)
 
 
-@router.get("/api/status", tags=["system"], responses=ERRORS)
-async def status(request: Request, _caller: Caller = Depends(viewer)) -> dict[str, Any]:
+_STATUS_200: dict[int | str, dict[str, Any]] = {200: {
+    "description": "the status document",
+    "content": {"application/json": {"schema": {"type": "object", "additionalProperties": True, "title": "Status"}}},
+}}
+
+
+@router.get("/api/status", tags=["system"], response_class=Response, responses={**ERRORS, **_STATUS_200})
+async def status(request: Request, _caller: Caller = Depends(viewer)) -> Response:
     """The same JSON as `cctv-daemon status --json` (schema in docs/cli.md)."""
     data = ctx_of(request).snapshot().to_dict()
     data.update(running=True, age_s=round(max(0.0, time.time() - float(data["updated_at"])), 1))  # as the CLI's
-    return data
+    # Written by json's C encoder, as status.json is (service/status.py: default=str), so
+    # FastAPI's jsonable_encoder walk (0.4-0.5 ms of the ~2 ms a request costs) adds nothing.
+    return Response(json.dumps(data, separators=(",", ":"), default=str), media_type="application/json")
 
 
 @router.get("/api/events", tags=["system"], responses={**ERRORS, 200: {"content": {"text/event-stream": {}}}},
