@@ -5,6 +5,7 @@ any response, CORS off, sign-in link + cookie + CSRF. One daemon serves the read
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -239,6 +241,18 @@ def test_record_on_demand_with_a_label(api: Api, daemon: DaemonProc) -> None:
                and a["label"] == "INC-42" for a in audit)
 
 
+def _recording_camera(d: DaemonProc, camera: str) -> bool:
+    """An ffmpeg of this daemon writes this camera's staging folder (its argv names .../staging/{camera}/...)."""
+    needle = f"{os.sep}{camera}{os.sep}"
+    for p in d.ffmpegs():
+        try:
+            if any(needle in arg for arg in p.cmdline()):
+                return True
+        except psutil.Error:  # it exited meanwhile
+            continue
+    return False
+
+
 def test_stop_and_start_change_what_is_recorded_and_stream_events(api: Api, daemon: DaemonProc) -> None:
     events: list[str] = []
     connected = threading.Event()
@@ -261,10 +275,13 @@ def test_stop_and_start_change_what_is_recorded_and_stream_events(api: Api, daem
     assert any(line == "event: camera_state" for line in events)
     assert any('"camera": "c2"' in line and '"new": "stopped"' in line for line in events)
     wait_for(lambda: api.camera("c2")["state"] == "stopped", 20, "c2 stopped")
-    time.sleep(0.5)  # let a segment in flight land
+    # The segment in flight has landed: c2's ffmpeg is gone and nothing of it is left in staging.
+    wait_for(lambda: not _recording_camera(daemon, "c2"), 20, "c2's ffmpeg gone")
+    wait_for(lambda: not list(daemon.save_path.glob("**/staging/c2/*.mp4")), 20, "c2's last segment handed off")
     n = len(daemon.segments("c2"))
-    time.sleep(3)
-    assert len(daemon.segments("c2")) == n  # stopped: nothing more recorded
+    # Stopped: nothing more recorded while c1 records two more segments (time passes, measured by the other camera).
+    daemon.wait_segments("c1", len(daemon.segments("c1")) + 2, 30)
+    assert len(daemon.segments("c2")) == n
     choices = json.loads((daemon.state_dir / "camera-choices.json").read_text())
     assert "c2" in choices["stopped"]
     assert api.post("/api/cameras/c2/start").status_code == 200
@@ -283,6 +300,9 @@ def test_delete_goes_through_the_catalog(api: Api, daemon: DaemonProc) -> None:
     assert seg["id"] not in [s["id"] for s in api.segments(camera="c1")["segments"]]
     assert api.get(seg["video_url"], "viewer").status_code == 404
     assert api.client().delete(f"/api/segments/{seg['id']}").status_code == 404
+    audit = [json.loads(line) for line in (daemon.state_dir / "audit.jsonl").read_text().splitlines()]
+    assert any(a["action"] == "delete" and a["target"] == seg["id"] and a["result"] == "ok"
+               and a["who"] == "admin (bearer)" and a["camera"] == "c1" for a in audit)
 
 
 TRAVERSALS = ["..", "../..", "..%2F..%2Fetc%2Fpasswd", "%2e%2e", "....//....//etc", "c1%00", "%2Fetc%2Fpasswd",

@@ -7,7 +7,6 @@ import json
 import socket
 import sqlite3
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,8 @@ def test_a_stopped_camera_stays_stopped_across_restarts_until_started(daemon_fac
     api = Api(d)
     wait_for(lambda: api.camera("keep")["state"] == "recording", 40, "keep recording after the restart")
     n = len(d.segments("halt"))
-    time.sleep(2)
+    # Still stopped while "keep" records two more segments (time passes, measured by the other camera).
+    d.wait_segments("keep", len(d.segments("keep")) + 2, 30)
     assert api.camera("halt")["state"] == "stopped" and len(d.segments("halt")) == n
     assert d.events("camera_stopped_by_command", camera="halt")
     assert api.post("/api/cameras/halt/start").status_code == 200

@@ -34,6 +34,14 @@ def test_signed_values_expire_and_are_bound_to_their_purpose(tmp_path: Path) -> 
         assert auth.verify(t.key, "video", junk) is None
 
 
+def test_video_urls_live_12_hours(tmp_path: Path) -> None:
+    t = auth.load_or_create(tmp_path)
+    now = time.time()
+    sig = auth.video_signature(t, "segment:x")
+    assert auth.verify(t.key, "video", sig, now=now + 12 * 3600 - 60) is not None
+    assert auth.verify(t.key, "video", sig, now=now + 12 * 3600 + 60) is None
+
+
 def test_signin_codes_work_once(tmp_path: Path) -> None:
     t = auth.load_or_create(tmp_path)
     payload = auth.verify(t.key, "signin", auth.signin_code(t, "viewer"))
