@@ -147,16 +147,17 @@ def test_a_broken_live_folder_never_stops_or_gaps_recording(tmp_path: Path) -> N
         t0 = time.time()
         if mounted:
             _fill(live_root)  # every write of the live output now fails with ENOSPC
-            time.sleep(6)
+            time.sleep(6)  # the fault's duration (not a wait for a condition)
             (live_root / "filler").unlink()
         folder = _live_folder(live_root, "cam")
         shutil.rmtree(folder)
         folder.write_bytes(b"not a folder")  # the live output cannot open its next fragment: the tee drops it
-        time.sleep(6)
+        time.sleep(6)  # the fault's duration (not a wait for a condition)
         assert api.get("/api/cameras/cam/live.m3u8", "viewer").status_code == 404  # the live view is gone...
         t1 = time.time()
-        d.wait_segments("cam", 1, 10)
-        time.sleep(2)  # the segments holding t1 are finished and catalogued
+        # ... and the segments holding t1 are finished and catalogued, for both cameras.
+        wait_for(lambda: all(any(s["end"] >= t1 for s in _segments(api, name, t1 - 30, t1 + 30)["segments"])
+                             for name in ("cam", "ref")), 20, "segments past t1 catalogued", proc=d.proc)
         assert {p.pid for p in d.ffmpegs()} == pids, "an ffmpeg was restarted"
         for name in ("cam", "ref"):
             c = api.camera(name)
