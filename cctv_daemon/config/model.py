@@ -257,6 +257,19 @@ class ApiConfig:
     liveDir: FsPath | None = None  # default: a tmpfs folder ($XDG_RUNTIME_DIR or /dev/shm), recording/live.py
 
 
+@dataclass(frozen=True, config=MODEL)
+class FleetConfig:
+    """A recorder fleet on a shared catalog (docs/scale-out.md): which shard this node is, its id in the catalog
+    and the leases, and how long a camera's lease lasts. The shard and node id are resolved at start
+    (fleet/identity.py: from the StatefulSet pod name when not given)."""
+
+    shards: StrictInt = Field(default=1, ge=1, le=10_000)
+    shard: StrictInt | None = Field(default=None, ge=0)  # None: 0 with one shard, else the pod name's -N
+    nodeId: Annotated[Text, _matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+                                      "1-63 of A-Z a-z 0-9 . _ - starting with a letter or digit")] | None = None
+    leaseSeconds: Number = Field(default=c.DEFAULT_LEASE_S, ge=3, le=3600)  # renewed every leaseSeconds / 5
+
+
 def _non_empty(cams: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
     if not cams:
         fail("must not be empty (at least one camera is needed)")
@@ -272,6 +285,7 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     api: ApiConfig = ApiConfig()
+    fleet: FleetConfig = FleetConfig()
     ffmpegPath: Text | None = None
     path: SkipJsonSchema[Path | None] = Field(default=None, exclude=True)  # the file it was read from
 
