@@ -27,6 +27,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 CONNECT_TIMEOUT_S = 3
 STATEMENT_TIMEOUT_S = 5
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "mysql": "mysql+pymysql",
+            "mariadb": "mysql+pymysql", "mariadb+pymysql": "mysql+pymysql"}  # the drivers we ship
 RELEASED = 0.0  # expires_at of a released lease: free for anyone at once
 
 
@@ -61,6 +63,7 @@ def lease_engine(url: str | URL) -> Engine:
     """An engine of its own for the leases (never the catalog's pool: a slow catalog query must not delay a
     renewal), with short timeouts so that a database that went away is noticed within seconds."""
     url = sa.engine.make_url(url)
+    url = url.set(drivername=_DRIVERS.get(url.drivername, url.drivername))
     backend = url.get_backend_name()
     args: dict[str, Any] = {}
     if backend == "postgresql":

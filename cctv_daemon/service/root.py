@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import Config
+from cctv_daemon.config.preflight import node_identity
+from cctv_daemon.config.rules import shared_catalog
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.events import CameraStateChanged, EventBus
 from cctv_daemon.segments.finisher import SegmentFinisher
@@ -38,7 +40,19 @@ if TYPE_CHECKING:
     from cctv_daemon.upload.uploader import Uploader
 
 BUS_ORDER = ("catalog", "retention", "retention_disk_full", "camera_counters", "uploader", "api_events")
-COMPONENT_ORDER = ("control", "catalog", "retention", "reload", "systemd", "status_file", "api", "uploader")
+COMPONENT_ORDER = ("control", "catalog", "fleet", "retention", "reload", "systemd", "status_file", "api", "uploader")
+
+
+def shared_catalog_url(config: Config) -> str | None:
+    """The catalog URL when it is a shared database (PostgreSQL, MySQL/MariaDB): the fleet's leases live there.
+    None for the SQLite catalog (single-node: no leases)."""
+    url = getattr(getattr(config, "catalog", None), "url", None)
+    return url if isinstance(url, str) and shared_catalog(url) else None
+
+
+def catalog_table_prefix(config: Config) -> str:
+    prefix = getattr(getattr(config, "catalog", None), "tablePrefix", "")
+    return prefix if isinstance(prefix, str) else ""
 
 
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
@@ -63,6 +77,18 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     # 4.
     daemon = Daemon(config, ffmpeg_exe, clock, bus, finisher, handoff, storage, commands)
     bus.subscribe("camera_counters", daemon.count_segment)
+    # 4b. the fleet: with a shared catalog, each camera records only under its lease (docs/scale-out.md)
+    lease_url = shared_catalog_url(config)
+    if lease_url is not None:
+        from cctv_daemon.fleet.lease_manager import LeaseManager  # SQLAlchemy engine of its own: only here
+        from cctv_daemon.fleet.lease_store import LeaseStore, lease_engine
+        from cctv_daemon.service.fleet_gate import FleetGate
+
+        store = LeaseStore(lease_engine(lease_url), catalog_table_prefix(config))
+        manager = LeaseManager(store, node_identity(config), config.fleet.leaseSeconds)
+        manager.on_change = daemon.waker.wake  # a lease taken or lost: the loop acts at once
+        daemon.gate = FleetGate(daemon, manager)
+        parts["fleet"] = manager
     # 5.
     if config.s3Config is not None:
         from cctv_daemon.upload.uploader import Uploader  # boto3 only when uploads are configured
