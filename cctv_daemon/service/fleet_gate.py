@@ -55,6 +55,9 @@ class FleetGate:
 
     def tick(self) -> None:
         d = self.daemon
+        configured = {cam.cameraName for cam in d.config.cameras}
+        for gone in [name for name in self.paused if name not in configured]:  # removed by a reload
+            del self.paused[gone]
         for cam_cfg in d.config.cameras:
             name = cam_cfg.cameraName
             cam = d.cameras.get(name)
