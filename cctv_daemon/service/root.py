@@ -41,6 +41,14 @@ BUS_ORDER = ("catalog", "retention", "retention_disk_full", "camera_counters", "
 COMPONENT_ORDER = ("control", "catalog", "retention", "reload", "systemd", "status_file", "api", "uploader")
 
 
+def catalog_node_id(config: Config) -> str:
+    """The node id every catalog row of this daemon carries (the fleet's `fleet.nodeId` once configured; for now
+    the pod name or host name, cctv_daemon/fleet/identity.py). The one place the catalog's node id is chosen."""
+    from cctv_daemon.fleet.identity import pod_name
+
+    return pod_name()
+
+
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
                  control_transport: str | None = None) -> Daemon:
     # 1.
@@ -52,7 +60,7 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     finisher = SegmentFinisher(save_path, state_dir, ffmpeg_exe, bus, clock)
     handoff = SegmentHandoff(finisher.root, finisher)  # {savePath}/.cctv/staging, whatever stateDir is
     # 3.
-    storage = CatalogServices(config, clock)
+    storage = CatalogServices(config, clock, catalog_node_id(config))
     storage.deleter.publish = bus.publish  # SegmentDeleted, from the one deletion path
     bus.subscribe("catalog", storage.add_segment)  # retries after making room when the disk is full
     bus.subscribe("retention", storage.retention.on_segment)
@@ -67,7 +75,7 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     if config.s3Config is not None:
         from cctv_daemon.upload.uploader import Uploader  # boto3 only when uploads are configured
 
-        up = Uploader.from_config(config, save_path, state_dir, clock)
+        up = Uploader.from_config(config, save_path, state_dir, clock, catalog=storage.catalog)
         up.publish = bus.publish  # SegmentUploaded after each verified upload
         if config.storageConfig.clearAfterUpload:
             # Only after a verified upload, through the catalog's ordered, durable deletion (catalog/deletion.py).

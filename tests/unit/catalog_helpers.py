@@ -20,21 +20,15 @@ def put_segment(catalog: Catalog, camera: str, start: float, size: int = 1000, d
 
 
 def make_uploads_table(catalog: Catalog) -> None:
-    """The uploads table exactly as the shared contract defines it (owned by upload_queue.py)."""
-    with catalog.transaction() as db:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS uploads(path TEXT PRIMARY KEY, camera TEXT NOT NULL,"
-            " start REAL NOT NULL, size INTEGER NOT NULL, s3_key TEXT NOT NULL, state TEXT NOT NULL,"
-            " attempts INTEGER NOT NULL"
-            " DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT, etag TEXT, sha256 TEXT,"
-            " queued_at REAL NOT NULL, uploaded_at REAL)")
+    """Nothing to do any more: the uploads table is part of the catalog's schema (catalog/migrations)."""
 
 
 def set_upload(catalog: Catalog, row: SegmentRow, state: str) -> None:
+    u = catalog.db.t.uploads
     with catalog.transaction() as db:
-        db.execute("INSERT OR REPLACE INTO uploads (path, camera, start, size, s3_key, state, queued_at)"
-                   " VALUES (?, ?, ?, ?, ?, ?, 0)",
-                   (row.path, row.camera, row.start, row.size, "k/" + row.path, state))
+        db.execute(u.delete().where(u.c.path == row.path))
+        db.execute(u.insert().values(node_id=catalog.node_id, path=row.path, camera=row.camera, start=row.start,
+                                     size=row.size, s3_key="k/" + row.path, state=state, queued_at=0))
 
 
 def files_on_disk(save_path: Path) -> set[str]:

@@ -416,8 +416,9 @@ def test_reconciliation_after_segments_rows_replaced(moto_server: MotoServer, tm
     segs = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(5)]
     clock.advance(60)
     assert up.reconciler.run(full=True) == 5
+    u = catalog.db.t.uploads
     with catalog.transaction() as db:
-        db.execute("DELETE FROM uploads WHERE path IN (?, ?)", (segs[1].path, segs[3].path))
+        db.execute(u.delete().where(u.c.path.in_([segs[1].path, segs[3].path])))
     recovery.rebuild(catalog, tmp_path / "rec" / ".cctv", replace=True)
     clock.advance(60)
     assert up.reconciler.run() == 2
@@ -507,27 +508,21 @@ def test_many_objects_failing_is_the_store_not_the_objects(moto_server: MotoServ
 
 
 def test_old_schema_catalog_is_migrated_in_place(tmp_path: Path) -> None:
-    """The uploads table of an older catalog gets the new columns; its rows are kept and usable."""
-    from cctv_daemon.catalog.store import Catalog
-    from tests.unit.catalog_helpers import make_uploads_table
+    """The uploads table of a catalog made before the versioned schema (its first columns only) is adopted: its
+    rows are kept and usable, the later columns default to 0."""
+    from tests.support import legacy_catalog
 
     db = tmp_path / "catalog.sqlite3"
-    catalog = Catalog(db, tmp_path)
-    make_uploads_table(catalog)  # the first schema, without failures / check_remote
-    with catalog.transaction() as conn:
-        conn.execute("INSERT INTO uploads(path, camera, start, size, s3_key, state, attempts, last_error,"
-                     " queued_at) VALUES ('c/a.mp4', 'c', 10, 5, 'k/a', 'failed', 7, 'NoSuchBucket: x', 1),"
-                     " ('c/b.mp4', 'c', 20, 5, 'k/b', 'uploaded', 1, NULL, 2)")
-    catalog.close()
+    legacy_catalog.make(db, [], uploads=[("c/a.mp4", "c", 10, 5, "k/a", "failed", 7, "NoSuchBucket: x"),
+                                         ("c/b.mp4", "c", 20, 5, "k/b", "uploaded", 1, None)])
     queue = q.UploadQueue(db)
-    assert queue.migrated == ["failures", "check_remote"]
     rows = queue.all()
     assert [(r.path, r.state, r.attempts, r.failures, r.last_error) for r in rows] == [
         ("c/a.mp4", "failed", 7, 0, "NoSuchBucket: x"), ("c/b.mp4", "uploaded", 1, 0, None)]
     claimed = queue.claim(100.0, max_attempts=20)  # a store-blocked 'failed' row is still retried
     assert claimed is not None and claimed.path == "c/a.mp4"
     queue.close()
-    assert q.UploadQueue(db).migrated == []  # idempotent
+    assert len(q.UploadQueue(db).all()) == 2  # idempotent
 
 
 def test_max_attempts_config_key() -> None:
