@@ -33,6 +33,7 @@ from cctv_daemon.catalog import migrate
 from cctv_daemon.catalog.engine import CatalogDb, open_sqlite
 
 FAULT_ENV = "CCTV_UPLOAD_QUEUE_FAULT"
+_NO_LIMIT = 2**31 - 1  # "no max_attempts" (fits a 4-byte INTEGER parameter on every backend)
 
 PENDING = "pending"
 UPLOADING = "uploading"
@@ -163,7 +164,7 @@ class UploadQueue:
         With ``max_attempts``, 'failed' rows that used them up are not taken (only `uploads retry` does)."""
         self._check_fault("claim")
         u = self.db.t.uploads
-        limit = 1 << 62 if max_attempts is None else max_attempts
+        limit = _NO_LIMIT if max_attempts is None else max_attempts
         stmt = self._sel().where(or_(u.c.state == PENDING, and_(u.c.state == FAILED, u.c.failures < limit)),
                                  u.c.next_attempt_at <= now)
         if exclude:
@@ -315,7 +316,7 @@ class UploadQueue:
 
     def _waiting(self, max_attempts: int | None) -> ColumnElement[bool]:
         u = self.db.t.uploads
-        limit = 1 << 62 if max_attempts is None else max_attempts
+        limit = _NO_LIMIT if max_attempts is None else max_attempts
         return or_(u.c.state.in_((PENDING, UPLOADING)), and_(u.c.state == FAILED, u.c.failures < limit))
 
     def backlog(self, max_attempts: int | None = None) -> tuple[int, float | None]:
