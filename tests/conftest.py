@@ -3,6 +3,7 @@ servers (session-wide), and the daemons under test (`daemon_factory`: the only w
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -71,6 +72,20 @@ def postgres_server() -> Iterator[databases.DatabaseServer]:
 def mariadb_server() -> Iterator[databases.DatabaseServer]:
     """A throwaway MariaDB for the whole session; ``.url`` is ``mysql+pymysql://cctv:…@127.0.0.1:PORT/cctv``."""
     yield from databases.serve(databases.MariaDBServer)
+
+
+CATALOG_BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+@pytest.fixture(params=CATALOG_BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """Each catalog test once per backend: None (the default SQLite file), then a fresh PostgreSQL and a fresh
+    MariaDB database on the session's servers (started only when such a test runs)."""
+    if request.param == "sqlite":
+        return None
+    server: databases.DatabaseServer = request.getfixturevalue(
+        "postgres_server" if request.param == "postgresql" else "mariadb_server")
+    return server.create_database(f"t_{uuid.uuid4().hex[:16]}")
 
 
 @pytest.fixture(scope="session")

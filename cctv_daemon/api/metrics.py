@@ -65,9 +65,7 @@ class DaemonCollector(Collector):
                                        "seconds of footage finished since the daemon started", labels=["camera"])
         recorded_bytes = CounterMetricFamily("cctv_camera_recorded_bytes",
                                              "bytes of footage finished since the daemon started", labels=["camera"])
-        sums = {str(cam): (float(str(d)), int(str(b))) for cam, d, b in cat.query(
-            'SELECT camera, COALESCE(SUM(MIN("end", ?) - MAX(start, ?)), 0), COALESCE(SUM(size), 0) FROM segments'
-            " WHERE \"end\" > ? AND state != 'missing' GROUP BY camera", (now, started_at, started_at))}
+        sums = cat.recorded_since(now, started_at)
         for name in names:
             sec, size = sums.get(name, (0.0, 0))
             recorded.add_metric([name], max(0.0, sec))
@@ -78,9 +76,8 @@ class DaemonCollector(Collector):
         yield from (stored, stored_n, recorded, recorded_bytes, wall)
         uploads = GaugeMetricFamily("cctv_uploads", "segments by upload state (uploaded, pending, failed...)",
                                     labels=["result"])
-        if cat.has_uploads_table():
-            for st, count in cat.query("SELECT state, COUNT(*) FROM uploads GROUP BY state"):
-                uploads.add_metric([str(st)], float(str(count)))
+        for st, count in cat.upload_state_counts().items():
+            uploads.add_metric([st], float(count))
         yield uploads
 
     def _components(self, comps: Mapping[str, Any], disk: Mapping[str, Any]) -> Iterator[Metric]:

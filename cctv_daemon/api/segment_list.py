@@ -13,6 +13,8 @@ import binascii
 import json
 from dataclasses import dataclass
 
+from sqlalchemy import select, tuple_
+
 from cctv_daemon.catalog import labels
 from cctv_daemon.catalog.store import GAP_TOLERANCE_S, Catalog
 
@@ -78,23 +80,18 @@ def _rows(catalog: Catalog, camera: str | None, start: float, end: float, n: int
     """complete segments overlapping [start, end) ordered by camera, start: (camera, start, end, size, state,
     upload state, rowid). Nothing starts earlier than start - the longest segment (segments_duration makes that
     MAX() an index lookup), which bounds the index scan."""
-    longest = float(str(catalog.query("SELECT COALESCE(MAX(duration), 0) FROM segments")[0][0]))
-    where = ['s.start < ?', 's.start >= ?', 's."end" > ?']
-    params: list[object] = [end, start - longest - 1, start]
+    s, u = catalog.db.t.segments, catalog.db.t.uploads
+    where = [s.c.start < end, s.c.start >= start - catalog.longest() - 1, s.c.end > start]
     if camera is not None:
-        # `+s.state`: keeps SQLite on (camera, start); on (state, start) it would read every camera's rows
-        where += ["s.camera = ?", "+s.state = 'complete'"]
-        params.append(camera)
+        # state_is(): keeps SQLite on (camera, start); on (state, start) it would read every camera's rows
+        where += [s.c.camera == camera, catalog.state_is("complete")]
     else:
-        where.append("s.state = 'complete'")
+        where.append(s.c.state == "complete")
     if after is not None:
-        where.append("(s.camera, s.start, s.rowid) > (?, ?, ?)")
-        params += [after.camera, after.start, after.rowid]
-    uploads = catalog.has_uploads_table()
-    up, join = ("u.state", "LEFT JOIN uploads u ON u.path = s.path") if uploads else ("NULL", "")
-    sql = (f'SELECT s.camera, s.start, s."end", s.size, s.state, {up}, s.rowid FROM segments s {join} '
-           f"WHERE {' AND '.join(where)} ORDER BY s.camera, s.start, s.rowid LIMIT {int(n)}")
-    return catalog.query(sql, params)  # type: ignore[return-value]  # the columns above
+        where.append(tuple_(s.c.camera, s.c.start, s.c.id) > tuple_(after.camera, after.start, after.rowid))
+    stmt = (select(s.c.camera, s.c.start, s.c.end, s.c.size, s.c.state, u.c.state, s.c.id)
+            .select_from(catalog.upload_join()).where(*where).order_by(s.c.camera, s.c.start, s.c.id).limit(int(n)))
+    return [tuple(r) for r in catalog.rows_of(stmt)]  # type: ignore[misc]  # the columns above
 
 
 def _labels_of(camera: str, s: float, e: float, recs: list[labels.Recording]) -> list[str]:

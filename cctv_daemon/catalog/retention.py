@@ -196,10 +196,8 @@ class Retention:
 
     def _load_lost(self) -> None:
         """Footage lost since the last acknowledgement (deletions marked in the catalog survive restarts)."""
-        n, b, oldest = self.catalog.query(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(start) FROM segments WHERE reason LIKE ? AND state_at > ?",
-            (f"retention:%{LOST_MARK}", read_ack(self.ack_file)))[0]
-        self.lost = LostFootage(int(str(n)), int(str(b)), None if oldest is None else float(str(oldest)))
+        n, b, oldest = self.catalog.lost_since(f"retention:%{LOST_MARK}", read_ack(self.ack_file))
+        self.lost = LostFootage(n, b, oldest)
 
     def acknowledge_lost(self) -> dict[str, Any]:
         """`ack-lost`: the user has been told; `status` stops listing the footage lost so far (the catalog rows

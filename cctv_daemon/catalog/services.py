@@ -17,7 +17,7 @@ from cctv_daemon.catalog import recovery as catalog_recovery
 from cctv_daemon.catalog.deletion import SegmentDeleter
 from cctv_daemon.catalog.disk_space import SpaceReserve, is_disk_full
 from cctv_daemon.catalog.retention import Limits, Retention
-from cctv_daemon.catalog.store import Catalog
+from cctv_daemon.catalog.store import Catalog, default_node_id
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock
@@ -34,10 +34,10 @@ class CatalogServices:
 
     name = "catalog"
 
-    def __init__(self, config: Config, clock: Clock) -> None:
+    def __init__(self, config: Config, clock: Clock, node_id: str | None = None) -> None:
         self.state_dir: Path = config.storageConfig.state_dir
         self.camera_names = [cam.cameraName for cam in config.cameras]
-        self.catalog = Catalog.for_state_dir(self.state_dir, config.storageConfig.savePath, clock)
+        self.catalog = Catalog.from_config(config, node_id if node_id is not None else default_node_id(), clock)
         labels.ensure_table(self.catalog)
         self.deleter = SegmentDeleter(self.catalog, uploads_configured=config.s3Config is not None)
         self.retention = Retention(self.catalog, self.deleter, Limits.from_config(config), clock,

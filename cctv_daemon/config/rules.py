@@ -74,7 +74,7 @@ def _fleet(fleet: dict[str, Any], catalog: object, bad: set[str], col: Collector
     if isinstance(shard, int) and "fleet.shard" not in bad and shard >= shards:
         col.add("fleet.shard", f"must be 0..{shards - 1} for fleet.shards {shards} (got {shard})")
     url = catalog.get("url") if isinstance(catalog, dict) else None
-    if shards > 1 and not shared_catalog(url):
+    if shards > 1 and "catalog.url" not in bad and not shared_catalog(url):
         col.add("fleet.shards", f"{shards} shards need a shared catalog (catalog.url postgresql://... or "
                                 "mysql://...); a SQLite catalog is single-node: use fleet.shards 1")
 
