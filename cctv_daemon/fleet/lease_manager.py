@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
@@ -93,6 +94,14 @@ def error_text(exc: BaseException) -> str:
     return redact(" ".join(lines)[:300] or type(exc).__name__)
 
 
+def _read_instance(path: Path | None) -> str | None:
+    try:
+        text = path.read_text().strip() if path is not None else ""
+    except OSError:
+        return None
+    return text if text.isalnum() and len(text) <= 40 else None
+
+
 def _until(ts: float | None) -> str:
     return "?" if ts is None else time.strftime("%H:%M:%SZ", time.gmtime(ts))
 
@@ -104,7 +113,7 @@ class LeaseManager:
     name = "fleet"
 
     def __init__(self, store: LeaseStore, identity: FleetIdentity, ttl: float, *,
-                 error_text: Callable[[BaseException], str] = error_text) -> None:
+                 error_text: Callable[[BaseException], str] = error_text, instance_file: Path | None = None) -> None:
         self.store = store
         self.identity = identity
         self.ttl = ttl
@@ -122,6 +131,10 @@ class LeaseManager:
         self._created = False
         self._error_logged: str | None = None
         self.view_now = 0.0  # the database's clock at the end of the last round
+        # {stateDir}/fleet-instance: the previous process of this recording folder (the instance lock makes sure
+        # it is gone), whose leases this one adopts at once after a crash or restart
+        self.instance_file = instance_file
+        self._previous = _read_instance(instance_file)
 
     # -- the loop's side (any thread: reference swaps only) ----------------------------------------------------
     def offer(self, cameras: tuple[str, ...], running: frozenset[str]) -> None:
@@ -135,6 +148,12 @@ class LeaseManager:
 
     # -- component -------------------------------------------------------------------------------------------
     def start(self) -> None:
+        if self.instance_file is not None:
+            try:
+                self.instance_file.write_text(self.instance + "\n")
+            except OSError as exc:
+                log.warning("fleet_instance_not_saved", path=str(self.instance_file), error=exc.strerror,
+                            detail="after a restart, this node waits for its old leases to expire")
         self._thread = threading.Thread(target=self._run, name="fleet-lease", daemon=True)
         self._thread.start()
 
@@ -189,6 +208,8 @@ class LeaseManager:
             self._connected_since = time.monotonic()
             log.info("lease_db_connected", node=self.identity.node_id, shard=self.identity.shard)
             self._error_logged = None
+        if view.db_ok:
+            self._previous = None  # adopted (or nothing to adopt): once
         self._publish(prev, view)
         return any(lease.state in (RELEASING, WAITING) for lease in view.cameras.values())
 
@@ -197,6 +218,11 @@ class LeaseManager:
         settled = self._connected_since is not None and time.monotonic() - self._connected_since >= ttl
         out: dict[str, CameraLease] = {}
         with self.store.engine.begin() as conn:
+            if self._previous is not None and self._previous != me:
+                adopted = self.store.adopt(conn, self._previous, me, ttl)
+                if adopted:
+                    log.info("leases_adopted", count=adopted, previous=self._previous,
+                             detail="this recording folder's previous process is gone: its leases are ours")
             self.store.heartbeat(conn, me, ident.node_id, ident.shard, ttl)
             nodes = self.store.live_nodes(conn)
             rows = self.store.read(conn, cameras)

@@ -195,6 +195,16 @@ class LeaseStore:
         return {r.camera for r in conn.execute(sa.select(t.c.camera).where(t.c.instance == instance,
                                                                             t.c.camera.in_(names)))}
 
+    def adopt(self, conn: Connection, old: str, new: str, ttl: float) -> int:
+        """This node's previous process is gone (the caller knows: it holds the recording folder's instance lock
+        and that process wrote ``old``): its leases are ours at once, with a new generation, instead of after
+        their expiry. Leases another process took meanwhile are not touched."""
+        t = self.leases
+        done = conn.execute(t.update().where(t.c.instance == old, t.c.expires_at > RELEASED)
+                            .values(instance=new, generation=t.c.generation + 1, expires_at=self.now_sql() + ttl))
+        conn.execute(self.nodes.delete().where(self.nodes.c.instance == old))
+        return int(done.rowcount)
+
     def release(self, conn: Connection, instance: str, cameras: Iterable[str] | None = None) -> int:
         """Give leases up at once (expires_at = 0: the next node need not wait for the TTL). All of this process's
         leases when ``cameras`` is None."""

@@ -43,7 +43,7 @@ def fleet_config(server: RtspServer, url: str, shards: int, shard: int, node: st
                  cams: int = 9) -> dict[str, Any]:
     return {"cameras": [{"cameraName": f"cam{i}", "url": server.url(f"/cam{i}"), "videoDuration": SEGMENT_S}
                         for i in range(cams)],
-            "storageConfig": {"savePath": "rec"}, "catalog": {"url": url},
+            "storageConfig": {"savePath": "rec"}, "catalog": {"url": url}, "api": {"enabled": False},
             "fleet": {"shards": shards, "shard": shard, "nodeId": node, "leaseSeconds": LEASE_S}}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -124,3 +125,21 @@ def test_cut_off_node_keeps_its_leases_and_takes_none(url: str, made: list[Engin
     a.store.engine = good
     a.round()
     assert a.view.db_ok and held(a) == set(CAMERAS)  # nobody took them: renewed
+
+
+def test_restarted_process_adopts_its_folders_leases_at_once(url: str, made: list[Engine], tmp_path: Path) -> None:
+    """The previous process of this recording folder (named in {stateDir}/fleet-instance; the instance lock says it
+    is gone) held the leases: the new one takes them over at once instead of after the TTL."""
+    a = node(url, made, 0, shards=1)
+    a.round()
+    assert held(a) == set(CAMERAS)
+    marker = tmp_path / "fleet-instance"
+    marker.write_text(a.instance + "\n")  # what a.start() writes
+    eng = lease_engine(url)
+    made.append(eng)
+    b = LeaseManager(LeaseStore(eng, "f_"), FleetIdentity(1, 0, "cctv-0"), TTL, instance_file=marker)
+    b.offer(CAMERAS, frozenset())
+    b.round()
+    assert held(b) == set(CAMERAS), b.view.status()
+    assert {lease.generation for lease in b.view.cameras.values()} == {2}  # a new holder: the counter moved on
+    assert b.view.live_nodes == (("cctv-0", 0),) and not b.view.duplicate_node_id  # a's heartbeat is gone
