@@ -55,16 +55,17 @@ class CatalogReads:
         make = SegmentRow._make
         return [make(r) for r in self.rows_of(stmt)]
 
-    def get(self, rel_path: str) -> SegmentRow | None:
+    def get(self, rel_path: str, own_only: bool = False) -> SegmentRow | None:
         """The row of a path (this node's first, when another node has one of the same name)."""
         s = self.db.t.segments
-        rows = self._select([s.c.path == rel_path], STATES)
+        where = [s.c.path == rel_path, self.own(s.c.node_id)] if own_only else [s.c.path == rel_path]
+        rows = self._select(where, STATES)
         mine = [r for r in rows if r.node_id == self.db.node_id]
         found = mine or rows
         return found[0] if found else None
 
-    def get_live(self, rel_path: str) -> SegmentRow | None:
-        row = self.get(rel_path)
+    def get_live(self, rel_path: str, own_only: bool = False) -> SegmentRow | None:
+        row = self.get(rel_path, own_only)
         return row if row is not None and row.state in LIVE_STATES else None
 
     def segments(self, camera: str | None = None, start: float | None = None, end: float | None = None,
