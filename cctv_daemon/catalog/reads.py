@@ -4,7 +4,7 @@ rows_in_state, live_sizes, newest_*) sees this node's own rows only (on SQLite e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, true
@@ -31,11 +31,19 @@ class CatalogReads:
         s, u = self.db.t.segments, self.db.t.uploads
         return s.outerjoin(u, and_(u.c.path == s.c.path, u.c.node_id == s.c.node_id))
 
+    def cached(self, key: object, build: Callable[[], Any]) -> Any:
+        """A statement built once per database (with bindparams): building costs more than running on SQLite."""
+        found = self.db.cache.get(key)  # type: ignore[call-overload]
+        if found is None:
+            found = self.db.cache[key] = build()  # type: ignore[index]
+        return found
+
     def longest(self) -> float:
         """The longest segment (bounds every range scan: nothing starts earlier than start - longest)."""
         s = self.db.t.segments
+        stmt = self.cached("longest", lambda: select(func.coalesce(func.max(s.c.duration), 0)))
         with self.db.read() as conn:
-            return float(conn.execute(select(func.coalesce(func.max(s.c.duration), 0))).scalar_one())
+            return float(conn.execute(stmt).scalar_one())
 
     def rows_of(self, stmt: Select[Any]) -> list[Any]:
         with self.db.read() as conn:
