@@ -108,6 +108,7 @@ class CatalogDb:
         # A SQLite catalog is single-node (as before): every row is this node's, whatever its node_id says.
         self.scoped = self.dialect != "sqlite"
         self.lock = threading.RLock()
+        self.cache: dict[object, object] = {}  # statements built once (catalog/writes.py, reads.py)
 
     @property
     def shown(self) -> str:
@@ -121,8 +122,8 @@ class CatalogDb:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        """Reads (SQLite: a deferred transaction, which takes no write lock)."""
-        with self.mode("DEFERRED") as conn:
+        """Reads (SQLite: each statement on its own, as before: no transaction to begin and end, no write lock)."""
+        with self.mode("NONE") as conn:
             yield conn
 
     @contextmanager

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from cctv_daemon.catalog.store import Catalog, SegmentRow
 
@@ -73,17 +73,20 @@ def get(catalog: Catalog, rid: int) -> Recording | None:
 
 def find(catalog: Catalog, camera: str | None = None, label: str | None = None, start: float | None = None,
          end: float | None = None) -> list[Recording]:
-    r = catalog.db.t.recordings
-    stmt = _cols(catalog)
-    if camera is not None:
-        stmt = stmt.where(r.c.camera == camera)
-    if label is not None:
-        stmt = stmt.where(r.c.label == label)
-    if start is not None:
-        stmt = stmt.where(r.c.end > start)
-    if end is not None:
-        stmt = stmt.where(r.c.start < end)
-    return [_make(row) for row in catalog.rows_of(stmt.order_by(r.c.camera, r.c.start))]
+    given = (camera is not None, label is not None, start is not None, end is not None)
+
+    def build() -> Any:
+        r = catalog.db.t.recordings
+        conds = [r.c.camera == bindparam("camera"), r.c.label == bindparam("label"), r.c.end > bindparam("start"),
+                 r.c.start < bindparam("end")]
+        wanted = [c for c, g in zip(conds, given, strict=True) if g]
+        return _cols(catalog).where(*wanted).order_by(r.c.camera, r.c.start)
+
+    stmt = catalog.cached(("labels.find", given), build)
+    params = {k: v for k, v in (("camera", camera), ("label", label), ("start", start), ("end", end))
+              if v is not None}
+    with catalog.db.read() as conn:
+        return [_make(row) for row in conn.execute(stmt, params)]
 
 
 def labels_of(seg: SegmentRow, recordings: list[Recording]) -> list[str]:

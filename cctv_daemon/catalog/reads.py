@@ -4,7 +4,7 @@ rows_in_state, live_sizes, newest_*) sees this node's own rows only (on SQLite e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, case, exists, func, or_, select, true
@@ -31,11 +31,19 @@ class CatalogReads:
         s, u = self.db.t.segments, self.db.t.uploads
         return s.outerjoin(u, and_(u.c.path == s.c.path, u.c.node_id == s.c.node_id))
 
+    def cached(self, key: object, build: Callable[[], Any]) -> Any:
+        """A statement built once per database (with bindparams): building costs more than running on SQLite."""
+        found = self.db.cache.get(key)  # type: ignore[call-overload]
+        if found is None:
+            found = self.db.cache[key] = build()  # type: ignore[index]
+        return found
+
     def longest(self) -> float:
         """The longest segment (bounds every range scan: nothing starts earlier than start - longest)."""
         s = self.db.t.segments
+        stmt = self.cached("longest", lambda: select(func.coalesce(func.max(s.c.duration), 0)))
         with self.db.read() as conn:
-            return float(conn.execute(select(func.coalesce(func.max(s.c.duration), 0))).scalar_one())
+            return float(conn.execute(stmt).scalar_one())
 
     def rows_of(self, stmt: Select[Any]) -> list[Any]:
         with self.db.read() as conn:
@@ -55,16 +63,17 @@ class CatalogReads:
         make = SegmentRow._make
         return [make(r) for r in self.rows_of(stmt)]
 
-    def get(self, rel_path: str) -> SegmentRow | None:
+    def get(self, rel_path: str, own_only: bool = False) -> SegmentRow | None:
         """The row of a path (this node's first, when another node has one of the same name)."""
         s = self.db.t.segments
-        rows = self._select([s.c.path == rel_path], STATES)
+        where = [s.c.path == rel_path, self.own(s.c.node_id)] if own_only else [s.c.path == rel_path]
+        rows = self._select(where, STATES)
         mine = [r for r in rows if r.node_id == self.db.node_id]
         found = mine or rows
         return found[0] if found else None
 
-    def get_live(self, rel_path: str) -> SegmentRow | None:
-        row = self.get(rel_path)
+    def get_live(self, rel_path: str, own_only: bool = False) -> SegmentRow | None:
+        row = self.get(rel_path, own_only)
         return row if row is not None and row.state in LIVE_STATES else None
 
     def segments(self, camera: str | None = None, start: float | None = None, end: float | None = None,

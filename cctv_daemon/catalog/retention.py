@@ -28,6 +28,7 @@ import structlog
 
 from cctv_daemon.catalog.deletion import SegmentDeleter
 from cctv_daemon.catalog.disk_space import SpaceReserve, disk_free, headroom
+from cctv_daemon.catalog.engine import error_text, is_connection_error
 from cctv_daemon.catalog.retention_clock import TrustedWallClock
 from cctv_daemon.catalog.store import Catalog, SegmentRow, is_uploaded
 from cctv_daemon.core.clock import Clock
@@ -123,6 +124,7 @@ class Retention:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self.waiting_for_db = False  # the catalog database is away (catalog.url outage): retention resumes by itself
         self._room_made = threading.Event()
         self._room_wanted = False
         self._thread: threading.Thread | None = None
@@ -190,8 +192,16 @@ class Retention:
                 self.enforce()
             except _Stopping:
                 break
-            except Exception:
-                log.exception("retention_failed")
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    log.exception("retention_failed")
+                elif not self.waiting_for_db:  # once per outage: it resumes by itself
+                    log.warning("retention_waiting_for_catalog", error=error_text(exc))
+                self.waiting_for_db = is_connection_error(exc)
+            else:
+                if self.waiting_for_db:
+                    log.info("retention_resumed")
+                self.waiting_for_db = False
             self._wake.wait(self.period_s)
 
     def _load_lost(self) -> None:

@@ -32,6 +32,7 @@ NAME_LEN = 64  # camera / feed names (config: at most 64)
 KEY_LEN = 1024  # S3 keys
 STATE_LEN = 16
 
+# Keys are (path, node_id), path first: a SQLite catalog (single-node) looks rows up by path alone.
 # SQLite: `INTEGER PRIMARY KEY` is the rowid (the ids of catalogs made before the migrations stay as they were).
 IdType = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -69,7 +70,7 @@ def _segments(md: MetaData, p: str) -> Table:
         Column("state_at", Double(), nullable=False),  # when the state last changed
         Column("reason", Text()),  # why deleted / missing
         Column("media_duration", Double()),  # seconds of media by the camera's clock (None: unknown)
-        UniqueConstraint("node_id", "path", name=f"{p}segments_node_path"),
+        UniqueConstraint("path", "node_id", name=f"{p}segments_path_node"),
         Index(f"{p}segments_camera_start", "camera", "start"),
         Index(f"{p}segments_state_start", "state", "start"),
         Index(f"{p}segments_duration", "duration"),
@@ -108,7 +109,7 @@ def _uploads(md: MetaData, p: str) -> Table:
         Column("uploaded_at", Double()),
         Column("failures", Integer(), nullable=False, server_default="0"),
         Column("check_remote", Integer(), nullable=False, server_default="0"),
-        PrimaryKeyConstraint("node_id", "path", name=f"{p}uploads_pk"),
+        PrimaryKeyConstraint("path", "node_id", name=f"{p}uploads_pk"),
         Index(f"{p}uploads_state_start", "state", "start"),
     )
 

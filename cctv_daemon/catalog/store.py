@@ -209,8 +209,13 @@ class Catalog(CatalogReads):
         """Insert rows (state 'complete'); an existing live row is kept, a 'deleted'/'missing' row whose file
         is back is revived. Returns how many rows were added or revived."""
         now = self.clock.time()
-        with self.db.begin() as conn:
-            return writes.add_rows(conn, self.db, rows, run_id, recovered, now)
+        rows = list(rows)
+        try:
+            with self.db.begin() as conn:
+                return writes.add_rows(conn, self.db, rows, run_id, recovered, now)
+        except exc.IntegrityError:  # another writer added one of these paths meanwhile: now it is seen
+            with self.db.begin() as conn:
+                return writes.add_rows(conn, self.db, rows, run_id, recovered, now)
 
     def set_state(self, rel_path: str, state: str, reason: str | None = None,
                   abandon_upload: bool = False) -> None:

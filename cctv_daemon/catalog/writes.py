@@ -6,9 +6,9 @@ transaction is exclusive), then adds the difference to the (node, camera) totals
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, select, true, update
+from sqlalchemy import Connection, and_, bindparam, select, true, update
 
 from cctv_daemon.catalog.engine import CatalogDb
 from cctv_daemon.catalog.rows import LIVE_STATES, SegmentRow
@@ -22,20 +22,34 @@ def _upsert(dialect: str) -> Any:
     return {"postgresql": postgresql.insert, "mysql": mysql.insert}.get(dialect, sqlite.insert)
 
 
+def _statements(db: CatalogDb) -> dict[str, Any]:
+    """The write path's statements, built once per database (building them costs more than running them on
+    SQLite; SQLAlchemy then reuses their compiled form)."""
+    cached = db.cache.get("writes")
+    if cached is not None:
+        return cast("dict[str, Any]", cached)
+    s, t = db.t.segments, db.t.segment_totals
+    up = _upsert(db.dialect)(t).values(node_id=bindparam("n"), camera=bindparam("c"), count=bindparam("dc"),
+                                       bytes=bindparam("db"))
+    if db.dialect == "mysql":
+        up = up.on_duplicate_key_update(count=t.c.count + up.inserted.count, bytes=t.c.bytes + up.inserted.bytes)
+    else:
+        up = up.on_conflict_do_update(index_elements=[t.c.node_id, t.c.camera],
+                                      set_={"count": t.c.count + up.excluded.count,
+                                            "bytes": t.c.bytes + up.excluded.bytes})
+    found = _locked(db, select(s.c.path, s.c.state, s.c.node_id).where(
+        _mine(db, s.c.node_id), s.c.path.in_(bindparam("paths", expanding=True))))
+    stmts = {"bump": up, "found": found, "insert": s.insert()}
+    db.cache["writes"] = stmts
+    return stmts
+
+
 def bump(conn: Connection, db: CatalogDb, node: str, deltas: dict[str, tuple[int, int]]) -> None:
     """Add (count, bytes) to each camera's totals of `node`."""
-    t = db.t.segment_totals
-    insert = _upsert(db.dialect)
+    stmt = _statements(db)["bump"]
     for camera, (n, b) in sorted(deltas.items()):
-        if not n and not b:
-            continue
-        stmt = insert(t).values(node_id=node, camera=camera, count=n, bytes=b)
-        new = {"count": t.c.count + n, "bytes": t.c.bytes + b}
-        if db.dialect == "mysql":
-            stmt = stmt.on_duplicate_key_update(**new)
-        else:
-            stmt = stmt.on_conflict_do_update(index_elements=[t.c.node_id, t.c.camera], set_=new)
-        conn.execute(stmt)
+        if n or b:
+            conn.execute(stmt, {"n": node, "c": camera, "dc": n, "db": b})
 
 
 def _add(deltas: dict[str, tuple[int, int]], camera: str, n: int, b: int) -> None:
@@ -63,8 +77,8 @@ def add_rows(conn: Connection, db: CatalogDb, rows: Iterable[SegmentRow], run_id
     n = 0
     for i in range(0, len(todo), _CHUNK):
         chunk = todo[i:i + _CHUNK]
-        found = {str(p): (str(st), str(nd)) for p, st, nd in conn.execute(_locked(db, select(
-            s.c.path, s.c.state, s.c.node_id).where(_mine(db, s.c.node_id), s.c.path.in_([r.path for r in chunk]))))}
+        found = {str(p): (str(st), str(nd)) for p, st, nd in conn.execute(
+            _statements(db)["found"], {"paths": [r.path for r in chunk]})}
         new: list[dict[str, Any]] = []
         for r in chunk:
             have = found.get(r.path)
@@ -83,7 +97,7 @@ def add_rows(conn: Connection, db: CatalogDb, rows: Iterable[SegmentRow], run_id
             _add(deltas.setdefault(found[r.path][1], {}), r.camera, 1, r.size)
             n += 1
         if new:
-            conn.execute(s.insert(), new)
+            conn.execute(_statements(db)["insert"], new)
     for owner, per_camera in deltas.items():
         bump(conn, db, owner, per_camera)
     return n

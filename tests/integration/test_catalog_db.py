@@ -134,3 +134,38 @@ def iso(epoch: float) -> str:
     from datetime import datetime, timezone
 
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def test_database_outage_loses_no_row_and_no_footage(daemon_factory: DaemonFactory) -> None:
+    """PostgreSQL stopped for 30 s while recording: recording goes on, the segments finished meanwhile are held and
+    catalogued when it is back: every file has exactly one row, and the footage has no gap."""
+    from cctv_daemon.catalog.rows import with_gaps
+    from tests.support.databases import PostgresServer, serve
+
+    gen = serve(PostgresServer)  # our own server: the session's one is never taken down
+    own = next(gen)
+    try:
+        url, full = db_url(own)
+        env = {PW_ENV: own.password}
+        d = daemon_factory(config(url, ["t1"]), env)
+        save = d.save_path
+        cat = open_catalog(full, save)
+        wait_for(lambda: len(cat.segments()) >= 3, 60, "3 segments catalogued", proc=d.proc)
+        cat.close()
+        outage = own.outage(30)
+        wait_for(lambda: d.events("catalog_database_unavailable"), 60, "the outage noticed", proc=d.proc)
+        during = len(our_files(save))
+        outage.join()
+        wait_for(lambda: d.events("catalog_database_back"), 60, "the held rows catalogued", proc=d.proc)
+        assert len(our_files(save)) >= during + 20  # recording went on through the outage
+        assert d.stop(30) == 0
+        cat = open_catalog(full, save)
+        rows = cat.segments(states=("complete", "deleting", "deleted", "missing"))
+        paths = [r.path for r in rows]
+        assert len(paths) == len(set(paths))  # exactly one row per file
+        assert set(paths) == set(our_files(save))
+        assert with_gaps(cat.segments()) == []  # no footage lost
+        assert own.password not in d.output()
+        cat.close()
+    finally:
+        gen.close()
