@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from cctv_daemon.fleet import rendezvous
@@ -54,16 +55,25 @@ def status(d: DaemonProc) -> dict[str, Any]:
 
 def recording(d: DaemonProc) -> set[str]:
     """The cameras this daemon has an ffmpeg for (the URL is not in argv: the camera's staging folder is)."""
+    return set(ffmpeg_pids(d))
+
+
+def ffmpeg_pids(d: DaemonProc) -> dict[str, int]:
+    """camera -> pid of the live ffmpeg recording it (`-f segment`) for this daemon."""
     if d.proc is None or d.proc.poll() is not None:
-        return set()
+        return {}
     marker = str(d.state_dir.resolve() / "staging") + "/"
-    out = set()
+    out = {}
     for p in d.ffmpegs():
         try:
-            for a in p.cmdline():
+            argv = p.cmdline()
+            if p.status() == psutil.STATUS_ZOMBIE or "segment" not in argv:
+                continue  # not a recording ffmpeg (startup recovery remuxes a partial segment with one too)
+            for a in argv:
                 parts = a[len(marker):].split("/") if a.startswith(marker) else []
-                out.update(parts[1:2] if parts[:1] == [".lists"] else parts[:1])
-        except Exception:
+                for cam in parts[1:2] if parts[:1] == [".lists"] else parts[:1]:
+                    out[cam] = p.pid
+        except psutil.Error:
             pass
     return out
 
@@ -81,16 +91,17 @@ class NoDoubleRecording(threading.Thread):
     def __init__(self, daemons: dict[str, DaemonProc]) -> None:
         super().__init__(daemon=True)
         self.daemons = daemons
-        self.overlaps: list[tuple[str, list[str]]] = []
+        self.overlaps: list[tuple[str, str, dict[str, int]]] = []  # (time, camera, daemon -> ffmpeg pid)
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.wait(0.2):
-            seen: dict[str, list[str]] = {}
+            seen: dict[str, dict[str, int]] = {}
             for name, d in list(self.daemons.items()):
-                for cam in recording(d):
-                    seen.setdefault(cam, []).append(name)
-            self.overlaps += [(cam, names) for cam, names in seen.items() if len(names) > 1]
+                for cam, pid in ffmpeg_pids(d).items():
+                    seen.setdefault(cam, {})[name] = pid
+            now = time.strftime("%H:%M:%S")
+            self.overlaps += [(now, cam, pids) for cam, pids in seen.items() if len(pids) > 1]
 
 
 def test_duplicate_shard_records_nothing_and_names_the_lease(daemon_factory: DaemonFactory,
