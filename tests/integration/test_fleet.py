@@ -116,9 +116,9 @@ def test_duplicate_shard_records_nothing_and_names_the_lease(daemon_factory: Dae
     wait_for(lambda: recording(a) == {"cam1", "cam2"}, 30, "node-a records both cameras (shard 1 is not live)",
              proc=a.proc)  # node-a alone: it takes shard 1's camera too, after one lease period
     b = daemon_factory({**cfg, "fleet": {**cfg["fleet"], "nodeId": "node-b"}}, name="b")
-    st = wait_for(lambda: (s := status(b)) and all(c.get("state") == "standby" for c in s["cameras"].values())
-                  and len(s["cameras"]) == 2 and s, 30, "node-b lists both cameras as standby", proc=b.proc,
-                  interval=1)
+    st = wait_for(lambda: (s := status(b)) and len(s["cameras"]) == 2
+                  and all(c.get("state") == "standby" and c.get("lease") for c in s["cameras"].values()) and s,
+                  30, "node-b lists both cameras as standby", proc=b.proc, interval=1)
     for cam in st["cameras"].values():
         assert cam["reason"].startswith("lease held by node node-a (shard 0) until "), cam
         assert cam["lease"]["holder"] == "node-a" and not cam["lease"]["mine"]
@@ -137,6 +137,9 @@ def test_duplicate_shard_records_nothing_and_names_the_lease(daemon_factory: Dae
     metrics = api.get("/metrics").text
     assert 'cctv_camera_unowned{camera="cam1"} 0.0' in metrics and "cctv_fleet_database_up 1.0" in metrics
     assert 'cctv_camera_state{camera="cam1",state="standby"} 1.0' in metrics
+    # the catalog URL's password (where the leases live) shows nowhere
+    seen = json.dumps(st) + text + metrics + "".join(p.read_text() for p in (b.state_dir / "logs").glob("*.log*"))
+    assert postgres_server.password not in seen
 
 
 def test_failover_within_lease_plus_10s_after_sigkill(daemon_factory: DaemonFactory,
@@ -215,7 +218,7 @@ def _fleet(daemon_factory: DaemonFactory, cameras9: RtspServer, pg: PostgresServ
     # a fourth daemon with a duplicate shard records nothing and says which lease stopped it
     dup = daemon_factory(fleet_config(cameras9, pg.url, 3, 1, "node-1-dup"), name="dup")
     st = wait_for(lambda: (s := status(dup)) and len(s.get("cameras", {})) == 9
-                  and all(c["state"] == "standby" for c in s["cameras"].values()) and s, 30,
+                  and all(c["state"] == "standby" and c.get("lease") for c in s["cameras"].values()) and s, 30,
                   "the duplicate lists every camera as standby", proc=dup.proc, interval=1)
     for cam in own[1]:
         assert st["cameras"][cam]["reason"].startswith("lease held by node node-1 (shard 1) until "), st["cameras"][cam]
