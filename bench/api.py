@@ -108,11 +108,14 @@ def latency(rows: int, segment_s: float, cameras: int, uploads: bool = False) ->
                 batch = []
         cat.add_rows(batch)
     if uploads:
+        from sqlalchemy import literal, select
+
+        s, u = cat.db.t.segments, cat.db.t.uploads
         with cat.transaction() as db:
-            db.execute("CREATE TABLE IF NOT EXISTS uploads(path TEXT PRIMARY KEY, camera TEXT NOT NULL, start REAL NOT"
-                       " NULL, size INTEGER NOT NULL, s3_key TEXT NOT NULL, state TEXT NOT NULL, queued_at REAL)")
-            db.execute("INSERT INTO uploads SELECT path, camera, start, size, 'k/' || path, 'uploaded', 0"
-                       " FROM segments")
+            db.execute(u.insert().from_select(
+                ["node_id", "path", "camera", "start", "size", "s3_key", "state", "queued_at"],
+                select(s.c.node_id, s.c.path, s.c.camera, s.c.start, s.c.size, literal("k/") + s.c.path,
+                       literal("uploaded"), literal(0.0))))
     print(f"catalogued {rows} segments of {segment_s:g} s in {time.perf_counter() - t:.1f} s"
           f"{' (all uploaded)' if uploads else ''}", file=sys.stderr)
     pub = SnapshotPublisher(config, time.time())

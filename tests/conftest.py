@@ -3,6 +3,7 @@ servers (session-wide), and the daemons under test (`daemon_factory`: the only w
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +74,20 @@ def mariadb_server() -> Iterator[databases.DatabaseServer]:
     yield from databases.serve(databases.MariaDBServer)
 
 
+CATALOG_BACKENDS = ("sqlite", "postgresql", "mariadb")
+
+
+@pytest.fixture(params=CATALOG_BACKENDS)
+def catalog_url(request: pytest.FixtureRequest) -> str | None:
+    """Each catalog test once per backend: None (the default SQLite file), then a fresh PostgreSQL and a fresh
+    MariaDB database on the session's servers (started only when such a test runs)."""
+    if request.param == "sqlite":
+        return None
+    server: databases.DatabaseServer = request.getfixturevalue(
+        "postgres_server" if request.param == "postgresql" else "mariadb_server")
+    return server.create_database(f"t_{uuid.uuid4().hex[:16]}")
+
+
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: databases.DatabaseServer) -> str:
     return postgres_server.url
@@ -85,19 +100,23 @@ def mariadb_url(mariadb_server: databases.DatabaseServer) -> str:
 
 class DaemonFactory(Protocol):
     def __call__(self, config: dict[str, Any], env: dict[str, str] | None = None, *,
-                 start: bool = True) -> DaemonProc: ...
+                 start: bool = True, name: str | None = None) -> DaemonProc: ...
 
 
 @pytest.fixture
 def daemon_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DaemonFactory]:
-    """``daemon_factory(config, env=None, start=True)`` writes ``config`` to ``tmp_path/config.json`` (savePath
-    defaults to ``tmp_path/rec``) and gives a `DaemonProc`, started unless ``start=False``. At teardown every
-    daemon is stopped (SIGTERM, SIGKILL after 15 s) and no ffmpeg of it is left; if the test failed, the report
+    """``daemon_factory(config, env=None, start=True, name=None)`` writes ``config`` to ``tmp_path/config.json``
+    (``tmp_path/NAME/config.json`` with a name; savePath defaults to ``rec`` beside it) and gives a `DaemonProc`,
+    started unless ``start=False``. At teardown every daemon is stopped (SIGTERM, SIGKILL after 15 s) and no
+    ffmpeg of it is left; if the test failed, the report
     shows each daemon's output."""
     made = request.node.stash.setdefault(_DAEMONS, [])
 
-    def make(config: dict[str, Any], env: dict[str, str] | None = None, *, start: bool = True) -> DaemonProc:
-        d = DaemonProc(tmp_path, config, env)
+    def make(config: dict[str, Any], env: dict[str, str] | None = None, *, start: bool = True,
+             name: str | None = None) -> DaemonProc:
+        home = tmp_path if name is None else tmp_path / name  # several daemons of a test: one folder each
+        home.mkdir(exist_ok=True)
+        d = DaemonProc(home, config, env)
         made.append(d)
         return d.start() if start else d
 

@@ -41,6 +41,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        from cctv_daemon.catalog.engine import is_connection_error
+
+        if is_connection_error(exc):  # the catalog database (catalog.url) is away: it comes back by itself
+            log.warning("api_catalog_unavailable")
+            return JSONResponse({"detail": "the catalog database is unavailable; try again shortly"},
+                                status_code=503, headers={"Retry-After": "5"})
         log.error("api_error", error_type=type(exc).__name__)
         return JSONResponse({"detail": "internal error (see the daemon's log)"}, status_code=500)
 

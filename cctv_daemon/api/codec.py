@@ -17,9 +17,8 @@ _VISUAL_ENTRY = 78  # VisualSampleEntry fields before its child boxes (after the
 
 def latest_codec(catalog: Catalog, camera: str) -> str | None:
     """The codec of the camera's newest finished segment (None: none yet, or unreadable)."""
-    rows = catalog.query("SELECT path FROM segments WHERE camera = ? AND state = 'complete' ORDER BY start DESC"
-                         " LIMIT 1", (camera,))
-    return video_codec(catalog.abs(str(rows[0][0]))) if rows else None
+    paths = catalog.paths_where(camera, catalog.db.t.segments.c.state == "complete", newest_first=True, limit=1)
+    return video_codec(catalog.abs(paths[0])) if paths else None
 
 
 def video_codec(path: Path) -> str | None:

@@ -34,11 +34,9 @@ def find(catalog: Catalog, seg_id: str, states: tuple[str, ...] = ALL_STATES) ->
     if parsed is None:
         return None
     camera, start_ms, end_ms = parsed
-    rows = catalog.query('SELECT path FROM segments WHERE camera = ? AND start >= ? AND start <= ?'
-                         ' AND "end" >= ? AND "end" <= ? ORDER BY state_at DESC',
-                         (camera, (start_ms - 1) / 1000, (start_ms + 1) / 1000, (end_ms - 1) / 1000,
-                          (end_ms + 1) / 1000))
-    for (path,) in rows:
+    paths = catalog.paths_matching(camera, ((start_ms - 1) / 1000, (start_ms + 1) / 1000),
+                                   ((end_ms - 1) / 1000, (end_ms + 1) / 1000))
+    for path in paths:
         row = catalog.get(str(path))
         if row is not None and row.state in states:
             return row

@@ -20,11 +20,11 @@ CHUNK = 64 * 1024
 
 
 def latest_keyframe(ctx: ApiContext, camera: str) -> bytes | None:
-    rows = ctx.catalog.query("SELECT path FROM segments WHERE camera = ? AND state = 'complete'"
-                             " ORDER BY start DESC LIMIT 1", (camera,))
-    if not rows:
+    cat = ctx.catalog
+    paths = cat.paths_where(camera, cat.db.t.segments.c.state == "complete", newest_first=True, limit=1)
+    if not paths:
         return None
-    path = ctx.catalog.abs(str(rows[0][0]))
+    path = cat.abs(paths[0])
     for seek in (["-sseof", "-3"], []):  # near the end first (the latest keyframe); a short segment: from the start
         args = [ctx.ffmpeg_exe, "-hide_banner", "-nostdin", "-v", "error", *seek, "-skip_frame", "nokey",
                 "-i", str(path), "-map", "0:v:0", "-frames:v", "1", "-f", "image2pipe", "-c:v", "mjpeg", "pipe:1"]

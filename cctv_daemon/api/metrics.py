@@ -14,7 +14,7 @@ from prometheus_client.registry import Collector
 from cctv_daemon.api.context import ApiContext
 from cctv_daemon.recording.camera import State
 
-STATES = [s.value for s in State]
+STATES = [*(s.value for s in State), "standby"]  # standby: waiting for its lease (a fleet)
 
 
 class DaemonCollector(Collector):
@@ -48,6 +48,7 @@ class DaemonCollector(Collector):
         yield from (state, segs, restarts, stalls, last_end)
         yield from self._catalog(names, snap.started_at, now)
         yield from self._components(snap.components, snap.disk)
+        yield from _fleet(snap.components.get("fleet"), names)
 
     def _catalog(self, names: list[str], started_at: float, now: float) -> Iterator[Metric]:
         cat = self.ctx.catalog
@@ -64,9 +65,7 @@ class DaemonCollector(Collector):
                                        "seconds of footage finished since the daemon started", labels=["camera"])
         recorded_bytes = CounterMetricFamily("cctv_camera_recorded_bytes",
                                              "bytes of footage finished since the daemon started", labels=["camera"])
-        sums = {str(cam): (float(str(d)), int(str(b))) for cam, d, b in cat.query(
-            'SELECT camera, COALESCE(SUM(MIN("end", ?) - MAX(start, ?)), 0), COALESCE(SUM(size), 0) FROM segments'
-            " WHERE \"end\" > ? AND state != 'missing' GROUP BY camera", (now, started_at, started_at))}
+        sums = cat.recorded_since(now, started_at)
         for name in names:
             sec, size = sums.get(name, (0.0, 0))
             recorded.add_metric([name], max(0.0, sec))
@@ -77,9 +76,8 @@ class DaemonCollector(Collector):
         yield from (stored, stored_n, recorded, recorded_bytes, wall)
         uploads = GaugeMetricFamily("cctv_uploads", "segments by upload state (uploaded, pending, failed...)",
                                     labels=["result"])
-        if cat.has_uploads_table():
-            for st, count in cat.query("SELECT state, COUNT(*) FROM uploads GROUP BY state"):
-                uploads.add_metric([str(st)], float(str(count)))
+        for st, count in cat.upload_state_counts().items():
+            uploads.add_metric([st], float(count))
         yield uploads
 
     def _components(self, comps: Mapping[str, Any], disk: Mapping[str, Any]) -> Iterator[Metric]:
@@ -107,6 +105,24 @@ class DaemonCollector(Collector):
         if isinstance(disk.get("free_bytes"), int):
             free.add_metric([], disk["free_bytes"])
         yield from (used, free)
+
+
+def _fleet(fleet: Any, names: list[str]) -> Iterator[Metric]:
+    """With a fleet: cameras no node holds a lease on (an alarm), and whether the lease database answers."""
+    if not isinstance(fleet, Mapping):
+        return
+    unowned = GaugeMetricFamily("cctv_camera_unowned", "1 when no node of the fleet holds the camera's lease "
+                                "(nobody records it)", labels=["camera"])
+    missing = set(fleet.get("unowned") or ())
+    for name in names:
+        unowned.add_metric([name], 1.0 if name in missing else 0.0)
+    held = GaugeMetricFamily("cctv_camera_lease_held", "1 when this node holds the camera's lease", labels=["camera"])
+    mine = set(fleet.get("held") or ())
+    for name in names:
+        held.add_metric([name], 1.0 if name in mine else 0.0)
+    up = GaugeMetricFamily("cctv_fleet_database_up", "1 when the last lease round reached the shared database")
+    up.add_metric([], 1.0 if fleet.get("db_ok") else 0.0)
+    yield from (unowned, held, up)
 
 
 def render(ctx: ApiContext) -> tuple[bytes, str]:

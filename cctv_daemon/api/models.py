@@ -36,6 +36,9 @@ class CameraView(BaseModel):
     signed_live_url: str | None = Field(default=None, description="the same with a signature valid 12 h (no token)")
     codec: str | None = Field(default=None, description='RFC 6381 codec of its newest segment ("avc1.64001f", '
                               '"hvc1.1.6.L93.B0"); null before the first one')
+    lease: dict[str, Any] | None = Field(default=None, description="with a fleet: the camera's lease (state held|"
+                                         "releasing|standby|unowned|waiting, holder node, expires_at, reason); "
+                                         "null for a single node")
 
 
 class CameraList(BaseModel):

@@ -30,6 +30,7 @@ from cctv_daemon.api.routes_live import live_urls
 from cctv_daemon.api.security import Caller, admin, ctx_of, viewer
 from cctv_daemon.catalog import labels
 from cctv_daemon.config.model import CameraConfig
+from cctv_daemon.service.snapshot import thaw
 
 router = APIRouter(tags=["cameras"])
 
@@ -59,6 +60,7 @@ def camera_view(ctx: ApiContext, cam_cfg: CameraConfig, now: float) -> CameraVie
         record_label=snap.record_label if snap else None,
         snapshot_url=f"/api/cameras/{cam_cfg.cameraName}/snapshot.jpg",
         codec=latest_codec(ctx.catalog, cam_cfg.cameraName),
+        lease=thaw(snap.lease) if snap is not None and snap.lease is not None else None,
         **dict(zip(("live_url", "signed_live_url"), live_urls(ctx, cam_cfg), strict=True)))
 
 

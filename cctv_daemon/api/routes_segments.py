@@ -133,8 +133,8 @@ def segment_video(request: Request, seg_id: str = SegmentId, sig: str | None = Q
     if row.state in ("complete", "deleting") and path.is_file():
         return FileResponse(path, media_type="video/mp4", filename=path.name, content_disposition_type="inline")
     if row.upload_state == "uploaded":
-        keys = ctx.catalog.query("SELECT s3_key FROM uploads WHERE path = ? AND state = 'uploaded'", (row.path,))
-        url = ctx.presign(str(keys[0][0])) if keys else None
+        key = ctx.catalog.uploaded_key(row.path)
+        url = ctx.presign(key) if key else None
         if url:
             return RedirectResponse(url, status_code=307)
     raise HTTPException(404, "this segment is no longer available")

@@ -12,6 +12,9 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, select, tuple_
 
 from cctv_daemon.catalog import labels
 from cctv_daemon.catalog.store import GAP_TOLERANCE_S, Catalog
@@ -78,23 +81,29 @@ def _rows(catalog: Catalog, camera: str | None, start: float, end: float, n: int
     """complete segments overlapping [start, end) ordered by camera, start: (camera, start, end, size, state,
     upload state, rowid). Nothing starts earlier than start - the longest segment (segments_duration makes that
     MAX() an index lookup), which bounds the index scan."""
-    longest = float(str(catalog.query("SELECT COALESCE(MAX(duration), 0) FROM segments")[0][0]))
-    where = ['s.start < ?', 's.start >= ?', 's."end" > ?']
-    params: list[object] = [end, start - longest - 1, start]
-    if camera is not None:
-        # `+s.state`: keeps SQLite on (camera, start); on (state, start) it would read every camera's rows
-        where += ["s.camera = ?", "+s.state = 'complete'"]
-        params.append(camera)
-    else:
-        where.append("s.state = 'complete'")
+    stmt = catalog.cached(("segment_list", camera is None, after is None),
+                          lambda: _statement(catalog, camera is not None, after is not None))
+    params = {"end": end, "lo": start - catalog.longest() - 1, "start": start, "n": int(n), "camera": camera}
     if after is not None:
-        where.append("(s.camera, s.start, s.rowid) > (?, ?, ?)")
-        params += [after.camera, after.start, after.rowid]
-    uploads = catalog.has_uploads_table()
-    up, join = ("u.state", "LEFT JOIN uploads u ON u.path = s.path") if uploads else ("NULL", "")
-    sql = (f'SELECT s.camera, s.start, s."end", s.size, s.state, {up}, s.rowid FROM segments s {join} '
-           f"WHERE {' AND '.join(where)} ORDER BY s.camera, s.start, s.rowid LIMIT {int(n)}")
-    return catalog.query(sql, params)  # type: ignore[return-value]  # the columns above
+        params.update(a_camera=after.camera, a_start=after.start, a_id=after.rowid)
+    with catalog.db.read() as conn:
+        return [tuple(r) for r in conn.execute(stmt, params)]  # type: ignore[misc]  # the columns above
+
+
+def _statement(catalog: Catalog, by_camera: bool, resumed: bool) -> Any:
+    s, u = catalog.db.t.segments, catalog.db.t.uploads
+    where = [s.c.start < bindparam("end"), s.c.start >= bindparam("lo"), s.c.end > bindparam("start")]
+    if by_camera:
+        # state_is(): keeps SQLite on (camera, start); on (state, start) it would read every camera's rows
+        where += [s.c.camera == bindparam("camera"), catalog.state_is("complete")]
+    else:
+        where.append(s.c.state == "complete")
+    if resumed:
+        where.append(tuple_(s.c.camera, s.c.start, s.c.id)
+                     > tuple_(bindparam("a_camera"), bindparam("a_start"), bindparam("a_id")))
+    return (select(s.c.camera, s.c.start, s.c.end, s.c.size, s.c.state, u.c.state, s.c.id)
+            .select_from(catalog.upload_join()).where(*where).order_by(s.c.camera, s.c.start, s.c.id)
+            .limit(bindparam("n")))
 
 
 def _labels_of(camera: str, s: float, e: float, recs: list[labels.Recording]) -> list[str]:

@@ -48,7 +48,7 @@ def reconcile(catalog: Catalog, state_dir: Path, clock: Clock | None = None) -> 
     now = clock.time()
     problems: list[Problem] = []
     save = catalog.save_path
-    live = {r.path: r for r in catalog.segments(states=("complete",))}
+    live = {r.path: r for r in catalog.segments(states=("complete",), own_only=True)}  # this node's files
     seen: set[str] = set()
     cameras = [d.name for d in catalog_recovery.camera_dirs(save, state_dir)]
     for camera in cameras:
@@ -57,7 +57,7 @@ def reconcile(catalog: Catalog, state_dir: Path, clock: Clock | None = None) -> 
             seen.add(rel)
             row = live.get(rel)
             if row is None:
-                if now - disk.mtime >= YOUNG_FILE_S and catalog.get_live(rel) is None:
+                if now - disk.mtime >= YOUNG_FILE_S and catalog.get_live(rel, own_only=True) is None:
                     problems.append(Problem("file-without-row", rel, f"{disk.row.size} bytes", disk.row))
             elif row.size != disk.row.size:
                 detail = f"catalog {row.size} bytes, disk {disk.row.size}"

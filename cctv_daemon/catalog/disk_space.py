@@ -38,6 +38,9 @@ def is_disk_full(exc: BaseException) -> bool:
     """A full disk (or quota), as an OSError or as SQLite's "database or disk is full"."""
     if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
         return True
+    orig = getattr(exc, "orig", None)  # SQLAlchemy wraps the driver's error
+    if isinstance(orig, BaseException):
+        exc = orig
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         return (code is not None and code & 0xFF == _SQLITE_FULL) or "disk is full" in str(exc)

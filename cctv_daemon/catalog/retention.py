@@ -28,6 +28,7 @@ import structlog
 
 from cctv_daemon.catalog.deletion import SegmentDeleter
 from cctv_daemon.catalog.disk_space import SpaceReserve, disk_free, headroom
+from cctv_daemon.catalog.engine import error_text, is_connection_error
 from cctv_daemon.catalog.retention_clock import TrustedWallClock
 from cctv_daemon.catalog.store import Catalog, SegmentRow, is_uploaded
 from cctv_daemon.core.clock import Clock
@@ -123,6 +124,7 @@ class Retention:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self.waiting_for_db = False  # the catalog database is away (catalog.url outage): retention resumes by itself
         self._room_made = threading.Event()
         self._room_wanted = False
         self._thread: threading.Thread | None = None
@@ -190,16 +192,22 @@ class Retention:
                 self.enforce()
             except _Stopping:
                 break
-            except Exception:
-                log.exception("retention_failed")
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    log.exception("retention_failed")
+                elif not self.waiting_for_db:  # once per outage: it resumes by itself
+                    log.warning("retention_waiting_for_catalog", error=error_text(exc))
+                self.waiting_for_db = is_connection_error(exc)
+            else:
+                if self.waiting_for_db:
+                    log.info("retention_resumed")
+                self.waiting_for_db = False
             self._wake.wait(self.period_s)
 
     def _load_lost(self) -> None:
         """Footage lost since the last acknowledgement (deletions marked in the catalog survive restarts)."""
-        n, b, oldest = self.catalog.query(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(start) FROM segments WHERE reason LIKE ? AND state_at > ?",
-            (f"retention:%{LOST_MARK}", read_ack(self.ack_file)))[0]
-        self.lost = LostFootage(int(str(n)), int(str(b)), None if oldest is None else float(str(oldest)))
+        n, b, oldest = self.catalog.lost_since(f"retention:%{LOST_MARK}", read_ack(self.ack_file))
+        self.lost = LostFootage(n, b, oldest)
 
     def acknowledge_lost(self) -> dict[str, Any]:
         """`ack-lost`: the user has been told; `status` stops listing the footage lost so far (the catalog rows

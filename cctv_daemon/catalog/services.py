@@ -3,11 +3,18 @@ the catalog insert (first) and retention to the bus, and recover() runs in Daemo
 recovery. Built from explicit arguments: nothing here knows the daemon.
 
 A full disk never leaves a finished file without its row: when the insert fails with "disk is full", retention is
-asked to make room (oldest footage first) and the insert is tried again."""
+asked to make room (oldest footage first) and the insert is tried again.
+
+A database outage (catalog.url on a server that went away) never stops recording nor loses a row: the segments
+finished meanwhile are held in memory, in order (bounded: MAX_HELD; the files are on disk anyway, and startup
+recovery catalogues what a crash lost), and a thread of ours retries with backoff until the database is back;
+`status` shows the outage (catalog.database, heldRows)."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import structlog
@@ -16,8 +23,9 @@ from cctv_daemon.catalog import labels
 from cctv_daemon.catalog import recovery as catalog_recovery
 from cctv_daemon.catalog.deletion import SegmentDeleter
 from cctv_daemon.catalog.disk_space import SpaceReserve, is_disk_full
+from cctv_daemon.catalog.engine import error_text, is_connection_error
 from cctv_daemon.catalog.retention import Limits, Retention
-from cctv_daemon.catalog.store import Catalog
+from cctv_daemon.catalog.store import Catalog, default_node_id
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock
@@ -27,6 +35,8 @@ log = structlog.get_logger("cctv_daemon.catalog")
 
 INSERT_RETRY_FOR_S = 120.0  # a full disk that pruning cannot fix within this: the startup recovery catalogues it
 ROOM_WAIT_S = 2.0
+MAX_HELD = 50_000  # segments held through a database outage (about 6 days of one camera's 10 s segments)
+RETRY_FIRST_S, RETRY_CAP_S = 0.5, 10.0
 
 
 class CatalogServices:
@@ -34,16 +44,23 @@ class CatalogServices:
 
     name = "catalog"
 
-    def __init__(self, config: Config, clock: Clock) -> None:
+    def __init__(self, config: Config, clock: Clock, node_id: str | None = None) -> None:
         self.state_dir: Path = config.storageConfig.state_dir
         self.camera_names = [cam.cameraName for cam in config.cameras]
-        self.catalog = Catalog.for_state_dir(self.state_dir, config.storageConfig.savePath, clock)
+        self.catalog = Catalog.from_config(config, node_id if node_id is not None else default_node_id(), clock)
         labels.ensure_table(self.catalog)
         self.deleter = SegmentDeleter(self.catalog, uploads_configured=config.s3Config is not None)
         self.retention = Retention(self.catalog, self.deleter, Limits.from_config(config), clock,
                                    reserve=SpaceReserve(self.state_dir),
                                    ack_file=self.state_dir / c.LOST_ACK_FILENAME)
         self.rebuilt: int | None = None  # rows the startup recovery rebuilt from the files after a move aside
+        self._held: deque[FinishedSegment] = deque()  # finished during a database outage, oldest first
+        self._held_lock = threading.Lock()
+        self._held_wake = threading.Event()
+        self._stopping = threading.Event()
+        self._retry_thread: threading.Thread | None = None
+        self.db_error: str | None = None  # the outage's error (None: the database answers)
+        self.dropped = 0  # segments not held (MAX_HELD reached): startup recovery / `check --repair` finds them
         # Before the finisher's staging recovery adds the dead run's last segments: bounds the recovery scan.
         self._newest_at_open = self.catalog.newest_start()
 
@@ -51,7 +68,75 @@ class CatalogServices:
         return self.deleter.delete_segment(rel_path, reason)
 
     def add_segment(self, seg: FinishedSegment) -> None:
-        """Bus subscriber (the first one, on the hand-off worker): the segment's row, also on a full disk."""
+        """Bus subscriber (the first one, on the hand-off worker): the segment's row, also on a full disk, also
+        through a database outage (held, then added in order when the database is back)."""
+        with self._held_lock:
+            if self._held:  # behind the ones already waiting: rows are added in the order segments finished
+                self._hold(seg)
+                return
+        try:
+            self._insert(seg)
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            with self._held_lock:
+                self._hold(seg)
+            self._outage(exc)
+
+    def _hold(self, seg: FinishedSegment) -> None:
+        if len(self._held) >= MAX_HELD:
+            self.dropped += 1
+            log.error("catalog_row_not_held", path=str(seg.path), held=len(self._held),
+                      action="the file stays; startup recovery or `check --repair` catalogues it")
+            return
+        self._held.append(seg)
+        self._held_wake.set()
+
+    def _outage(self, exc: BaseException) -> None:
+        first = self.db_error is None
+        self.db_error = error_text(exc, self.catalog.db.url)
+        if first:
+            log.error("catalog_database_unavailable", catalog=self.catalog.shown, error=self.db_error,
+                      action="recording goes on; new segments are held and catalogued when it is back")
+        self._ensure_retry_thread()
+
+    def _ensure_retry_thread(self) -> None:
+        if self._retry_thread is None or not self._retry_thread.is_alive():
+            self._retry_thread = threading.Thread(target=self._retry_loop, name="catalog-retry", daemon=True)
+            self._retry_thread.start()
+
+    def _retry_loop(self) -> None:
+        delay = RETRY_FIRST_S
+        while not self._stopping.is_set():
+            if self.flush_held():
+                return
+            self._stopping.wait(delay)
+            delay = min(RETRY_CAP_S, delay * 2)
+
+    def flush_held(self) -> bool:
+        """Add the held rows, oldest first; True when none is left (the database answers again)."""
+        added = 0
+        while True:
+            with self._held_lock:
+                if not self._held:
+                    break
+                seg = self._held[0]
+            try:
+                self._insert(seg)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    self.db_error = error_text(exc, self.catalog.db.url)
+                    return False
+                log.exception("catalog_held_row_failed", path=str(seg.path))
+            with self._held_lock:
+                self._held.popleft()
+            added += 1
+        if self.db_error is not None or added:
+            log.warning("catalog_database_back", catalog=self.catalog.shown, rows_added=added)
+        self.db_error = None
+        return True
+
+    def _insert(self, seg: FinishedSegment) -> None:
         deadline = time.monotonic() + INSERT_RETRY_FOR_S
         attempt = 0
         while True:
@@ -83,13 +168,21 @@ class CatalogServices:
         pass
 
     def tick(self) -> None:
-        pass
+        if self._held and (self._retry_thread is None or not self._retry_thread.is_alive()):
+            self._ensure_retry_thread()
 
     def stop(self) -> None:
-        pass
+        self._stopping.set()
+        if self._retry_thread is not None:
+            self._retry_thread.join(5)
+        if self._held and not self.flush_held():
+            log.error("catalog_rows_held_at_stop", count=len(self._held), error=self.db_error,
+                      action="their files stay; the next start catalogues them (startup recovery)")
 
     def status(self) -> dict[str, object]:
         moved = self.catalog.moved_aside
         return {"movedAside": str(moved) if moved is not None else None,
                 "movedAsideReason": self.catalog.moved_aside_reason,
-                "rebuiltSegments": self.rebuilt}
+                "rebuiltSegments": self.rebuilt,
+                "database": "unavailable" if self.db_error else "ok", "databaseError": self.db_error,
+                "heldRows": len(self._held), "droppedRows": self.dropped}

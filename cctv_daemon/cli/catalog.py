@@ -74,7 +74,10 @@ def _open_catalog(config: Config, read_only: bool = True) -> Catalog:
     """Read commands open the catalog read-only and never create it (nor the state folder): run as root before the
     service's first start, they must not leave root-owned files that the service user then cannot use."""
     sc = config.storageConfig
-    return Catalog.for_state_dir(sc.state_dir, sc.savePath, read_only=read_only)
+    from cctv_daemon.service.root import catalog_node_id
+
+    return Catalog(db_path(sc.state_dir), sc.savePath, read_only=read_only, url=config.catalog.url,
+                   node_id=catalog_node_id(config), prefix=config.catalog.tablePrefix)
 
 
 def known_cameras(config: Config, catalog: Catalog) -> list[str]:
@@ -282,7 +285,7 @@ def _export_args(p: argparse.ArgumentParser) -> None:
 
 def _known_cameras(config: Config, catalog: Catalog) -> list[str]:
     names = {cam.cameraName for cam in config.cameras}
-    names.update(str(r[0]) for r in catalog.query("SELECT DISTINCT camera FROM segments"))
+    names.update(catalog.cameras())
     return sorted(names)
 
 
@@ -300,7 +303,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not structlog.is_configured():  # stdout is for the result only: any log line goes to stderr
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     sc = config.storageConfig
-    if not db_path(sc.state_dir).exists():  # nothing recorded yet: do not create a catalog just to say so
+    # nothing recorded yet: do not create a catalog just to say so
+    if not config.catalog.url and not db_path(sc.state_dir).exists():
         known = sorted(cam.cameraName for cam in config.cameras)
         if args.camera in known:
             print(f"cctv-daemon: no footage of camera {args.camera!r} (no catalog in {sc.state_dir})",

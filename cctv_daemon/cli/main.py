@@ -7,10 +7,12 @@ import sys
 from collections.abc import Sequence
 
 from cctv_daemon import __version__
+from cctv_daemon.catalog.errors import CatalogError
 from cctv_daemon.cli import api, catalog, lost, run, service, uploads  # noqa: F401  (their commands register themselves)
 from cctv_daemon.cli.common import COMMANDS
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging
+from cctv_daemon.core.redact import redact
 
 ORDER = ("run", "check-config", "config-schema", "status", "stop", "reload", "segments", "export", "check",
          "install-service", "ui-url", "api-token")
@@ -44,6 +46,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fn(args)
     except KeyboardInterrupt:
         return 130
+    except CatalogError as exc:  # catalog.url unusable, unreachable, or newer than this program
+        print(f"cctv-daemon: {redact(str(exc))}", file=sys.stderr)
+        return c.EXIT_USAGE
 
 
 if __name__ == "__main__":

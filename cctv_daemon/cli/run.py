@@ -31,6 +31,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problem := floor_problems(config)[1]:  # `run` records anyway; retention deletes nothing for this floor
         report(ConfigError([problem], args.config))
         return c.EXIT_USAGE
+    if config.catalog.url:  # reachable, and a schema this program knows (nothing is written)
+        from cctv_daemon.catalog.migrate import probe
+
+        probe(config.catalog.url, config.catalog.tablePrefix)  # CatalogError: reported by cli/main.py, exit 2
     enabled = [cam.cameraName for cam in config.cameras if cam.enabled]
     print(f"{args.config}: OK ({len(enabled)} camera(s) enabled: {', '.join(enabled) or 'none'}; "
           f"ffmpeg: {choice.exe}, version {choice.capabilities.version})")

@@ -11,6 +11,9 @@ import sqlite3
 import sys
 from datetime import datetime, timezone
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from cctv_daemon.catalog.engine import error_text
 from cctv_daemon.cli.common import command, load_or_report
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.redact import redact
@@ -45,14 +48,19 @@ def _open_queue(args: argparse.Namespace) -> q.UploadQueue | int:
         _err(f"{args.config} has no s3Config: nothing is uploaded")
         return c.EXIT_USAGE
     db = config.storageConfig.state_dir / c.CATALOG_FILENAME
-    if not db.exists():
+    if not config.catalog.url and not db.exists():
         _err(f"no catalog at {db}: the daemon has not run with this config yet, nothing to retry")
         return c.EXIT_USAGE
+    from cctv_daemon.catalog.store import Catalog
+    from cctv_daemon.service.root import catalog_node_id
+
     try:
-        return q.UploadQueue(db)
-    except sqlite3.Error as exc:
-        _err(f"cannot open the catalog {db}: {exc}")
+        catalog = Catalog(db, config.storageConfig.savePath, url=config.catalog.url,
+                          node_id=catalog_node_id(config), prefix=config.catalog.tablePrefix)
+    except (sqlite3.Error, SQLAlchemyError) as exc:
+        _err(f"cannot open the catalog {db}: {error_text(exc)}")
         return c.EXIT_RUNTIME
+    return q.UploadQueue(catalog.db)
 
 
 def _when(epoch: float) -> str:
@@ -74,8 +82,8 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         if args.action == "list":
             return _list(queue, args.state, args.json)
         return _retry(queue, None if args.all else args.key)
-    except sqlite3.Error as exc:
-        _err(f"catalog {queue.db_path}: {exc} (retry in a moment)")
+    except (sqlite3.Error, SQLAlchemyError) as exc:
+        _err(f"catalog {queue.db_path}: {error_text(exc, queue.db.url)} (retry in a moment)")
         return c.EXIT_RUNTIME
     finally:
         queue.close()

@@ -23,10 +23,13 @@ def _existing(path: Path) -> Path | None:
     return next((p for p in (path, *path.parents) if p.exists()), None)
 
 
-def our_footage_bytes(state_dir: Path) -> int | None:
+def our_footage_bytes(state_dir: Path, url: str | None = None) -> int | None:
     """Bytes of live segments the catalog knows (read-only; 0 when there is no catalog yet, None when it cannot
-    be read: then nothing is claimed about the floor)."""
-    db = state_dir / c.CATALOG_FILENAME
+    be read: then nothing is claimed about the floor). A database server's catalog (catalog.url) is not asked
+    here: None."""
+    if url and not url.lower().startswith("sqlite:"):
+        return None
+    db = state_dir / c.CATALOG_FILENAME if not url else Path(url.split(":///", 1)[-1])
     if not db.is_file():
         return 0
     try:
@@ -55,7 +58,7 @@ def floor_problems(config: Config) -> tuple[str | None, str | None]:
     if floor > usage.total:
         return (f"storageConfig.minFreeDiskGB: {gb} is more than the whole disk under {sc.savePath} "
                 f"({usage.total / GB:.2f} GB); lower it (0 turns the floor off)"), None
-    ours = our_footage_bytes(sc.state_dir)
+    ours = our_footage_bytes(sc.state_dir, config.catalog.url)
     if ours is not None and floor > usage.free + ours:
         return None, (f"storageConfig.minFreeDiskGB: {gb} cannot be met: the disk under {sc.savePath} has "
                       f"{usage.free / GB:.2f} GB free and {ours / GB:.2f} GB of our footage; deleting all of it "

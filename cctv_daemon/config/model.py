@@ -11,7 +11,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -257,6 +257,39 @@ class ApiConfig:
     liveDir: FsPath | None = None  # default: a tmpfs folder ($XDG_RUNTIME_DIR or /dev/shm), recording/live.py
 
 
+@dataclass(frozen=True, config=MODEL)
+class FleetConfig:
+    """A recorder fleet on a shared catalog (docs/scale-out.md): which shard this node is, its id in the catalog
+    and the leases, and how long a camera's lease lasts. The shard and node id are resolved at start
+    (fleet/identity.py: from the StatefulSet pod name when not given)."""
+
+    shards: StrictInt = Field(default=1, ge=1, le=10_000)
+    shard: StrictInt | None = Field(default=None, ge=0)  # None: 0 with one shard, else the pod name's -N
+    nodeId: Annotated[Text, _matching(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}",
+                                      "1-63 of A-Z a-z 0-9 . _ - starting with a letter or digit")] | None = None
+    leaseSeconds: Number = Field(default=c.DEFAULT_LEASE_S, ge=3, le=3600)  # renewed every leaseSeconds / 5
+
+
+def _catalog_url(value: str) -> str:
+    from cctv_daemon.catalog.engine import parse_url
+    from cctv_daemon.catalog.errors import CatalogUrlError  # SQLAlchemy's URL parser, no connection
+
+    try:
+        parse_url(value)
+    except CatalogUrlError as exc:
+        fail(str(exc).removeprefix("catalog.url: "))
+    return value
+
+
+@dataclass(frozen=True, config=MODEL)
+class CatalogConfig:
+    """Where the catalog lives (catalog/engine.py): default the SQLite file {stateDir}/catalog.sqlite3."""
+
+    url: Annotated[Text, AfterValidator(_catalog_url)] | None = None  # its password is a secret (${ENV})
+    tablePrefix: Annotated[StrictStr, _matching(r"[A-Za-z][A-Za-z0-9_]{0,29}|",
+                                                "empty or up to 30 of A-Z a-z 0-9 _ starting with a letter")] = ""
+
+
 def _non_empty(cams: tuple[CameraConfig, ...]) -> tuple[CameraConfig, ...]:
     if not cams:
         fail("must not be empty (at least one camera is needed)")
@@ -272,6 +305,8 @@ class Config:
     logging: LoggingConfig = LoggingConfig()
     supervisor: SupervisorConfig = SupervisorConfig()
     api: ApiConfig = ApiConfig()
+    fleet: FleetConfig = FleetConfig()
+    catalog: CatalogConfig = CatalogConfig()
     ffmpegPath: Text | None = None
     path: SkipJsonSchema[Path | None] = Field(default=None, exclude=True)  # the file it was read from
 
@@ -279,6 +314,8 @@ class Config:
         """Every secret value in this config, for redaction."""
         out = [cam.password.get_secret_value() for cam in self.cameras if cam.password]
         out += [pw for cam in self.cameras if cam.url and (pw := url_password(cam.url))]
+        if self.catalog.url and (pw := url_password(self.catalog.url)):
+            out += [pw, unquote(pw)]  # as written and as the driver sees it
         if self.awsCredentials:
             creds = self.awsCredentials
             out += [s.get_secret_value() for s in (creds.secretAccessKey, creds.accessKeyId, creds.sessionToken) if s]

@@ -17,6 +17,7 @@ from pathlib import Path
 from cctv_daemon.config.disk_floor import floor_problems
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
+from cctv_daemon.fleet.identity import FleetConfigError, FleetIdentity, identify
 
 _PROBE = ".cctv-check-"
 
@@ -43,7 +44,17 @@ def preflight(config: Config) -> list[str]:
         errors.append(problem)
     if config.ffmpegPath and (problem := ffmpeg_problem(config.ffmpegPath)):
         errors.append(f"ffmpegPath: {problem}")
+    try:  # the shard may come from this pod's name (cctv-3): a property of the machine, checked here
+        node_identity(config)
+    except FleetConfigError as exc:
+        errors.append(str(exc))
     return errors
+
+
+def node_identity(config: Config) -> FleetIdentity:
+    """This node's shard and id from ``fleet`` (fleet/identity.py); FleetConfigError names the key."""
+    fc = config.fleet
+    return identify(fc.shards, fc.shard, fc.nodeId)
 
 
 def folder_problem(path: Path) -> str | None:

@@ -46,6 +46,9 @@ def cross_checks(data: dict[str, Any], col: Collector) -> None:
             col.add("s3Config.sseKmsKeyId", 'only used with serverSideEncryption "aws:kms"')
         _s3_key_length(s3, [cam for _, cam in cams], col)
     bad = col.paths()
+    fleet = data.get("fleet")
+    if isinstance(fleet, dict):
+        _fleet(fleet, data.get("catalog"), bad, col)
     api = data.get("api")
     if isinstance(api, dict):
         _api(api, bad, col)
@@ -54,6 +57,26 @@ def cross_checks(data: dict[str, Any], col: Collector) -> None:
         cap = sup.get("backoffCap", c.DEFAULT_BACKOFF_CAP_S)
         if cap < base:
             col.add("supervisor.backoffCap", f"must be >= backoffBase ({fmt_num(base)}) (got {fmt_num(cap)})")
+
+
+SHARED_CATALOG_SCHEMES = ("postgresql", "postgres", "mysql", "mariadb")
+
+
+def shared_catalog(url: object) -> bool:
+    """A catalog URL that several nodes can share (PostgreSQL, MySQL/MariaDB); SQLite (the default) is one node's."""
+    return isinstance(url, str) and url.split(":", 1)[0].split("+", 1)[0].lower() in SHARED_CATALOG_SCHEMES
+
+
+def _fleet(fleet: dict[str, Any], catalog: object, bad: set[str], col: Collector) -> None:
+    shards, shard = fleet.get("shards", 1), fleet.get("shard")
+    if "fleet.shards" in bad or not isinstance(shards, int):
+        return
+    if isinstance(shard, int) and "fleet.shard" not in bad and shard >= shards:
+        col.add("fleet.shard", f"must be 0..{shards - 1} for fleet.shards {shards} (got {shard})")
+    url = catalog.get("url") if isinstance(catalog, dict) else None
+    if shards > 1 and "catalog.url" not in bad and not shared_catalog(url):
+        col.add("fleet.shards", f"{shards} shards need a shared catalog (catalog.url postgresql://... or "
+                                "mysql://...); a SQLite catalog is single-node: use fleet.shards 1")
 
 
 def _camera(cam: dict[str, Any], path: str, col: Collector) -> None:

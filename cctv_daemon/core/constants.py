@@ -88,6 +88,7 @@ SHA256_METADATA_KEY = "sha256"  # x-amz-meta-sha256 on every uploaded object
 # HTTP API (cctv_daemon/api)
 DEFAULT_API_HOST = "127.0.0.1"
 DEFAULT_API_PORT = 8080
+DEFAULT_LEASE_S = 15.0  # fleet.leaseSeconds: a camera lease lasts this long unless renewed (every 1/5 of it)
 API_INFO_FILENAME = "api.json"  # {stateDir}/api.json: where the running daemon's API listens (read by the CLI)
 API_TOKENS_FILENAME = "api-tokens.json"  # {stateDir}/api-tokens.json, 0600: viewer + admin tokens, signing key
 API_AUDIT_FILENAME = "audit.jsonl"  # {stateDir}/audit.jsonl: who stopped/started/recorded/deleted what, when

@@ -44,7 +44,10 @@ def identify(shards: int, shard: int | None = None, node_id: str | None = None,
     if isinstance(shards, bool) or not isinstance(shards, int) or shards < 1:
         raise FleetConfigError(f"fleet.shards: must be a positive integer (got {shards!r})")
     name = pod_name(env, hostname)
-    if shard is None:
+    if shard is None and shards == 1:
+        shard = 0  # one shard: nothing to choose, no pod name needed
+        where = "fleet.shard (default 0)"
+    elif shard is None:
         shard = shard_from_pod_name(name)
         if shard is None:
             raise FleetConfigError(

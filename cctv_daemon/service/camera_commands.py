@@ -38,6 +38,8 @@ def _state(cam: Camera) -> dict[str, Any]:
 
 
 def _start(daemon: Daemon, cam_cfg: CameraConfig) -> Camera:
+    if daemon.gate is not None and (why := daemon.gate.refusal(cam_cfg.cameraName)):
+        raise CommandError(why)  # another node holds its lease: it records there
     cam = daemon.cameras.get(cam_cfg.cameraName)
     if cam is None:
         return daemon.add_camera(cam_cfg)

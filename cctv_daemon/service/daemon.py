@@ -27,6 +27,7 @@ from cctv_daemon.segments.handoff import SegmentHandoff
 from cctv_daemon.service.camera_choices import CameraChoices
 from cctv_daemon.service.camera_commands import register_camera_commands, register_catalog_commands
 from cctv_daemon.service.commands import Args, CommandError, CommandQueue
+from cctv_daemon.service.fleet_gate import FleetGate
 from cctv_daemon.service.snapshot import CameraSnapshot, Snapshot, SnapshotPublisher
 
 log = structlog.get_logger("cctv_daemon.supervisor")
@@ -67,6 +68,7 @@ class Daemon:
         self.record_labels: dict[str, str] = {}  # camera -> label of its current `record` command
         self.choices = CameraChoices(self.state_dir)  # cameras stopped by command stay stopped across restarts
         self.components: list[Component] = []
+        self.gate: FleetGate | None = None  # with a fleet: cameras record only under their lease (fleet_gate.py)
         self.ready_callbacks: list[Callable[[], None]] = []
         self.reload_callbacks: list[Callable[[], object]] = []  # config reload (SIGHUP, reload command)
         self.stopping_callbacks: list[Callable[[], None]] = []  # called as shutdown begins
@@ -174,7 +176,7 @@ class Daemon:
         elif self.choices.is_stopped(cam_cfg):
             log.info("camera_stopped_by_command", camera=cam_cfg.cameraName,
                      detail="stopped by a stop command; start it again to record")
-        else:
+        elif self.gate is None or self.gate.allows(cam_cfg):
             self.add_camera(cam_cfg)
 
     def add_camera(self, cam_cfg: CameraConfig) -> Camera:
@@ -244,6 +246,8 @@ class Daemon:
         return max(wait, 0.0)
 
     def tick(self) -> None:
+        if self.gate is not None:
+            self.gate.tick()  # start/stop cameras as their leases come and go (before they are ticked)
         now = self.clock.monotonic()
         for name, until in list(self.record_until.items()):
             if now >= until:
@@ -269,6 +273,8 @@ class Daemon:
         cams = {name: CameraSnapshot.of(cam, None if (u := self.record_until.get(name)) is None else u + wall_offset,
                                         self.record_labels.get(name))
                 for name, cam in self.cameras.items()}
+        if self.gate is not None:
+            cams = self.gate.rows(cams)
         return self.snapshots.publish(config=self.config, now=self.clock.time(), monotonic=self.clock.monotonic(),
                                       phase=self.phase, cameras=cams, components=self.components,
                                       refresh_all=refresh_all)

@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING
 
 from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import Config
+from cctv_daemon.config.preflight import node_identity
+from cctv_daemon.config.rules import shared_catalog
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.events import CameraStateChanged, EventBus
+from cctv_daemon.fleet.identity import FleetConfigError, pod_name
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
 from cctv_daemon.service.catalog_commands import CheckJobs
@@ -38,7 +41,24 @@ if TYPE_CHECKING:
     from cctv_daemon.upload.uploader import Uploader
 
 BUS_ORDER = ("catalog", "retention", "retention_disk_full", "camera_counters", "uploader", "api_events")
-COMPONENT_ORDER = ("control", "catalog", "retention", "reload", "systemd", "status_file", "api", "uploader")
+COMPONENT_ORDER = ("control", "catalog", "fleet", "retention", "reload", "systemd", "status_file", "api", "uploader")
+
+
+def shared_catalog_url(config: Config) -> str | None:
+    """The catalog URL when it is a shared database (PostgreSQL, MySQL/MariaDB): the fleet's leases live there.
+    None for the SQLite catalog (single-node: no leases)."""
+    url = config.catalog.url
+    return url if url is not None and shared_catalog(url) else None
+
+
+def catalog_node_id(config: Config) -> str:
+    """The node id every catalog row of this daemon carries and its leases name: `fleet.nodeId`, else the pod
+    name or host name (cctv_daemon/fleet/identity.py). The one place the node id is chosen. A shard that cannot
+    be resolved is `run`'s config error (preflight); other commands only need the id."""
+    try:
+        return node_identity(config).node_id
+    except FleetConfigError:
+        return config.fleet.nodeId or pod_name()
 
 
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,
@@ -52,7 +72,7 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     finisher = SegmentFinisher(save_path, state_dir, ffmpeg_exe, bus, clock)
     handoff = SegmentHandoff(finisher.root, finisher)  # {savePath}/.cctv/staging, whatever stateDir is
     # 3.
-    storage = CatalogServices(config, clock)
+    storage = CatalogServices(config, clock, catalog_node_id(config))
     storage.deleter.publish = bus.publish  # SegmentDeleted, from the one deletion path
     bus.subscribe("catalog", storage.add_segment)  # retries after making room when the disk is full
     bus.subscribe("retention", storage.retention.on_segment)
@@ -63,11 +83,26 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     # 4.
     daemon = Daemon(config, ffmpeg_exe, clock, bus, finisher, handoff, storage, commands)
     bus.subscribe("camera_counters", daemon.count_segment)
+    # 4b. the fleet: with a shared catalog, each camera records only under its lease (docs/scale-out.md)
+    lease_url = shared_catalog_url(config)
+    if lease_url is not None:
+        from cctv_daemon.catalog.engine import error_text, parse_url
+        from cctv_daemon.fleet.lease_manager import LeaseManager  # SQLAlchemy engine of its own: only here
+        from cctv_daemon.fleet.lease_store import LeaseStore, lease_engine
+        from cctv_daemon.service.fleet_gate import FleetGate
+
+        store = LeaseStore(lease_engine(parse_url(lease_url)), config.catalog.tablePrefix)
+        manager = LeaseManager(store, node_identity(config), config.fleet.leaseSeconds,
+                               error_text=lambda exc: error_text(exc, parse_url(lease_url)),
+                               instance_file=state_dir / "fleet-instance")
+        manager.on_change = daemon.waker.wake  # a lease taken or lost: the loop acts at once
+        daemon.gate = FleetGate(daemon, manager)
+        parts["fleet"] = manager
     # 5.
     if config.s3Config is not None:
         from cctv_daemon.upload.uploader import Uploader  # boto3 only when uploads are configured
 
-        up = Uploader.from_config(config, save_path, state_dir, clock)
+        up = Uploader.from_config(config, save_path, state_dir, clock, catalog=storage.catalog)
         up.publish = bus.publish  # SegmentUploaded after each verified upload
         if config.storageConfig.clearAfterUpload:
             # Only after a verified upload, through the catalog's ordered, durable deletion (catalog/deletion.py).

@@ -11,7 +11,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -61,6 +61,7 @@ class CameraSnapshot:
     enabled: bool
     record_until: float | None = None  # wall clock end of a `record` command, None when recording continuously
     record_label: str | None = None  # the label of that `record` command
+    lease: Mapping[str, Any] | None = None  # with a fleet: the camera's lease as this node sees it (fleet_gate.py)
 
     @classmethod
     def of(cls, cam: Camera, record_until: float | None = None, record_label: str | None = None) -> CameraSnapshot:
@@ -72,8 +73,16 @@ class CameraSnapshot:
                    ffmpeg_pid=cam.proc.pid if cam.proc is not None else None, enabled=cam.config.enabled,
                    record_until=record_until, record_label=record_label)
 
+    def with_lease(self, lease: Mapping[str, Any] | None) -> CameraSnapshot:
+        return replace(self, lease=None if lease is None else freeze(lease))
+
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        out = dict(self.__dict__)
+        if self.lease is None:
+            del out["lease"]  # a single node: no lease key at all
+        else:
+            out["lease"] = thaw(self.lease)
+        return out
 
 
 @dataclass(frozen=True)

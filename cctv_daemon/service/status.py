@@ -128,6 +128,9 @@ def format_human(data: dict[str, Any], now: float | None = None) -> str:
     if len(rows) == 1:
         lines.append("(no cameras)")
     for name, cam in sorted(data.get("cameras", {}).items()):
+        lease = cam.get("lease")
+        if isinstance(lease, dict) and not lease.get("mine"):
+            lines.append(f"  {name}: {lease.get('state')}: {lease.get('reason')}")
         until = cam.get("record_until")
         if isinstance(until, (int, float)):
             label = f" [{cam['record_label']}]" if cam.get("record_label") else ""
@@ -195,6 +198,19 @@ def _uploader_line(u: dict[str, Any], now: float) -> str:
     return text
 
 
+def _fleet_line(f: dict[str, Any], _now: float) -> str:
+    nodes = ", ".join(f"{n.get('node_id')} (shard {n.get('shard')})" for n in f.get("live_nodes") or [])
+    text = (f"fleet: node {f.get('node_id')}, shard {f.get('shard')}, holds {len(f.get('held') or [])} camera "
+            f"lease(s); live nodes: {nodes or '-'}")
+    if not f.get("db_ok"):
+        text += f"\n  LEASE DATABASE UNREACHABLE (recording goes on with the leases held): {f.get('error')}"
+    if f.get("unowned"):
+        text += f"\n  UNOWNED cameras (no node records them): {', '.join(f['unowned'])}"
+    if f.get("duplicate_node_id"):
+        text += f"\n  another live process uses node id {f.get('node_id')} (set fleet.nodeId apart)"
+    return text
+
+
 def _api_line(a: dict[str, Any], _now: float) -> str:
     if a.get("state") == "listening":
         return f"api: {a.get('url')} (sign in: cctv-daemon ui-url)"
@@ -203,6 +219,7 @@ def _api_line(a: dict[str, Any], _now: float) -> str:
 
 _RENDER: dict[str, Callable[[dict[str, Any], float], str]] = {
     "api": _api_line,
+    "fleet": _fleet_line,
     "retention": _retention_line,
     "uploader": _uploader_line,
 }

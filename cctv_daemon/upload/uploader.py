@@ -44,6 +44,8 @@ from cctv_daemon.upload.transfer import file_digests as file_digests
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
 
+    from cctv_daemon.catalog.store import Catalog
+
 __all__ = ["ERROR", "FAILING", "MB", "OK", "RETRYING", "TokenBucket", "Uploader", "classify", "file_digests",
            "object_key"]
 
@@ -110,13 +112,22 @@ class Uploader(SupervisedThreads):
 
     @classmethod
     def from_config(
-        cls, config: Config, save_path: Path, state_dir: Path, clock: Clock | None = None
+        cls, config: Config, save_path: Path, state_dir: Path, clock: Clock | None = None,
+        catalog: Catalog | None = None,
     ) -> Uploader:
         from cctv_daemon.upload.s3_client import make_client
 
         assert config.s3Config is not None
         s3 = config.s3Config
-        queue = q.UploadQueue(state_dir / c.CATALOG_FILENAME)
+        # its own connection(s) to the catalog's database: uploads never wait behind the catalog's lock
+        if catalog is None:
+            queue = q.UploadQueue(state_dir / c.CATALOG_FILENAME)
+        elif catalog.db.sqlite_path is not None:
+            queue = q.UploadQueue(catalog.db.sqlite_path, node_id=catalog.node_id)
+        else:
+            from cctv_daemon.catalog.engine import open_server
+
+            queue = q.UploadQueue(open_server(catalog.db.url, catalog.node_id, catalog.prefix))
         client = make_client(s3, config.awsCredentials, s3.maxConcurrentUploads * c.UPLOAD_PART_CONCURRENCY)
         return cls(s3, queue, save_path, client, clock)
 

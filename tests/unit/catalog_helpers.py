@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cctv_daemon.catalog import migrate
+from cctv_daemon.catalog.engine import open_server, parse_url
 from cctv_daemon.catalog.store import Catalog, SegmentRow
 from cctv_daemon.segments import names as segment_names
+from cctv_daemon.upload.queue import UploadQueue
 
 
 def put_segment(catalog: Catalog, camera: str, start: float, size: int = 1000, duration: float = 10.0,
@@ -20,21 +23,31 @@ def put_segment(catalog: Catalog, camera: str, start: float, size: int = 1000, d
 
 
 def make_uploads_table(catalog: Catalog) -> None:
-    """The uploads table exactly as the shared contract defines it (owned by upload_queue.py)."""
-    with catalog.transaction() as db:
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS uploads(path TEXT PRIMARY KEY, camera TEXT NOT NULL,"
-            " start REAL NOT NULL, size INTEGER NOT NULL, s3_key TEXT NOT NULL, state TEXT NOT NULL,"
-            " attempts INTEGER NOT NULL"
-            " DEFAULT 0, next_attempt_at REAL NOT NULL DEFAULT 0, last_error TEXT, etag TEXT, sha256 TEXT,"
-            " queued_at REAL NOT NULL, uploaded_at REAL)")
+    """Nothing to do any more: the uploads table is part of the catalog's schema (catalog/migrations)."""
 
 
 def set_upload(catalog: Catalog, row: SegmentRow, state: str) -> None:
+    u = catalog.db.t.uploads
     with catalog.transaction() as db:
-        db.execute("INSERT OR REPLACE INTO uploads (path, camera, start, size, s3_key, state, queued_at)"
-                   " VALUES (?, ?, ?, ?, ?, ?, 0)",
-                   (row.path, row.camera, row.start, row.size, "k/" + row.path, state))
+        db.execute(u.delete().where(u.c.path == row.path))
+        db.execute(u.insert().values(node_id=catalog.node_id, path=row.path, camera=row.camera, start=row.start,
+                                     size=row.size, s3_key="k/" + row.path, state=state, queued_at=0))
+
+
+def open_queue(db_file: Path, url: str | None, node_id: str = "node-a") -> UploadQueue:
+    """An upload queue on the SQLite file `db_file` (url None) or on the database at `url` (fresh per test)."""
+    if url is None:
+        return UploadQueue(db_file, node_id=node_id)
+    db = open_server(parse_url(url), node_id, "")
+    migrate.upgrade(db)
+    return UploadQueue(db)
+
+
+def queue_of(catalog: Catalog) -> UploadQueue:
+    """An upload queue on the catalog's database, with its own connection(s) (as the daemon makes it)."""
+    if catalog.db.sqlite_path is not None:
+        return UploadQueue(catalog.db.sqlite_path, node_id=catalog.node_id)
+    return UploadQueue(open_server(catalog.db.url, catalog.node_id, catalog.prefix))
 
 
 def files_on_disk(save_path: Path) -> set[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +21,20 @@ T0 = 1_800_000_000.0
 
 
 @pytest.fixture
-def cat(tmp_path: Path) -> Catalog:
+def cat(tmp_path: Path, catalog_url: str | None) -> Iterator[Catalog]:
+    """The catalog on each backend (SQLite, PostgreSQL, MariaDB: tests/conftest.py catalog_url)."""
     save = tmp_path / "rec"
-    return Catalog(save / ".cctv" / "catalog.sqlite3", save, FakeClock(T0 + 86400 * 30))
+    catalog = Catalog(save / ".cctv" / "catalog.sqlite3", save, FakeClock(T0 + 86400 * 30), url=catalog_url,
+                      node_id="node-a")
+    yield catalog
+    catalog.close()
 
 
-def test_schema_version_and_reopen(cat: Catalog) -> None:
+def test_schema_version_and_reopen(tmp_path: Path) -> None:
+    save = tmp_path / "rec"
+    cat = Catalog(save / ".cctv" / "catalog.sqlite3", save)
     assert cat.created
-    assert cat.query("SELECT version FROM catalog_schema") == [(1,)]
+    assert cat.query("SELECT version FROM catalog_schema") == [(2,)]  # an older cctv-daemon refuses it
     again = Catalog(cat.path, cat.save_path)
     assert not again.created
     assert again.query("PRAGMA journal_mode") == [("wal",)]

@@ -135,10 +135,11 @@ def test_configmap_config_is_accepted_by_the_daemon(monkeypatch: pytest.MonkeyPa
     pending = {key for key in ("catalog", "fleet", "api") if key not in known}
     assert set(data) - known == pending, f"unknown keys beyond the pending ones: {set(data) - known - pending}"
     for var in re.findall(r"\$\{([A-Z0-9_]+)\}", json.dumps(data)):
-        monkeypatch.setenv(var, "placeholder")
+        monkeypatch.setenv(var, "postgresql://cctv:placeholder@db/cctv" if var == "CATALOG_URL" else "placeholder")
     data["storageConfig"]["savePath"] = str(tmp_path / "rec")  # the pod's path does not exist here
     config = parse_config({k: v for k, v in data.items() if k not in pending})
     assert [c.cameraName for c in config.cameras] == ["gate", "yard", "dock"]
+    assert (config.fleet.shards, config.fleet.shard) == (3, None)  # each pod's shard: its name's -N
     assert config.logging.fileEnabled is False  # logs go to stdout (the pod's log), not to the volume
 
 

@@ -105,11 +105,14 @@ def test_classify_sees_through_s3_upload_failed_error() -> None:
 
 # -- backoff and state with a FakeClock, against a real store ------------------------------------------------
 @pytest.fixture
-def rig(moto_server: MotoServer, tmp_path: Path) -> Iterator[tuple[Uploader, FakeClock, Any]]:
+def rig(moto_server: MotoServer, tmp_path: Path, catalog_url: str | None) -> Iterator[tuple[Uploader, FakeClock, Any]]:
+    """On each catalog backend (SQLite, PostgreSQL, MariaDB)."""
+    from tests.unit.catalog_helpers import open_queue
+
     clock = FakeClock()
     s3 = moto_server.client()
     cfg = S3Config(s3Bucket=BUCKET, endpointUrl=moto_server.endpoint)
-    queue = q.UploadQueue(tmp_path / "state" / "catalog.sqlite3")
+    queue = open_queue(tmp_path / "state" / "catalog.sqlite3", catalog_url)
     up = Uploader(cfg, queue, tmp_path, s3, clock, backoff=Backoff(1.0, 8.0, jitter=0.0))
     yield up, clock, s3
     queue.close()
@@ -185,19 +188,23 @@ def test_vanished_file_is_abandoned(rig: tuple[Uploader, FakeClock, Any]) -> Non
 
 
 # -- the durable queue ----------
-def test_queue_recovers_uploading_rows_and_orders_by_start(tmp_path: Path) -> None:
+def test_queue_recovers_uploading_rows_and_orders_by_start(tmp_path: Path, catalog_url: str | None) -> None:
+    from tests.unit.catalog_helpers import open_queue
+
     db = tmp_path / "catalog.sqlite3"
-    queue = q.UploadQueue(db)
+    queue = open_queue(db, catalog_url)
     assert queue.enqueue("c/b.mp4", "c", 20.0, 1, "k/b", 100.0)
     assert queue.enqueue("c/a.mp4", "c", 10.0, 1, "k/a", 101.0)
     assert not queue.enqueue("c/a.mp4", "c", 10.0, 1, "k/a", 102.0)  # once
     claimed = queue.claim(1000.0)
     assert claimed is not None and claimed.path == "c/a.mp4" and claimed.attempts == 1
     queue.close()  # "killed" with a row in 'uploading'
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT state FROM uploads WHERE path='c/a.mp4'").fetchone() == ("uploading",)
-    conn.close()
-    queue = q.UploadQueue(db)
+    queue = open_queue(db, catalog_url)
+    assert queue.get("c/a.mp4").state == "uploading"  # type: ignore[union-attr]
+    if catalog_url is not None:  # a shared database: another node's queue neither sees nor recovers the row
+        other = open_queue(db, catalog_url, node_id="node-b")
+        assert other.all() == [] and other.recover() == 0 and other.claim(1000.0) is None
+        other.close()
     assert queue.recover() == 1
     assert [(r.path, r.state) for r in queue.all()] == [("c/a.mp4", "pending"), ("c/b.mp4", "pending")]
     assert queue.backlog() == (2, 100.0)
@@ -248,24 +255,25 @@ def test_warns_when_config_with_secrets_is_readable(
 
 
 # -- issue 12: supervised workers, reconciliation, per-object retries (real moto, real SQLite catalog) -------
-def catalog_rig(moto_server: MotoServer, tmp_path: Path, clock: Any, **s3_extra: Any) -> tuple[Uploader, Any, Any]:
-    """An uploader on the catalog file the daemon uses (segments + uploads in one SQLite file)."""
+def catalog_rig(moto_server: MotoServer, tmp_path: Path, clock: Any, url: str | None = None,
+                **s3_extra: Any) -> tuple[Uploader, Any, Any]:
+    """An uploader on the catalog the daemon uses (segments + uploads in one database: SQLite file or `url`)."""
     from cctv_daemon.catalog.store import Catalog
+    from tests.unit.catalog_helpers import queue_of
 
     s3 = moto_server.client()
     s3.create_bucket(Bucket=BUCKET)
     save = tmp_path / "rec"
     db = save / ".cctv" / "catalog.sqlite3"
-    catalog = Catalog(db, save, clock)
+    catalog = Catalog(db, save, clock, url=url, node_id="node-a")
     cfg = S3Config(s3Bucket=BUCKET, endpointUrl=moto_server.endpoint, **s3_extra)
-    up = Uploader(cfg, q.UploadQueue(db), save, s3, clock, backoff=Backoff(0.05, 0.2, jitter=0.0))
+    up = Uploader(cfg, queue_of(catalog), save, s3, clock, backoff=Backoff(0.05, 0.2, jitter=0.0))
     return up, catalog, s3
 
 
 def test_worker_survives_database_error_and_status_shows_failing(moto_server: MotoServer, tmp_path: Path) -> None:
     """Finding 1: an error outside the transfer ("database is locked" from the queue) must not end the worker;
     status says `failing` while it lasts; everything is uploaded once it passes."""
-    import sqlite3
     import threading
 
     from cctv_daemon.core.clock import SystemClock
@@ -309,7 +317,6 @@ def bucket_keys(s3: Any) -> dict[str, Any]:
 def test_error_after_transfer_releases_the_row_and_it_is_redone(moto_server: MotoServer, tmp_path: Path) -> None:
     """Finding 1: mark_uploaded fails once (database locked) after a good transfer: the row is not left in
     'uploading' for ever; it goes back to pending and is uploaded (one object) when the queue answers."""
-    import sqlite3
 
     from cctv_daemon.core.clock import SystemClock
     from tests.support.daemon import wait_for
@@ -335,13 +342,14 @@ def test_error_after_transfer_releases_the_row_and_it_is_redone(moto_server: Mot
     assert list(bucket_keys(s3)) == ["k/one"]
 
 
-def test_reconciliation_queues_segments_without_upload_row(moto_server: MotoServer, tmp_path: Path) -> None:
+def test_reconciliation_queues_segments_without_upload_row(moto_server: MotoServer, tmp_path: Path,
+                                                           catalog_url: str | None) -> None:
     """Finding 2: segments catalogued outside the bus (startup recovery, check --repair) get exactly one upload
     row: a full pass at startup, then incremental passes over newer rowids only."""
     from tests.unit.catalog_helpers import put_segment
 
     clock = FakeClock()
-    up, catalog, s3 = catalog_rig(moto_server, tmp_path, clock)
+    up, catalog, s3 = catalog_rig(moto_server, tmp_path, clock, catalog_url)
     old = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(3)]  # e.g. recovery
     clock.advance(60)
     assert up.reconciler.run(full=True) == 3
@@ -416,8 +424,9 @@ def test_reconciliation_after_segments_rows_replaced(moto_server: MotoServer, tm
     segs = [put_segment(catalog, "cam", clock.time() - 600 + 10 * i) for i in range(5)]
     clock.advance(60)
     assert up.reconciler.run(full=True) == 5
+    u = catalog.db.t.uploads
     with catalog.transaction() as db:
-        db.execute("DELETE FROM uploads WHERE path IN (?, ?)", (segs[1].path, segs[3].path))
+        db.execute(u.delete().where(u.c.path.in_([segs[1].path, segs[3].path])))
     recovery.rebuild(catalog, tmp_path / "rec" / ".cctv", replace=True)
     clock.advance(60)
     assert up.reconciler.run() == 2
@@ -507,27 +516,21 @@ def test_many_objects_failing_is_the_store_not_the_objects(moto_server: MotoServ
 
 
 def test_old_schema_catalog_is_migrated_in_place(tmp_path: Path) -> None:
-    """The uploads table of an older catalog gets the new columns; its rows are kept and usable."""
-    from cctv_daemon.catalog.store import Catalog
-    from tests.unit.catalog_helpers import make_uploads_table
+    """The uploads table of a catalog made before the versioned schema (its first columns only) is adopted: its
+    rows are kept and usable, the later columns default to 0."""
+    from tests.support import legacy_catalog
 
     db = tmp_path / "catalog.sqlite3"
-    catalog = Catalog(db, tmp_path)
-    make_uploads_table(catalog)  # the first schema, without failures / check_remote
-    with catalog.transaction() as conn:
-        conn.execute("INSERT INTO uploads(path, camera, start, size, s3_key, state, attempts, last_error,"
-                     " queued_at) VALUES ('c/a.mp4', 'c', 10, 5, 'k/a', 'failed', 7, 'NoSuchBucket: x', 1),"
-                     " ('c/b.mp4', 'c', 20, 5, 'k/b', 'uploaded', 1, NULL, 2)")
-    catalog.close()
+    legacy_catalog.make(db, [], uploads=[("c/a.mp4", "c", 10, 5, "k/a", "failed", 7, "NoSuchBucket: x"),
+                                         ("c/b.mp4", "c", 20, 5, "k/b", "uploaded", 1, None)])
     queue = q.UploadQueue(db)
-    assert queue.migrated == ["failures", "check_remote"]
     rows = queue.all()
     assert [(r.path, r.state, r.attempts, r.failures, r.last_error) for r in rows] == [
         ("c/a.mp4", "failed", 7, 0, "NoSuchBucket: x"), ("c/b.mp4", "uploaded", 1, 0, None)]
     claimed = queue.claim(100.0, max_attempts=20)  # a store-blocked 'failed' row is still retried
     assert claimed is not None and claimed.path == "c/a.mp4"
     queue.close()
-    assert q.UploadQueue(db).migrated == []  # idempotent
+    assert len(q.UploadQueue(db).all()) == 2  # idempotent
 
 
 def test_max_attempts_config_key() -> None:
@@ -568,7 +571,6 @@ def test_status_renders_failing_uploader_and_failed_uploads_without_secrets(
 ) -> None:
     """`status` (human) shows a failing uploader and the failed uploads; a secret in a worker's error text is
     never shown (redacted before it is stored)."""
-    import sqlite3
 
     from cctv_daemon.core.redact import register_secrets
     from cctv_daemon.service.status import format_human

@@ -1,0 +1,188 @@
+"""Where the catalog lives: `catalog.url` turned into a SQLAlchemy engine. The default is the embedded SQLite file
+{stateDir}/catalog.sqlite3, opened through catalog/sqlite_db.py (WAL, synchronous FULL, read-only opening that never
+creates -wal/-shm: the one place for SQLite's connection settings). `postgresql://` runs on psycopg 3,
+`mysql://` / `mariadb://` on PyMySQL.
+
+The URL's password is a secret: it is shown only through `safe_url()` / `error_text()` (hidden), and registered for
+redaction with the other secrets of the config (config/model.py Config.secrets)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+from cctv_daemon.catalog import sqlite_db
+from cctv_daemon.catalog.errors import CatalogUrlError
+from cctv_daemon.catalog.schema import Tables, tables
+from cctv_daemon.core.constants import REDACTED
+
+KEY = "catalog.url"
+CONNECT_TIMEOUT_S = 5
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "postgresql+psycopg": None,
+            "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "mysql+pymysql": None,
+            "mariadb+pymysql": "mysql+pymysql", "sqlite": None}
+
+
+def _hide(text: str, password: str | None) -> str:
+    from cctv_daemon.config.checks import redact_url
+
+    out = redact_url(text) if "://" in text else text
+    return out.replace(password, REDACTED) if password and len(password) >= 3 else out
+
+
+def parse_url(url: str) -> URL:
+    """The SQLAlchemy URL of a `catalog.url` (the driver chosen from its scheme). CatalogUrlError when unusable."""
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError):
+        raise CatalogUrlError(f"{KEY}: not a database URL (got {_hide(url, None)!r}; e.g. "
+                              "postgresql://user:${PASSWORD}@host/db, mysql://…, sqlite:///path)") from None
+    scheme = parsed.drivername.lower()
+    if scheme not in _DRIVERS:
+        raise CatalogUrlError(f"{KEY}: unknown scheme {scheme!r} (use postgresql://, mysql://, mariadb:// or "
+                              "sqlite:///path)")
+    driver = _DRIVERS[scheme]
+    if driver is not None:
+        parsed = parsed.set(drivername=driver)
+    if scheme == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            raise CatalogUrlError(f"{KEY}: a sqlite URL needs a file path (sqlite:////abs/path/catalog.sqlite3)")
+    elif not parsed.host and not parsed.query.get("host") and not parsed.query.get("unix_socket"):
+        raise CatalogUrlError(f"{KEY}: must include a host (got {safe_url(url)!r})")
+    elif not parsed.database:
+        raise CatalogUrlError(f"{KEY}: must name a database (…/DBNAME) (got {safe_url(url)!r})")
+    return parsed
+
+
+def safe_url(url: str | URL) -> str:
+    """The URL for logs, status and errors: the password hidden."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except (exc.ArgumentError, ValueError):
+        return _hide(url, None)
+
+
+def error_text(err: BaseException, url: URL | None = None) -> str:
+    """A one-line, password-free description of a database error (no SQL, no link to the SQLAlchemy docs)."""
+    orig = getattr(err, "orig", None)
+    text = str(orig if orig is not None else err).strip().splitlines()
+    line = " ".join(t.strip() for t in text if t.strip())[:500] or type(err).__name__
+    password = url.password if url is not None else None
+    return _hide(line, str(password) if password else None)
+
+
+def is_connection_error(err: BaseException) -> bool:
+    """Is this the database being away (a server down, a dropped connection), not a bad statement?"""
+    if isinstance(err, exc.DBAPIError) and err.connection_invalidated:
+        return True
+    if isinstance(err, exc.DisconnectionError):
+        return True
+    if isinstance(err, (exc.OperationalError, exc.InterfaceError)):
+        orig = getattr(err, "orig", None)
+        return not (orig is not None and type(orig).__module__.startswith("sqlite3"))
+    return False
+
+
+class CatalogDb:
+    """One catalog database: its engine, its tables (with the prefix), this node's id and the lock that keeps one
+    statement sequence at a time per process (SQLite shares one connection between threads, as before)."""
+
+    def __init__(self, engine: Engine, tbl: Tables, node_id: str, *, url: URL, read_only: bool = False,
+                 sqlite_path: Path | None = None) -> None:
+        self.engine = engine
+        self.t = tbl
+        self.node_id = node_id
+        self.url = url
+        self.read_only = read_only
+        self.sqlite_path = sqlite_path
+        self.dialect = engine.dialect.name  # sqlite / postgresql / mysql
+        # A SQLite catalog is single-node (as before): every row is this node's, whatever its node_id says.
+        self.scoped = self.dialect != "sqlite"
+        self.lock = threading.RLock()
+        self.cache: dict[object, object] = {}  # statements built once (catalog/writes.py, reads.py)
+
+    @property
+    def shown(self) -> str:
+        return str(self.sqlite_path) if self.sqlite_path is not None else safe_url(self.url)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """One transaction (SQLite: BEGIN IMMEDIATE, as before), committed on leaving, rolled back on an error."""
+        with self.lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """Reads (SQLite: each statement on its own, as before: no transaction to begin and end, no write lock)."""
+        with self.mode("NONE") as conn:
+            yield conn
+
+    @contextmanager
+    def mode(self, begin_mode: str) -> Iterator[Connection]:
+        """A connection whose SQLite transactions begin with BEGIN `begin_mode` ("NONE": autocommit, each
+        statement its own: what a PRAGMA such as wal_checkpoint needs). Other backends ignore it."""
+        with self.lock, self.engine.connect() as conn:
+            conn.info["begin_mode"] = begin_mode
+            try:
+                yield conn
+                if conn.in_transaction():
+                    conn.commit()
+            finally:
+                conn.info.pop("begin_mode", None)
+
+    def close(self) -> None:
+        with self.lock:
+            self.engine.dispose()
+
+
+def _sqlite_begin(immediate: bool) -> Any:
+    def begin(conn: Connection) -> None:
+        mode = conn.info.get("begin_mode") or ("IMMEDIATE" if immediate else "DEFERRED")
+        if mode != "NONE":
+            conn.exec_driver_sql(f"BEGIN {mode}")
+    return begin
+
+
+def sqlite_engine(path: Path | None, *, read_only: bool = False, raw: Any = None) -> Engine:
+    """An engine on one shared sqlite3 connection made by sqlite_db (`raw`: an already open one)."""
+    if raw is not None:
+        conn = raw
+    elif path is None:
+        conn = sqlite_db.connect_memory()
+    elif read_only:
+        conn = sqlite_db.connect_read_only(path)
+    else:
+        conn = sqlite_db.connect(path, synchronous="FULL")  # see docs/segment-lifecycle.md
+    engine = create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool)
+    event.listen(engine, "begin", _sqlite_begin(immediate=not read_only))
+    return engine
+
+
+def server_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "postgresql":
+        # synchronous_commit stays on: a committed row must survive the server being killed
+        args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S, "options": "-c synchronous_commit=on"}
+        return create_engine(url, pool_pre_ping=True, pool_size=3, max_overflow=5, connect_args=args)
+    args = {"connect_timeout": CONNECT_TIMEOUT_S, "charset": "utf8mb4"}
+    return create_engine(url, pool_pre_ping=True, pool_size=3, max_overflow=5, pool_recycle=3600,
+                         isolation_level="READ COMMITTED", connect_args=args)
+
+
+def open_server(url: URL, node_id: str, prefix: str, read_only: bool = False) -> CatalogDb:
+    return CatalogDb(server_engine(url), tables(prefix), node_id, url=url, read_only=read_only)
+
+
+def open_sqlite(path: Path, node_id: str, prefix: str, *, read_only: bool = False, memory: bool = False,
+                raw: Any = None) -> CatalogDb:
+    engine = sqlite_engine(None if memory else path, read_only=read_only and not memory and raw is None, raw=raw)
+    return CatalogDb(engine, tables(prefix), node_id, url=make_url(f"sqlite:///{path}"), read_only=read_only,
+                     sqlite_path=path)

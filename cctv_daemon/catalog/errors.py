@@ -1,0 +1,20 @@
+"""The catalog's errors that commands report as a usage/config problem (exit 2): each message names `catalog.url`
+and never shows its password. Imports nothing heavy (cli/main.py catches these for every command)."""
+
+from __future__ import annotations
+
+
+class CatalogError(RuntimeError):
+    """The catalog database cannot be used as configured."""
+
+
+class CatalogUrlError(CatalogError, ValueError):
+    """A `catalog.url` that cannot be used (not a URL, unknown scheme, no host or database)."""
+
+
+class CatalogOpenError(CatalogError):
+    """The catalog database cannot be reached or refuses us (connection error, bad credentials)."""
+
+
+class SchemaError(CatalogError):
+    """The catalog's schema cannot be used by this program (made by a newer one)."""

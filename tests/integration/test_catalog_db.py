@@ -1,0 +1,171 @@
+"""The daemon with its catalog on PostgreSQL and MariaDB (catalog.url; real servers from tests/support/databases.py,
+a fresh database per test): recording, listing with gaps, upload to S3 (moto), check/repair, export, retention,
+crash recovery after SIGKILL; the URL's password (${ENV}) never shown."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cctv_daemon.catalog.store import Catalog
+from cctv_daemon.core import constants as c
+from tests.conftest import DaemonFactory
+from tests.support.daemon import wait_for
+from tests.support.databases import DatabaseServer
+from tests.support.s3 import MotoServer
+
+PW_ENV = "CCTV_TEST_DB_PASSWORD"
+BUCKET = "cctv-db"
+
+
+def db_url(server: DatabaseServer) -> tuple[str, str]:
+    """(catalog.url with ${PW_ENV} for the password, the fresh database's plain SQLAlchemy URL)."""
+    name = f"d_{uuid.uuid4().hex[:16]}"
+    full = server.create_database(name)
+    scheme = "postgresql" if server.kind == "postgresql" else "mariadb"
+    return f"{scheme}://{server.user}:${{{PW_ENV}}}@127.0.0.1:{server.port}/{name}", full
+
+
+@pytest.fixture(params=["postgresql", "mariadb"])
+def server(request: pytest.FixtureRequest) -> DatabaseServer:
+    name = "postgres_server" if request.param == "postgresql" else "mariadb_server"
+    found: DatabaseServer = request.getfixturevalue(name)
+    return found
+
+
+def config(url: str, cameras: list[str], **storage: Any) -> dict[str, Any]:
+    return {"cameras": [{"cameraName": n, "source": "test", "videoDuration": 1} for n in cameras],
+            "storageConfig": storage, "logging": {"level": "info"}, "catalog": {"url": url}}
+
+
+def open_catalog(full_url: str, save: Path) -> Catalog:
+    return Catalog(save / ".cctv" / c.CATALOG_FILENAME, save, url=full_url, node_id="reader")
+
+
+def our_files(save: Path) -> dict[str, int]:
+    return {p.relative_to(save).as_posix(): p.stat().st_size for p in save.glob("*/*/*.mp4")}
+
+
+def test_records_lists_uploads_checks_and_exports(server: DatabaseServer, moto_server: MotoServer,
+                                                  daemon_factory: DaemonFactory, tmp_path: Path) -> None:
+    url, full = db_url(server)
+    env = {PW_ENV: server.password, "CCTV_UPLOAD_BACKOFF_S": "0.3,1.5"}
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    cfg = config(url, ["t1"])
+    cfg["s3Config"] = {"s3Bucket": BUCKET, "endpointUrl": moto_server.endpoint, "addressingStyle": "path"}
+    cfg["awsCredentials"] = {"accessKeyId": "k", "secretAccessKey": "s3cr3t-key", "region": "us-east-1"}
+    d = daemon_factory(cfg, env)
+    save = d.save_path
+    cat = open_catalog(full, save)
+
+    def uploaded() -> int:
+        return sum(1 for r in cat.segments() if r.upload_state == "uploaded")
+
+    wait_for(lambda: uploaded() >= 4, 90, "4 segments catalogued and uploaded", proc=d.proc)
+    status = d.cli("status", env=env)
+    assert d.stop(30) == 0
+    rows = cat.segments()
+    assert {r.path for r in rows} == set(our_files(save)) and all(r.node_id for r in rows)
+    assert len({r.node_id for r in rows}) == 1  # the daemon's node id on every row
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+    assert len(keys) == uploaded() >= 4
+    assert cat.totals() == {}  # "reader" is another node: its own totals are empty
+    seg = d.cli("segments", "--json", env=env)
+    assert seg.returncode == 0, seg.stderr
+    listed = json.loads(seg.stdout)
+    assert {s["path"] for s in listed["segments"]} == {r.path for r in rows}
+    assert d.cli("check", env=env).returncode == 0
+    victim = save / rows[-1].path
+    victim.unlink()  # a file vanishes behind our back: check finds it, --repair fixes it
+    res = d.cli("check", env=env)
+    assert res.returncode == c.EXIT_CHECK_PROBLEMS and "row-without-file" in res.stdout
+    assert d.cli("check", "--repair", env=env).returncode == 0
+    assert d.cli("check", env=env).returncode == 0
+    out = tmp_path / "clip.mp4"
+    first, last = rows[0], rows[-2]
+    res = d.cli("export", "--camera", "t1", "--from", iso(first.start + 0.2), "--to", iso(last.end - 0.2),
+                "-o", str(out), env=env)
+    assert res.returncode == 0, res.stderr
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                            str(out)], capture_output=True, text=True, check=True)
+    assert float(probe.stdout) > 0.5
+    for text in (d.output(), status.stdout, status.stderr, seg.stderr, res.stderr):
+        assert server.password not in text
+    cat.close()
+
+
+def test_retention_and_crash_recovery(server: DatabaseServer, daemon_factory: DaemonFactory) -> None:
+    url, full = db_url(server)
+    env = {PW_ENV: server.password}
+    cap = 200_000
+    d = daemon_factory(config(url, ["t1"], clearWhenFilePathReachGB=cap / 1e9), env)
+    save = d.save_path
+    cat = open_catalog(full, save)
+    wait_for(lambda: len(cat.segments(states=("deleted",))) >= 3, 90, "retention deleting", proc=d.proc)
+    d.signal(signal.SIGKILL)
+    d.wait(10)
+    wait_for(lambda: not d.ffmpegs(), 15, "the killed daemon's ffmpeg to exit")
+    before = len(cat.segments(states=("complete", "deleting", "deleted")))
+    d.start()  # startup recovery: files left without a row are catalogued, totals stay exact
+    wait_for(lambda: len(cat.segments(states=("complete", "deleting", "deleted"))) >= before + 3, 60,
+             "recording again", proc=d.proc)
+    assert d.stop(30) == 0
+    res = d.cli("check", env=env)
+    assert res.returncode == 0, res.stdout + res.stderr
+    live = {r.path: r.size for r in cat.segments(states=("complete", "deleting"))}
+    assert live == our_files(save)
+    node = cat.segments()[0].node_id
+    own = Catalog(save / ".cctv" / c.CATALOG_FILENAME, save, url=full, node_id=node)
+    assert own.total_bytes() == sum(live.values())  # segment_totals exact after the crash
+    deleted = [r.start for r in cat.segments(states=("deleted",))]
+    assert max(deleted) <= min(r.start for r in cat.segments())  # oldest first
+    own.close()
+    cat.close()
+
+
+def iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def test_database_outage_loses_no_row_and_no_footage(daemon_factory: DaemonFactory) -> None:
+    """PostgreSQL stopped for 30 s while recording: recording goes on, the segments finished meanwhile are held and
+    catalogued when it is back: every file has exactly one row, and the footage has no gap."""
+    from cctv_daemon.catalog.rows import with_gaps
+    from tests.support.databases import PostgresServer, serve
+
+    gen = serve(PostgresServer)  # our own server: the session's one is never taken down
+    own = next(gen)
+    try:
+        url, full = db_url(own)
+        env = {PW_ENV: own.password}
+        d = daemon_factory(config(url, ["t1"]), env)
+        save = d.save_path
+        cat = open_catalog(full, save)
+        wait_for(lambda: len(cat.segments()) >= 3, 60, "3 segments catalogued", proc=d.proc)
+        cat.close()
+        outage = own.outage(30)
+        wait_for(lambda: d.events("catalog_database_unavailable"), 60, "the outage noticed", proc=d.proc)
+        during = len(our_files(save))
+        outage.join()
+        wait_for(lambda: d.events("catalog_database_back"), 60, "the held rows catalogued", proc=d.proc)
+        assert len(our_files(save)) >= during + 20  # recording went on through the outage
+        assert d.stop(30) == 0
+        cat = open_catalog(full, save)
+        rows = cat.segments(states=("complete", "deleting", "deleted", "missing"))
+        paths = [r.path for r in rows]
+        assert len(paths) == len(set(paths))  # exactly one row per file
+        assert set(paths) == set(our_files(save))
+        assert with_gaps(cat.segments()) == []  # no footage lost
+        assert own.password not in d.output()
+        cat.close()
+    finally:
+        gen.close()

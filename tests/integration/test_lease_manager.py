@@ -1,0 +1,145 @@
+"""fleet/lease_manager.py on a real PostgreSQL, rounds driven by the test (no thread): each node takes its shard's
+cameras, a node that dies loses them to the next node in each camera's rendezvous order after the TTL, the
+preferred node gets them back once the interim holder's cameras stopped (never both), a duplicate shard holds
+nothing and names the holder, and a node cut off from the database keeps what it holds."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from cctv_daemon.fleet import rendezvous
+from cctv_daemon.fleet.identity import FleetIdentity
+from cctv_daemon.fleet.lease_manager import HELD, RELEASING, STANDBY, LeaseManager
+from cctv_daemon.fleet.lease_store import LeaseStore, lease_engine
+from tests.support.databases import DatabaseServer
+from tests.support.rtsp import free_port
+
+TTL = 3.0
+CAMERAS = tuple(f"cam{i}" for i in range(8))
+
+
+@pytest.fixture
+def url(postgres_server: DatabaseServer) -> str:
+    return postgres_server.create_database(f"mgr_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def made() -> Iterator[list[Engine]]:
+    engines: list[Engine] = []
+    yield engines
+    for eng in engines:
+        eng.dispose()
+
+
+def node(url: str, made: list[Engine], shard: int, node_id: str | None = None, shards: int = 2) -> LeaseManager:
+    eng = lease_engine(url)
+    made.append(eng)
+    mgr = LeaseManager(LeaseStore(eng, "f_"), FleetIdentity(shards, shard, node_id or f"cctv-{shard}"), TTL)
+    mgr.offer(CAMERAS, frozenset())
+    return mgr
+
+
+def held(mgr: LeaseManager) -> set[str]:
+    return {cam for cam, lease in mgr.view.cameras.items() if lease.mine}
+
+
+def own(shard: int, shards: list[int]) -> set[str]:
+    return {cam for cam in CAMERAS if rendezvous.owner(cam, shards) == shard}
+
+
+def rounds(*mgrs: LeaseManager, n: int = 2) -> None:
+    for _ in range(n):
+        for mgr in mgrs:
+            mgr.round()
+
+
+def test_shards_failover_and_hand_back(url: str, made: list[Engine]) -> None:
+    a, b = node(url, made, 0), node(url, made, 1)
+    rounds(a, b)
+    assert held(a) == own(0, [0, 1]) and held(b) == own(1, [0, 1])
+    assert own(0, [0, 1]) and own(1, [0, 1])  # both shards have cameras
+    assert not (held(a) & held(b))
+    lease = b.view.cameras[next(iter(own(0, [0, 1])))]
+    assert lease.state == STANDBY and lease.holder == "cctv-0"
+    assert "lease held by node cctv-0 (shard 0)" in lease.reason
+    assert b.view.live_nodes == (("cctv-0", 0), ("cctv-1", 1))
+
+    # b dies (no more rounds, no release): after the TTL, a takes b's cameras too (a has been connected > TTL)
+    t0 = time.monotonic()
+    while held(a) != set(CAMERAS):
+        assert time.monotonic() - t0 < TTL + 3 * TTL / 5 + 2, a.view.status()
+        a.round()
+        time.sleep(0.2)
+    assert time.monotonic() - t0 >= TTL - 1  # not before b's leases expired
+
+    # b comes back (a new process): it waits, a hands back once its cameras stopped, then b takes them
+    b2 = node(url, made, 1)
+    b2.round()
+    assert held(b2) == set()
+    a.offer(CAMERAS, frozenset(CAMERAS))  # all of a's cameras are still recording
+    a.round()
+    back = own(1, [0, 1])
+    assert {cam for cam, lease in a.view.cameras.items() if lease.state == RELEASING} == back
+    assert not any(a.view.cameras[cam].mine for cam in back)  # the loop stops them...
+    b2.round()
+    assert held(b2) == set()  # ...and a still holds them until they have stopped: never two recorders
+    a.offer(CAMERAS, frozenset(CAMERAS) - back)
+    a.round()
+    b2.round()
+    assert held(b2) == back and held(a) == own(0, [0, 1])
+    assert {b2.view.cameras[cam].generation for cam in back} == {3}  # b, a, b: the fencing counter counts holders
+
+
+def test_duplicate_shard_holds_nothing_and_names_the_holder(url: str, made: list[Engine]) -> None:
+    a = node(url, made, 0, shards=1)
+    a.round()
+    assert held(a) == set(CAMERAS)
+    dup = node(url, made, 0, node_id="cctv-0-copy", shards=1)
+    rounds(dup, a, dup)
+    assert held(dup) == set() and held(a) == set(CAMERAS)
+    for lease in dup.view.cameras.values():
+        assert lease.state == STANDBY and lease.holder == "cctv-0"
+        assert lease.reason.startswith("lease held by node cctv-0 (shard 0) until ")
+    same_id = node(url, made, 0, node_id="cctv-0", shards=1)  # even with the same node id
+    rounds(same_id)
+    assert held(same_id) == set() and same_id.view.duplicate_node_id
+
+
+def test_cut_off_node_keeps_its_leases_and_takes_none(url: str, made: list[Engine]) -> None:
+    a = node(url, made, 0, shards=1)
+    a.round()
+    assert held(a) == set(CAMERAS)
+    good = a.store.engine
+    dead = lease_engine(f"postgresql+psycopg://x:y@127.0.0.1:{free_port()}/none")  # refused: the database is away
+    made.append(dead)
+    a.store.engine = dead
+    a.round()
+    assert not a.view.db_ok and a.view.error and held(a) == set(CAMERAS)  # footage first: still recording
+    assert all(lease.state == HELD for lease in a.view.cameras.values())
+    a.store.engine = good
+    a.round()
+    assert a.view.db_ok and held(a) == set(CAMERAS)  # nobody took them: renewed
+
+
+def test_restarted_process_adopts_its_folders_leases_at_once(url: str, made: list[Engine], tmp_path: Path) -> None:
+    """The previous process of this recording folder (named in {stateDir}/fleet-instance; the instance lock says it
+    is gone) held the leases: the new one takes them over at once instead of after the TTL."""
+    a = node(url, made, 0, shards=1)
+    a.round()
+    assert held(a) == set(CAMERAS)
+    marker = tmp_path / "fleet-instance"
+    marker.write_text(a.instance + "\n")  # what a.start() writes
+    eng = lease_engine(url)
+    made.append(eng)
+    b = LeaseManager(LeaseStore(eng, "f_"), FleetIdentity(1, 0, "cctv-0"), TTL, instance_file=marker)
+    b.offer(CAMERAS, frozenset())
+    b.round()
+    assert held(b) == set(CAMERAS), b.view.status()
+    assert {lease.generation for lease in b.view.cameras.values()} == {2}  # a new holder: the counter moved on
+    assert b.view.live_nodes == (("cctv-0", 0),) and not b.view.duplicate_node_id  # a's heartbeat is gone
