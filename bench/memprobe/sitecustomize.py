@@ -2,7 +2,9 @@
 test and set RSS_PROBE_OUT=file. Every RSS_PROBE_EVERY seconds (default 15) the daemon process appends one JSON
 line: /proc/self/smaps_rollup (anonymous vs file-backed RSS), glibc's mallinfo2 (all arenas) and the number of
 arenas (malloc_info), SQLite's own allocator (sqlite3_memory_used), Python's allocated blocks and gc objects.
-Variants for experiments: RSS_PROBE_ARENA_MAX=n calls mallopt(M_ARENA_MAX, n) here, before any thread starts."""
+Variants for experiments: RSS_PROBE_ARENA_MAX=n calls mallopt(M_ARENA_MAX, n) here, before any thread starts;
+RSS_PROBE_TRACEMALLOC=s starts tracemalloc (3 frames), takes a first snapshot after s seconds and appends to
+RSS_PROBE_OUT + ".tm" the 15 largest growths since then at every later sample."""
 
 from __future__ import annotations
 
@@ -57,7 +59,23 @@ def _loop(out: str, every: float) -> None:
     lib.sqlite3_memory_used.restype = ctypes.c_int64
     lib.sqlite3_memory_highwater.restype = ctypes.c_int64
     t0 = time.monotonic()
+    tm_after = float(os.environ.get("RSS_PROBE_TRACEMALLOC", "0"))
+    first = None
     while True:
+        if tm_after and time.monotonic() - t0 >= tm_after:
+            import tracemalloc
+
+            gc.collect()
+            snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, __file__)])
+            if first is None:
+                first = snap
+            else:
+                with open(out + ".tm", "a") as f:
+                    f.write(f"== t={time.monotonic() - t0:.0f} traced={tracemalloc.get_traced_memory()[0]}\n")
+                    for stat in snap.compare_to(first, "traceback")[:15]:
+                        f.write(f"{stat.size_diff:+d} B {stat.count_diff:+d} blocks: "
+                                + " <- ".join(f"{fr.filename.split('site-packages/')[-1]}:{fr.lineno}"
+                                              for fr in stat.traceback) + "\n")
         mi = libc.mallinfo2()
         rec = {"t": round(time.monotonic() - t0, 1), **{f"kb_{k}": v for k, v in _rollup().items()},
                "malloc_arena": mi.arena, "malloc_used": mi.uordblks, "malloc_free": mi.fordblks,
@@ -75,5 +93,9 @@ if _OUT:
     _n = os.environ.get("RSS_PROBE_ARENA_MAX")
     if _n:
         ctypes.CDLL(None).mallopt(-8, int(_n))  # M_ARENA_MAX
+    if os.environ.get("RSS_PROBE_TRACEMALLOC"):
+        import tracemalloc
+
+        tracemalloc.start(3)
     threading.Thread(target=_loop, args=(_OUT, float(os.environ.get("RSS_PROBE_EVERY", "15"))), daemon=True,
                      name="memprobe").start()
