@@ -26,7 +26,7 @@ def opened(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[sqlite3.Connection]
     real = sqlite3.dbapi2.connect
 
     def spy(*args: Any, **kwargs: Any) -> sqlite3.Connection:
-        db = real(*args, **kwargs)
+        db: sqlite3.Connection = real(*args, **kwargs)
         made.append(db)
         return db
 
