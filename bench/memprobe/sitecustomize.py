@@ -4,7 +4,8 @@ line: /proc/self/smaps_rollup (anonymous vs file-backed RSS), glibc's mallinfo2 
 arenas (malloc_info), SQLite's own allocator (sqlite3_memory_used), Python's allocated blocks and gc objects.
 Variants for experiments: RSS_PROBE_ARENA_MAX=n calls mallopt(M_ARENA_MAX, n) here, before any thread starts;
 RSS_PROBE_TRACEMALLOC=s starts tracemalloc (3 frames), takes a first snapshot after s seconds and appends to
-RSS_PROBE_OUT + ".tm" the 15 largest growths since then at every later sample."""
+RSS_PROBE_OUT + ".tm" the 15 largest growths since then at every later sample; RSS_PROBE_TRIM=1 calls glibc's
+malloc_trim(0) before every sample (free pages inside the arenas go back to the kernel)."""
 
 from __future__ import annotations
 
@@ -61,7 +62,10 @@ def _loop(out: str, every: float) -> None:
     t0 = time.monotonic()
     tm_after = float(os.environ.get("RSS_PROBE_TRACEMALLOC", "0"))
     first = None
+    trim = os.environ.get("RSS_PROBE_TRIM") == "1"
     while True:
+        if trim:
+            libc.malloc_trim(0)
         if tm_after and time.monotonic() - t0 >= tm_after:
             import tracemalloc
 
