@@ -10,6 +10,17 @@ from pathlib import Path
 from urllib.parse import quote
 
 BUSY_TIMEOUT_MS = 5000
+# Page cache per connection, in KiB. SQLite's default (2 000 KiB) is a cap too, but the cache only fills as the
+# file outgrows it: a daemon's RSS then creeps up with every catalogued segment for the first days or weeks of a
+# catalog (docs/benchmarks.md, "Memory for the life of a run"). A smaller cap is reached within minutes and holds
+# the hot pages (the newest rows and index leaves per camera, the totals); other reads come from the OS's cache.
+CACHE_KIB = 512
+
+
+def configure(db: sqlite3.Connection) -> sqlite3.Connection:
+    """The settings every connection to a catalog gets (read-write, read-only and in-memory alike)."""
+    db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+    return db
 
 
 def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
@@ -17,6 +28,7 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
     in WAL yet (the switch needs an exclusive lock and does not wait on busy_timeout, so a reader opening the file
     while the daemon writes must not ask for it)."""
     db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    configure(db)
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
     while str(db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
@@ -39,17 +51,18 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
     wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
     uri = "file:" + quote(str(path.resolve()))
     if wal.exists() and shm.exists():
-        db = sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False, isolation_level=None,
-                             timeout=BUSY_TIMEOUT_MS / 1000)
+        db = configure(sqlite3.connect(uri + "?mode=ro", uri=True, check_same_thread=False, isolation_level=None,
+                                       timeout=BUSY_TIMEOUT_MS / 1000))
     elif not wal.exists() and not shm.exists():
-        db = sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
+        db = configure(sqlite3.connect(uri + "?immutable=1", uri=True, check_same_thread=False,
+                                       isolation_level=None))
     else:
         tmp = Path(tempfile.mkdtemp(prefix="cctv-catalog-"))
         copy = tmp / path.name
         shutil.copyfile(path, copy)
         if wal.exists():
             shutil.copyfile(wal, Path(f"{copy}-wal"))
-        db = sqlite3.connect(str(copy), check_same_thread=False, isolation_level=None)
+        db = configure(sqlite3.connect(str(copy), check_same_thread=False, isolation_level=None))
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the copy's -wal before it is unlinked
         shutil.rmtree(tmp, ignore_errors=True)  # the open connection keeps the (unlinked) files
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
@@ -58,7 +71,7 @@ def connect_read_only(path: Path) -> sqlite3.Connection:
 
 def connect_memory() -> sqlite3.Connection:
     """An empty private database (what a read command sees when no catalog exists yet)."""
-    return sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+    return configure(sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None))
 
 
 # SQLite result codes that mean "this file is damaged or unusable by us" (not "busy" or "disk full"):
