@@ -19,56 +19,13 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import StaticPool
 
 from cctv_daemon.catalog import sqlite_db
-from cctv_daemon.catalog.errors import CatalogUrlError
 from cctv_daemon.catalog.schema import Tables, tables
-from cctv_daemon.core.constants import REDACTED
+from cctv_daemon.config.catalog_url import KEY, hide, parse_url, safe_url
 
-KEY = "catalog.url"
+__all__ = ["KEY", "CatalogDb", "error_text", "is_connection_error", "open_server", "open_sqlite", "parse_url",
+           "safe_url"]
+
 CONNECT_TIMEOUT_S = 5
-_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg", "postgresql+psycopg": None,
-            "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "mysql+pymysql": None,
-            "mariadb+pymysql": "mysql+pymysql", "sqlite": None}
-
-
-def _hide(text: str, password: str | None) -> str:
-    from cctv_daemon.config.checks import redact_url
-
-    out = redact_url(text) if "://" in text else text
-    return out.replace(password, REDACTED) if password and len(password) >= 3 else out
-
-
-def parse_url(url: str) -> URL:
-    """The SQLAlchemy URL of a `catalog.url` (the driver chosen from its scheme). CatalogUrlError when unusable."""
-    try:
-        parsed = make_url(url)
-    except (exc.ArgumentError, ValueError):
-        raise CatalogUrlError(f"{KEY}: not a database URL (got {_hide(url, None)!r}; e.g. "
-                              "postgresql://user:${PASSWORD}@host/db, mysql://…, sqlite:///path)") from None
-    scheme = parsed.drivername.lower()
-    if scheme not in _DRIVERS:
-        raise CatalogUrlError(f"{KEY}: unknown scheme {scheme!r} (use postgresql://, mysql://, mariadb:// or "
-                              "sqlite:///path)")
-    driver = _DRIVERS[scheme]
-    if driver is not None:
-        parsed = parsed.set(drivername=driver)
-    if scheme == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            raise CatalogUrlError(f"{KEY}: a sqlite URL needs a file path (sqlite:////abs/path/catalog.sqlite3)")
-    elif not parsed.host and not parsed.query.get("host") and not parsed.query.get("unix_socket"):
-        raise CatalogUrlError(f"{KEY}: must include a host (got {safe_url(url)!r})")
-    elif not parsed.database:
-        raise CatalogUrlError(f"{KEY}: must name a database (…/DBNAME) (got {safe_url(url)!r})")
-    return parsed
-
-
-def safe_url(url: str | URL) -> str:
-    """The URL for logs, status and errors: the password hidden."""
-    if isinstance(url, URL):
-        return url.render_as_string(hide_password=True)
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except (exc.ArgumentError, ValueError):
-        return _hide(url, None)
 
 
 def error_text(err: BaseException, url: URL | None = None) -> str:
@@ -77,7 +34,7 @@ def error_text(err: BaseException, url: URL | None = None) -> str:
     text = str(orig if orig is not None else err).strip().splitlines()
     line = " ".join(t.strip() for t in text if t.strip())[:500] or type(err).__name__
     password = url.password if url is not None else None
-    return _hide(line, str(password) if password else None)
+    return hide(line, str(password) if password else None)
 
 
 def is_connection_error(err: BaseException) -> bool:

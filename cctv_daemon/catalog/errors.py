@@ -3,13 +3,9 @@ and never shows its password. Imports nothing heavy (cli/main.py catches these f
 
 from __future__ import annotations
 
+from cctv_daemon.config.catalog_url import CatalogError, CatalogUrlError
 
-class CatalogError(RuntimeError):
-    """The catalog database cannot be used as configured."""
-
-
-class CatalogUrlError(CatalogError, ValueError):
-    """A `catalog.url` that cannot be used (not a URL, unknown scheme, no host or database)."""
+__all__ = ["CatalogError", "CatalogOpenError", "CatalogUrlError", "SchemaError"]
 
 
 class CatalogOpenError(CatalogError):

@@ -184,5 +184,7 @@ class CatalogServices:
         return {"movedAside": str(moved) if moved is not None else None,
                 "movedAsideReason": self.catalog.moved_aside_reason,
                 "rebuiltSegments": self.rebuilt,
-                "database": "unavailable" if self.db_error else "ok", "databaseError": self.db_error,
-                "heldRows": len(self._held), "droppedRows": self.dropped}
+                # a database server (catalog.url): where (password hidden), and an outage while it lasts
+                "url": None if self.catalog.db.sqlite_path is not None else self.catalog.shown,
+                "database": "UNAVAILABLE" if self.db_error else None, "databaseError": self.db_error,
+                "heldRows": len(self._held) or None, "droppedRows": self.dropped or None}

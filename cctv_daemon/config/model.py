@@ -271,8 +271,7 @@ class FleetConfig:
 
 
 def _catalog_url(value: str) -> str:
-    from cctv_daemon.catalog.engine import parse_url
-    from cctv_daemon.catalog.errors import CatalogUrlError  # SQLAlchemy's URL parser, no connection
+    from cctv_daemon.config.catalog_url import CatalogUrlError, parse_url  # SQLAlchemy parses; no connection
 
     try:
         parse_url(value)

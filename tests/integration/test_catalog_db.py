@@ -155,6 +155,9 @@ def test_database_outage_loses_no_row_and_no_footage(daemon_factory: DaemonFacto
         outage = own.outage(30)
         wait_for(lambda: d.events("catalog_database_unavailable"), 60, "the outage noticed", proc=d.proc)
         during = len(our_files(save))
+        status = wait_for(lambda: (r := d.cli("status", env=env)) and "heldRows" in r.stdout and r, 30,
+                          "status showing the held rows")
+        assert "database=UNAVAILABLE" in status.stdout and own.password not in status.stdout + status.stderr
         outage.join()
         wait_for(lambda: d.events("catalog_database_back"), 60, "the held rows catalogued", proc=d.proc)
         assert len(our_files(save)) >= during + 20  # recording went on through the outage
