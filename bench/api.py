@@ -31,6 +31,7 @@ from cctv_daemon.catalog.store import Catalog, SegmentRow
 from cctv_daemon.config.model import parse_config
 from cctv_daemon.segments import names as segment_names
 from cctv_daemon.service.commands import CommandQueue
+from cctv_daemon.service.root import catalog_node_id
 from cctv_daemon.service.snapshot import CameraSnapshot, SnapshotPublisher
 from tests.support.api import Api
 from tests.support.daemon import DaemonProc, pattern_camera, wait_for
@@ -66,7 +67,7 @@ def idle_api_cpu(seconds: float) -> float:
     config = parse_config({"cameras": [pattern_camera("cam")], "storageConfig": {"savePath": str(tmp)},
                            "api": {"port": 0}})
     snap = SnapshotPublisher(config, time.time()).current
-    server = ApiServer(config, "ffmpeg", CommandQueue(), lambda: snap, EventBroker())
+    server = ApiServer(config, "ffmpeg", CommandQueue(), lambda: snap, EventBroker(), catalog_node_id(config))
     server.start()
     try:
         time.sleep(3)
@@ -123,7 +124,7 @@ def latency(rows: int, segment_s: float, cameras: int, uploads: bool = False) ->
                        cameras={f"cam{i}": CameraSnapshot("recording", "media flowing", time.time(), None, 0, 1, 0,
                                                          0, None, None, True) for i in range(cameras)},
                        components=[], refresh_all=True)
-    server = ApiServer(config, "ffmpeg", CommandQueue(), lambda: snap, EventBroker())
+    server = ApiServer(config, "ffmpeg", CommandQueue(), lambda: snap, EventBroker(), catalog_node_id(config))
     server.start()
     try:
         from cctv_daemon.api import auth

@@ -42,6 +42,7 @@ from cctv_daemon.catalog import export as catalog_export  # noqa: E402
 from cctv_daemon.catalog.store import Catalog  # noqa: E402
 from cctv_daemon.config.model import parse_config  # noqa: E402
 from cctv_daemon.service.commands import CommandQueue  # noqa: E402
+from cctv_daemon.service.root import catalog_node_id  # noqa: E402
 from cctv_daemon.service.snapshot import SnapshotPublisher  # noqa: E402
 from tests.support.daemon import wait_for  # noqa: E402
 
@@ -81,7 +82,7 @@ def main() -> int:
         raw = json.loads(cfg_path.read_text())
         config = parse_config({**raw, "api": {"port": 0}})
         snap = SnapshotPublisher(config, time.time()).current
-        server = ApiServer(config, ffmpeg, CommandQueue(), lambda: snap, EventBroker())
+        server = ApiServer(config, ffmpeg, CommandQueue(), lambda: snap, EventBroker(), catalog_node_id(config))
         server.start()
         base = str(wait_for(lambda: server.url if server is not None else None, 20, "API listening"))
         token = auth.read(config.storageConfig.state_dir).viewer

@@ -130,13 +130,17 @@ def segment_video(request: Request, seg_id: str = SegmentId, sig: str | None = Q
                                 headers={"WWW-Authenticate": "Bearer"})
     row = _find(ctx, seg_id)
     path = ctx.catalog.abs(row.path)
-    if row.state in ("complete", "deleting") and path.is_file():
+    here = not row.node_id or row.node_id == ctx.catalog.node_id  # a shared catalog lists every node's rows
+    if here and row.state in ("complete", "deleting") and path.is_file():
         return FileResponse(path, media_type="video/mp4", filename=path.name, content_disposition_type="inline")
     if row.upload_state == "uploaded":
-        key = ctx.catalog.uploaded_key(row.path)
+        key = ctx.catalog.uploaded_key(row.path, row.node_id)
         url = ctx.presign(key) if key else None
         if url:
             return RedirectResponse(url, status_code=307)
+    if not here and row.state in ("complete", "deleting"):
+        raise HTTPException(409, f"this segment is held by node {row.node_id} and not uploaded yet: "
+                                 "play it from that node")
     raise HTTPException(404, "this segment is no longer available")
 
 

@@ -46,8 +46,9 @@ class ApiServer:
     name = "api"
 
     def __init__(self, config: Config, ffmpeg_exe: str, commands: CommandQueue,
-                 snapshot: Callable[[], Snapshot], broker: EventBroker) -> None:
+                 snapshot: Callable[[], Snapshot], broker: EventBroker, node_id: str) -> None:
         self.config = config
+        self.node_id = node_id  # this node's catalog rows (a shared catalog lists every node's)
         self.ffmpeg_exe = ffmpeg_exe
         self.commands = commands
         self.snapshot = snapshot
@@ -90,7 +91,7 @@ class ApiServer:
         tls = api.tlsCert is not None
         host = f"[{api.host.strip('[]')}]" if ":" in api.host else api.host
         self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
-        catalog = Catalog.for_state_dir(self.state_dir, self.config.storageConfig.savePath)
+        catalog = Catalog.from_config(self.config, self.node_id)
         labels.ensure_table(catalog)
         ctx = ApiContext(config=self.config, ffmpeg_exe=self.ffmpeg_exe, tokens=tokens, snapshot=self.snapshot,
                          commands=self.commands, catalog=catalog, broker=self.broker,

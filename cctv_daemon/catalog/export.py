@@ -98,6 +98,10 @@ def plan(catalog: Catalog, camera: str, start: float, end: float) -> ExportPlan:
     # The frame at or after --to may be the first one of the next segment, when that one touches.
     after = [r for r in catalog.segments(camera=camera, start=rows[-1].end, end=rows[-1].end + TOUCH_S)
              if r.start >= end and r.start - rows[-1].end < TOUCH_S]
+    elsewhere = sorted({r.node_id for r in rows + after[:1] if r.node_id and r.node_id != catalog.node_id})
+    if elsewhere:  # a shared catalog: another node of the fleet holds (some of) these files
+        raise ExportError(f"footage of camera {camera!r} in that range is held by node(s) {', '.join(elsewhere)}: "
+                          "export it there (this node has only its own files)")
     files = [catalog.abs(r.path) for r in rows + after[:1]]
     missing = [f for f in files if not f.exists()]
     if missing:

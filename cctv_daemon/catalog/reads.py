@@ -191,9 +191,11 @@ class CatalogReads:
                 .where(s.c.end > since, s.c.state != "missing").group_by(s.c.camera))
         return {str(cam): (float(d), int(b)) for cam, d, b in self.rows_of(stmt)}
 
-    def uploaded_key(self, rel_path: str) -> str | None:
+    def uploaded_key(self, rel_path: str, node_id: str = "") -> str | None:
+        """The S3 key of a verified upload of this file (of `node_id`'s row when given: a shared catalog)."""
         u = self.db.t.uploads
-        rows = self.rows_of(select(u.c.s3_key).where(u.c.path == rel_path, u.c.state == UPLOADED).limit(1))
+        cond = [u.c.path == rel_path, u.c.state == UPLOADED] + ([u.c.node_id == node_id] if node_id else [])
+        rows = self.rows_of(select(u.c.s3_key).where(*cond).limit(1))
         return str(rows[0][0]) if rows else None
 
     def upload_state_counts(self) -> dict[str, int]:

@@ -132,7 +132,8 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
 
             broker = EventBroker()
             bus.subscribe_all("api_events", broker.publish)
-            parts["api"] = ApiServer(config, ffmpeg_exe, commands, lambda: daemon.snapshot, broker)
+            parts["api"] = ApiServer(config, ffmpeg_exe, commands, lambda: daemon.snapshot, broker,
+                                     catalog_node_id(config))
     daemon.components = [parts[name] for name in COMPONENT_ORDER if name in parts]
     _check_order(bus, daemon.components)
     return daemon

@@ -8,14 +8,16 @@ import json
 import signal
 import subprocess
 import uuid
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
 
+from cctv_daemon.api import ids
 from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.core import constants as c
 from tests.conftest import DaemonFactory
+from tests.support.api import Api
 from tests.support.daemon import wait_for
 from tests.support.databases import DatabaseServer
 from tests.support.s3 import MotoServer
@@ -70,6 +72,23 @@ def test_records_lists_uploads_checks_and_exports(server: DatabaseServer, moto_s
 
     wait_for(lambda: uploaded() >= 4, 90, "4 segments catalogued and uploaded", proc=d.proc)
     status = d.cli("status", env=env)
+    # The API reads the shared catalog (not a local SQLite file): it lists what the database holds, and a row
+    # of another node whose file is not uploaded is not played from here but named with its node.
+    api = Api(d)
+    listed_api = api.get("/api/segments", params={"camera": "t1"}).json()["segments"]
+    assert len(listed_api) >= uploaded() >= 4
+    ours = cat.segments()[0]
+    elsewhere = f"t1/elsewhere/{PurePosixPath(ours.path).name}"
+    cat.add_rows([ours._replace(path=elsewhere, start=ours.start + 0.25, end=ours.end + 0.25, upload_state=None)])
+    (theirs,) = [r for r in cat.segments(camera="t1") if r.path == elsewhere]
+    assert theirs.node_id == "reader"
+    assert ids.segment_id(theirs) in {s["id"] for s in api.get("/api/segments", params={"camera": "t1"}).json()[
+        "segments"]}
+    video = api.get(f"/api/segments/{ids.segment_id(theirs)}/video")
+    assert video.status_code == 409 and "reader" in video.json()["detail"], video.text
+    exported = api.get("/api/export", params={"camera": "t1", "from": iso(ours.start), "to": iso(ours.end)})
+    assert exported.status_code != 200 and "reader" in exported.text, exported.text
+    cat.set_state(elsewhere, "deleted", "test row of another node")
     assert d.stop(30) == 0
     rows = cat.segments()
     assert {r.path for r in rows} == set(our_files(save)) and all(r.node_id for r in rows)
