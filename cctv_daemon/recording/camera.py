@@ -187,7 +187,7 @@ class Camera:
             return
         last_advance, out_us, _ = proc.snapshot()
         if 0 < out_us <= ANCHOR_WINDOW_US:
-            self._measure_anchor(last_advance, out_us)
+            self._measure_anchor(proc.reported_at, out_us)
         if self.state == State.STARTING and out_us > 0:
             self._recording(proc, out_us)
         elif (
@@ -231,10 +231,11 @@ class Camera:
         self._log.info("camera_back", probes=self._probe.probes, early_s=round(self.retry_at - now, 2))
         return True
 
-    def _measure_anchor(self, last_advance: float, out_us: int) -> None:
+    def _measure_anchor(self, reported_at: float, out_us: int) -> None:
         """Each progress report bounds the anchor from above: media time `out` cannot have arrived later than the
-        report that names it. The smallest bound over the run's first seconds is kept, durably, in {run}.json."""
-        reported_wall = self.clock.time() - (self.clock.monotonic() - last_advance)
+        report that names it was read. The smallest bound over the run's first seconds is kept, durably, in
+        {run}.json."""
+        reported_wall = self.clock.time() - (self.clock.monotonic() - reported_at)
         estimate = reported_wall - out_us / 1_000_000
         if self.run_id is None or (self._anchor is not None and estimate >= self._anchor - 0.02):
             return
@@ -311,7 +312,7 @@ class Camera:
     def _exited(self, proc: FfmpegProcess) -> None:
         code = proc.poll()
         proc.join_readers(1.0)
-        fp.close_pipes(proc.proc)
+        proc.close_pipes()
         _, _, failure = proc.snapshot()
         run_id = self.run_id
         self.proc = None
