@@ -7,8 +7,8 @@ one thread waits on all pipes and, after handling what was ready, waits PIPE_COA
 frequent streams (stdout) again, so that the progress blocks of many cameras are read in one wake-up: at most
 1/PIPE_COALESCE_S such wake-ups a second whatever the number of cameras. A progress block is therefore up to that
 late; FfmpegProcess dates its advance back by that much, so a stall is never detected late. Streams added as
-`urgent` (stderr: a few lines per segment) are read at once, also during that wait: a log line (the segment
-muxer opening the next segment, an error) is never held back.
+`urgent` (stderr: a few lines per segment) are read at once, also during that wait: a log line (an error) is never
+held back, and when one reaches its end (its ffmpeg exited) the wait ends, so an exit is seen at once.
 
 The hub owns the streams it was given: it closes each at its end of file (or when discarded), always from its own
 thread, so a closed descriptor's number can never be reused under it. Windows cannot select() on pipes: there
@@ -115,7 +115,9 @@ class PipeHub:
                     pass
         _close(stream)
 
-    def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> None:
+    def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> bool:
+        """Read what is ready; True when a stream reached its end."""
+        ended = False
         for key, _ in ready:
             if key.data is None:
                 try:
@@ -134,7 +136,9 @@ class PipeHub:
                 chunk = b""
             if not chunk:
                 self._forget(stream)
+                ended = True
             _deliver(on_data, chunk)
+        return ended
 
     def _run(self) -> None:
         assert self._all is not None and self._urgent is not None
@@ -145,8 +149,8 @@ class PipeHub:
             deadline = time.monotonic() + self.coalesce_s
             while (left := deadline - time.monotonic()) > 0:
                 ready = self._urgent.select(left)
-                if ready:
-                    self._handle(ready)
+                if ready and self._handle(ready):
+                    break  # stderr closed: its ffmpeg exited, so read its stdout's end now (exits are never late)
 
 
 def _deliver(on_data: OnData, chunk: bytes) -> None:

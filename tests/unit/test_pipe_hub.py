@@ -99,6 +99,28 @@ def test_an_urgent_stream_is_read_at_once_while_the_others_wait() -> None:
         p.wait()
 
 
+def test_an_exit_is_seen_at_once_although_stdout_is_coalesced() -> None:
+    """stderr's end (urgent) ends the coalescing wait, so stdout's end, and so ffmpeg's exit, is not held back."""
+    hub = PipeHub(coalesce_s=5.0)
+    code = "import os, sys; os.write(1, b'a'); sys.stdin.read(1)"
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    first, out_end, err_end = threading.Event(), threading.Event(), threading.Event()
+    try:
+        assert p.stdout is not None and p.stderr is not None and p.stdin is not None
+        hub.add(p.stdout, lambda chunk: (out_end if chunk == b"" else first).set())
+        hub.add(p.stderr, lambda chunk: err_end.set() if chunk == b"" else None, urgent=True)
+        assert first.wait(20)  # "a" read: the hub now waits 5 s before it reads stdout again
+        p.stdin.write(b"x")
+        p.stdin.flush()  # the child exits
+        t0 = time.monotonic()
+        assert out_end.wait(20) and err_end.is_set()
+        assert time.monotonic() - t0 < 4.0
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_a_progress_block_is_dated_back_by_the_coalescing_delay() -> None:
     """A block may have waited PIPE_COALESCE_S in the pipe: its advance is dated that much earlier, so a stall is
     detected at the latest stallTimeout after the last block, never later. The run's anchor uses the read time."""
