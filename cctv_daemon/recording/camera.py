@@ -58,7 +58,7 @@ _WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_R
 # credentials) and ffmpeg starts as soon as the camera is back (recording/reach_probe.py). Never after 401/404.
 _PROBED = (fp.REFUSED, "stall", None)
 # The run's anchor (wall time of media time 0) is refined from progress reports over its first seconds of media.
-ANCHOR_WINDOW_US = 10_000_000
+ANCHOR_WINDOW_US = c.ANCHOR_WINDOW_US
 _FAILURE_STATE = {
     fp.AUTH_FAILED: (State.AUTH_FAILED, "authentication failed"),
     fp.NOT_FOUND: (State.NOT_FOUND, "stream path not found"),

@@ -1,6 +1,7 @@
 """One running ffmpeg: its pipes read by the process's pipe hub (recording/pipe_hub.py: one thread for every
-ffmpeg; stdout's progress reports at most every PIPE_COALESCE_S, stderr at once), its progress and its errors made
-into facts.
+ffmpeg; stderr at once, stdout's progress reports at once over the run's first ANCHOR_WINDOW_US of media (the
+camera measures the run's anchor from them) and then at most every PIPE_COALESCE_S), its progress and its errors
+made into facts.
 
 ffmpeg's exit status means nothing (it exits 0 when the server vanishes), so what went wrong is read from
 its stderr: every line is read (credentials redacted) and known failures are classified. What reaches the log
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 import structlog
 
+from cctv_daemon.core import constants as c
 from cctv_daemon.core.child_env import ffmpeg_env
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.redact import redact
@@ -125,7 +127,8 @@ class FfmpegProcess:
         self._open_pipes = 2
         self._pipes_done = threading.Event()
         self._hub = hub or shared_hub()
-        self._hub.add(self.proc.stdout, self._on_stdout)
+        self._coalesced = False  # stdout is read at once until media time passes ANCHOR_WINDOW_US
+        self._hub.add(self.proc.stdout, self._on_stdout, urgent=True)
         self._hub.add(self.proc.stderr, self._on_stderr, urgent=True)
 
     # -- state read by the camera's state machine --------------------------------------------------
@@ -192,10 +195,15 @@ class FfmpegProcess:
 
     def _progress(self, out_time: int, frames: int) -> None:
         now = self.clock.monotonic()
-        # The block may have waited up to the hub's coalescing delay in the pipe: date the advance that much
-        # earlier, so that a stall is never detected later than stallTimeout after it (at most that much sooner).
-        # The run's anchor needs the opposite bound (media time `out` arrived no later than now): reported_at.
-        seen = now - self._hub.coalesce_s
+        # Once coalesced, a block may have waited up to the hub's coalescing delay in the pipe: date the advance
+        # that much earlier, so that a stall is never detected later than stallTimeout after it (at most that much
+        # sooner). The run's anchor needs the opposite bound (media time `out` arrived no later than now), and
+        # reads its reports at once: reported_at.
+        seen = now - self._hub.coalesce_s if self._coalesced else now
+        if not self._coalesced and out_time > c.ANCHOR_WINDOW_US:
+            self._coalesced = True
+            assert self.proc.stdout is not None
+            self._hub.demote(self.proc.stdout)
         with self._lock:
             # Media flows when media time OR the frame count grows: a camera whose timestamps jump back keeps
             # media time still for a while (or an hour) although frames keep coming; that is not a stall.

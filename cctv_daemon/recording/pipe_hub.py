@@ -40,6 +40,7 @@ class PipeHub:
         self._lock = threading.Lock()
         self._adds: list[tuple[IO[bytes], OnData, bool]] = []
         self._drops: list[IO[bytes]] = []
+        self._demotes: list[IO[bytes]] = []
         self._thread: threading.Thread | None = None
         self._all: selectors.BaseSelector | None = None  # every stream
         self._urgent: selectors.BaseSelector | None = None  # the urgent ones, watched during the coalescing wait
@@ -67,6 +68,14 @@ class PipeHub:
             self._drops.append(stream)
         self._wake()
 
+    def demote(self, stream: IO[bytes]) -> None:
+        """From now on read `stream` at most every coalesce_s (it was added urgent); any thread."""
+        if os.name == "nt":  # pragma: no cover
+            return
+        with self._lock:
+            self._demotes.append(stream)
+        self._wake()
+
     # -- the hub's thread -----------------------------------------------------------------------------
     def _start(self) -> None:
         self._all = selectors.DefaultSelector()
@@ -90,8 +99,15 @@ class PipeHub:
         with self._lock:
             adds, self._adds = self._adds, []
             drops, self._drops = self._drops, []
+            demotes, self._demotes = self._demotes, []
         for stream in drops:
             self._forget(stream)
+        for stream in demotes:
+            if not stream.closed:
+                try:
+                    self._urgent.unregister(stream.fileno())
+                except (KeyError, ValueError):
+                    pass
         for stream, on_data, urgent in adds:
             if stream.closed:
                 _deliver(on_data, b"")

@@ -121,17 +121,25 @@ def test_an_exit_is_seen_at_once_although_stdout_is_coalesced() -> None:
         p.wait()
 
 
-def test_a_progress_block_is_dated_back_by_the_coalescing_delay() -> None:
-    """A block may have waited PIPE_COALESCE_S in the pipe: its advance is dated that much earlier, so a stall is
-    detected at the latest stallTimeout after the last block, never later. The run's anchor uses the read time."""
+def test_a_progress_block_is_dated_back_once_reports_are_coalesced() -> None:
+    """Over the run's first ANCHOR_WINDOW_US of media, progress is read at once (the anchor's measurement) and dated
+    when read. After that a block may have waited PIPE_COALESCE_S in the pipe: its advance is dated that much
+    earlier, so a stall is detected at the latest stallTimeout after the last block, never later. The run's
+    anchor uses the read time (reported_at)."""
     clock = FakeClock()
-    proc = FfmpegProcess([sys.executable, "-c", "import time; time.sleep(30)"], "cam", clock,
-                         hub=PipeHub(coalesce_s=0.5))
+    hub = PipeHub(coalesce_s=0.5)
+    proc = FfmpegProcess([sys.executable, "-c", "import time; time.sleep(30)"], "cam", clock, hub=hub)
     try:
         clock.advance(10.0)
         proc._on_stdout(b"frame=25\nout_time_us=1000000\nprogress=continue\n")
         last_advance, out_time_us, _ = proc.snapshot()
-        assert out_time_us == 1_000_000
+        assert out_time_us == 1_000_000 and last_advance == clock.monotonic() == proc.reported_at
+        clock.advance(10.0)
+        proc._on_stdout(b"frame=275\nout_time_us=11000000\nprogress=continue\n")  # past the anchor's window
+        clock.advance(1.0)
+        proc._on_stdout(b"frame=300\nout_time_us=12000000\nprogress=continue\n")
+        last_advance, out_time_us, _ = proc.snapshot()
+        assert out_time_us == 12_000_000
         assert last_advance == clock.monotonic() - 0.5
         assert proc.reported_at == clock.monotonic()  # the anchor's bound: when the report was read, not earlier
     finally:
