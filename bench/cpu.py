@@ -7,7 +7,7 @@ not. The RTSP server's own CPU is not counted. Each trial is one window; the spr
 
     .venv/bin/python -m bench.cpu --cameras 16 --seconds 60 --trials 3
         the daemon (and its ffmpegs) against N bare `ffmpeg -f segment` processes (the product's baseline)
-    .venv/bin/python -m bench.cpu --cameras 4 --variants ours,direct,noprogress,noflush,nolist
+    .venv/bin/python -m bench.cpu --cameras 4 --variants ours,piped,loginfo,noprogress,noflush,nolist
         diagnosis: the daemon's ffmpeg command, and that command with one thing changed, each as N processes,
         all against the bare ones in the same windows (the variants put the password in argv: bench only)
 """
@@ -20,14 +20,17 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import psutil
 
 from cctv_daemon.config.model import CameraConfig
 from cctv_daemon.core import constants as c
+from cctv_daemon.core.child_env import ffmpeg_env
 from cctv_daemon.recording.ffmpeg_command import SegmentOutput, build_command, input_playlist
 from tests.support.daemon import DaemonProc, wait_for
 from tests.support.media import make_h264
@@ -121,6 +124,18 @@ def noautoconvert(url: str, out: Path) -> Command:
     return [*args[:i], "-auto_convert", "0", *args[i:]], stdin
 
 
+def loginfo(url: str, out: Path) -> Command:
+    """Ours with ffmpeg's default log level and format (no `level+` prefix)."""
+    args, stdin = ours(url, out)
+    return _drop(args, "-loglevel"), stdin
+
+
+def piped(url: str, out: Path) -> Command:
+    """Ours exactly as the daemon runs it: stdout and stderr are pipes read by the bench, the minimal
+    environment (core/child_env.py). Group.launch does both for names starting with "piped"."""
+    return ours(url, out)
+
+
 def threads1(url: str, out: Path) -> Command:
     args, stdin = ours(url, out)
     return [*args[:1], "-threads", "1", *args[1:]], stdin
@@ -128,8 +143,13 @@ def threads1(url: str, out: Path) -> Command:
 
 VARIANTS: dict[str, Callable[[str, Path], Command]] = {
     "bare": bare, "ours": ours, "direct": direct, "noprogress": noprogress, "noflush": noflush, "nolist": nolist,
-    "noautoconvert": noautoconvert, "threads1": threads1,
+    "noautoconvert": noautoconvert, "threads1": threads1, "loginfo": loginfo, "piped": piped,
 }
+
+
+def _drain(stream: IO[bytes]) -> None:
+    while stream.read(65536):
+        pass
 
 
 class Group:
@@ -145,11 +165,15 @@ class Group:
     def launch(self, i: int) -> None:
         self.dirs[i].mkdir(parents=True)
         argv, stdin = self.make(self.urls[i], self.dirs[i])
-        p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pipe = self.name.startswith("piped")
+        out = subprocess.PIPE if pipe else subprocess.DEVNULL
+        p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=out, stderr=out,
+                             env=ffmpeg_env() if pipe else None)
         if stdin and p.stdin is not None:
             p.stdin.write(stdin)
             p.stdin.close()
+        for stream in (p.stdout, p.stderr) if pipe else ():
+            threading.Thread(target=_drain, args=(stream,), daemon=True).start()
         self.procs.append(p)
 
     def cpu(self) -> float:
@@ -282,6 +306,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=60.0, help="length of one trial window")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds after every side writes, before a window")
     ap.add_argument("--trials", type=int, default=3)
+    ap.add_argument("--first", type=int, default=0,
+                    help="number of the first trial (start orders rotate with it): to interleave separate runs")
     ap.add_argument("--variants", default="",
                     help="comma list of " + ",".join(VARIANTS) + " (name#2 for a second copy); no daemon then")
     args = ap.parse_args()
@@ -296,7 +322,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="cctv-bench-cpu-"))
     results: dict[str, list[float]] = {}
     try:
-        for k in range(args.trials):
+        for k in range(args.first, args.first + args.trials):
             for name, v in trial(k, names, urls, cred_urls, tmp, args.seconds, args.warmup).items():
                 results.setdefault(name, []).append(v)
     finally:

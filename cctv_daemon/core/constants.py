@@ -22,6 +22,10 @@ SECOND_STOP_SIGNAL_AFTER_S = 1.0  # ffmpeg's first SIGTERM does not interrupt bl
 BACKOFF_JITTER = 0.2  # +/- fraction of the delay
 RTSP_SOCKET_TIMEOUT_S = 5.0  # ffmpeg gives up on a silent socket after ~2x this
 PROGRESS_PERIOD_S = 1.0
+PIPE_COALESCE_S = 0.5  # the one thread reading every ffmpeg's pipes reads progress reports at most this often
+# A run's anchor (wall time of its media time 0) is measured from the progress reports of its first seconds of
+# media (recording/camera.py); over those, ffmpeg's progress is read at once (not coalesced).
+ANCHOR_WINDOW_US = 10_000_000
 # ffmpeg analyses 3 s of a live stream by default before it starts writing; 1 s (a GOP of most cameras) is enough
 # with the codecs known from the SDP and cuts ~2 s from every (re)connect.
 RTSP_ANALYZE_DURATION_US = 1_000_000

@@ -59,7 +59,7 @@ _WAITING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_R
 # credentials) and ffmpeg starts as soon as the camera is back (recording/reach_probe.py). Never after 401/404.
 _PROBED = (fp.REFUSED, "stall", None)
 # The run's anchor (wall time of media time 0) is refined from progress reports over its first seconds of media.
-ANCHOR_WINDOW_US = 10_000_000
+ANCHOR_WINDOW_US = c.ANCHOR_WINDOW_US
 _FAILURE_STATE = {
     fp.AUTH_FAILED: (State.AUTH_FAILED, "authentication failed"),
     fp.NOT_FOUND: (State.NOT_FOUND, "stream path not found"),
@@ -210,7 +210,7 @@ class Camera:
             return
         last_advance, out_us, _ = proc.snapshot()
         if 0 < out_us <= ANCHOR_WINDOW_US:
-            self._measure_anchor(last_advance, out_us)
+            self._measure_anchor(proc.reported_at, out_us)
         if self.state == State.STARTING and out_us > 0:
             self._recording(proc, out_us)
         elif (
@@ -254,10 +254,11 @@ class Camera:
         self._log.info("camera_back", probes=self._probe.probes, early_s=round(self.retry_at - now, 2))
         return True
 
-    def _measure_anchor(self, last_advance: float, out_us: int) -> None:
+    def _measure_anchor(self, reported_at: float, out_us: int) -> None:
         """Each progress report bounds the anchor from above: media time `out` cannot have arrived later than the
-        report that names it. The smallest bound over the run's first seconds is kept, durably, in {run}.json."""
-        reported_wall = self.clock.time() - (self.clock.monotonic() - last_advance)
+        report that names it was read. The smallest bound over the run's first seconds is kept, durably, in
+        {run}.json."""
+        reported_wall = self.clock.time() - (self.clock.monotonic() - reported_at)
         estimate = reported_wall - out_us / 1_000_000
         if self.run_id is None or (self._anchor is not None and estimate >= self._anchor - 0.02):
             return
@@ -334,7 +335,7 @@ class Camera:
     def _exited(self, proc: FfmpegProcess) -> None:
         code = proc.poll()
         proc.join_readers(1.0)
-        fp.close_pipes(proc.proc)
+        proc.close_pipes()
         _, _, failure = proc.snapshot()
         run_id = self.run_id
         self.proc = None

@@ -1,4 +1,7 @@
-"""One running ffmpeg: its pipes read on two small threads, its progress and its errors made into facts.
+"""One running ffmpeg: its pipes read by the process's pipe hub (recording/pipe_hub.py: one thread for every
+ffmpeg; stderr at once, stdout's progress reports at once over the run's first ANCHOR_WINDOW_US of media (the
+camera measures the run's anchor from them) and then at most every PIPE_COALESCE_S), its progress and its errors
+made into facts.
 
 ffmpeg's exit status means nothing (it exits 0 when the server vanishes), so what went wrong is read from
 its stderr: every line is read (credentials redacted) and known failures are classified. What reaches the log
@@ -10,19 +13,19 @@ version banner (version, built with, configuration, lib* versions) never.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 import threading
 from collections.abc import Callable
-from typing import IO, Any
 
 import structlog
 
+from cctv_daemon.core import constants as c
 from cctv_daemon.core.child_env import ffmpeg_env
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import process_control
+from cctv_daemon.recording.pipe_hub import PipeHub, shared_hub
 
 log = structlog.get_logger("cctv_daemon.ffmpeg")
 
@@ -39,7 +42,6 @@ _LEVEL_MAP = {
 }
 _OUT_TIME_US = re.compile(rb"^out_time_us=(-?\d+)\r?$", re.M)
 _FRAME = re.compile(rb"^frame=(\d+)\r?$", re.M)
-_READ_CHUNK = 65536
 _AUDIO_STREAM = re.compile(r"Stream #0:\d+.*?: Audio: (\w+)")
 # Harmless once per start with live RTSP sources (FIELD-NOTES): kept, but not shouted.
 _HARMLESS = ("Timestamps are unset in a packet", "Non-monotonous DTS", "Non-monotonic DTS")
@@ -88,6 +90,7 @@ class FfmpegProcess:
         on_line: Callable[[str, str], None] | None = None,
         stdin_data: bytes | None = None,
         on_exit: Callable[[], None] | None = None,
+        hub: PipeHub | None = None,
     ) -> None:
         self.args = args
         self.camera = camera
@@ -96,7 +99,8 @@ class FfmpegProcess:
         self._on_exit = on_exit
         self._lock = threading.Lock()
         self.started_at = clock.monotonic()
-        self.last_advance = self.started_at  # monotonic time media time last moved forward
+        self.last_advance = self.started_at  # monotonic time media time last moved forward (dated back, see _progress)
+        self.reported_at = self.started_at  # monotonic time the block naming out_time_us was read (not dated back)
         self.out_time_us = -1
         self.frames = 0
         self.failure: str | None = None
@@ -118,12 +122,14 @@ class FfmpegProcess:
             except OSError:
                 pass  # ffmpeg died at once; its exit is handled like any other
         assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._threads = [
-            threading.Thread(target=self._read_progress, args=(self.proc.stdout,), daemon=True),
-            threading.Thread(target=self._read_stderr, args=(self.proc.stderr,), daemon=True),
-        ]
-        for t in self._threads:
-            t.start()
+        self._pending_out = b""
+        self._pending_err = b""
+        self._open_pipes = 2
+        self._pipes_done = threading.Event()
+        self._hub = hub or shared_hub()
+        self._coalesced = False  # stdout is read at once until media time passes ANCHOR_WINDOW_US
+        self._hub.add(self.proc.stdout, self._on_stdout, urgent=True)
+        self._hub.add(self.proc.stderr, self._on_stderr, urgent=True)
 
     # -- state read by the camera's state machine --------------------------------------------------
     def poll(self) -> int | None:
@@ -145,33 +151,41 @@ class FfmpegProcess:
         process_control.force_kill(self.proc)
 
     def join_readers(self, timeout: float = 2.0) -> None:
-        for t in self._threads:
-            t.join(timeout)
+        """Wait until both pipes reached their end (everything ffmpeg wrote has been handled)."""
+        self._pipes_done.wait(timeout)
 
-    # -- readers ----------------------------------------------------------------------------------
-    def _read_progress(self, stream: IO[bytes]) -> None:
-        """ffmpeg writes one `key=value` block per PROGRESS_PERIOD_S, ending `progress=...`, in one write: read it
-        in one blocking read of a large chunk and pick the two keys out of the whole block (a Python loop per
-        line cost more than the rest of this thread's work)."""
-        fd = stream.fileno()
-        pending = b""
-        while True:
-            try:
-                chunk = os.read(fd, _READ_CHUNK)
-            except OSError:
-                break
-            if not chunk:
-                break
-            pending += chunk
-            end = pending.rfind(b"\n", 0, len(pending))
-            last = pending.rfind(b"progress=", 0, end if end >= 0 else 0)
-            if last < 0:
-                continue  # no complete block yet
-            cut = pending.index(b"\n", last) + 1
-            self._progress_blocks(pending[:cut])
-            pending = pending[cut:]
-        if self._on_exit is not None:
-            self._on_exit()  # stdout closed: ffmpeg has exited (or is exiting)
+    def close_pipes(self) -> None:
+        """After join_readers: pipes not at their end yet are closed by the hub (never under its feet)."""
+        if not self._pipes_done.is_set():
+            for pipe in (self.proc.stdout, self.proc.stderr):
+                if pipe is not None:
+                    self._hub.discard(pipe)
+
+    # -- readers (called on the hub's thread) -------------------------------------------------------
+    def _pipe_ended(self) -> None:
+        with self._lock:
+            self._open_pipes -= 1
+            done = self._open_pipes == 0
+        if done:
+            self._pipes_done.set()
+            if self._on_exit is not None:
+                self._on_exit()  # both pipes closed: ffmpeg has exited (or is exiting), all it wrote is handled
+
+    def _on_stdout(self, chunk: bytes) -> None:
+        """ffmpeg writes one `key=value` block per PROGRESS_PERIOD_S, ending `progress=...`, in one write: pick
+        the two keys out of whole blocks (a Python loop per line cost more than the rest of the reading)."""
+        if not chunk:
+            self._pipe_ended()
+            return
+        pending = self._pending_out + chunk
+        end = pending.rfind(b"\n")
+        last = pending.rfind(b"progress=", 0, end if end >= 0 else 0)
+        if last < 0:
+            self._pending_out = pending  # no complete block yet
+            return
+        cut = pending.index(b"\n", last) + 1
+        self._pending_out = pending[cut:]
+        self._progress_blocks(pending[:cut])
 
     def _progress_blocks(self, text: bytes) -> None:
         """One or more complete blocks: the newest out_time_us and frame count win."""
@@ -180,19 +194,40 @@ class FfmpegProcess:
         self._progress(int(times[-1]) if times else -1, int(frames[-1]) if frames else 0)
 
     def _progress(self, out_time: int, frames: int) -> None:
+        now = self.clock.monotonic()
+        # Once coalesced, a block may have waited up to the hub's coalescing delay in the pipe: date the advance
+        # that much earlier, so that a stall is never detected later than stallTimeout after it (at most that much
+        # sooner). The run's anchor needs the opposite bound (media time `out` arrived no later than now), and
+        # reads its reports at once: reported_at.
+        seen = now - self._hub.coalesce_s if self._coalesced else now
+        if not self._coalesced and out_time > c.ANCHOR_WINDOW_US:
+            self._coalesced = True
+            assert self.proc.stdout is not None
+            self._hub.demote(self.proc.stdout)
         with self._lock:
             # Media flows when media time OR the frame count grows: a camera whose timestamps jump back keeps
             # media time still for a while (or an hour) although frames keep coming; that is not a stall.
             if out_time > self.out_time_us or frames > self.frames:
-                self.last_advance = self.clock.monotonic()
+                self.last_advance = max(self.last_advance, seen)
+            if out_time > self.out_time_us:
+                self.reported_at = now
             self.out_time_us = max(self.out_time_us, out_time)
             self.frames = max(self.frames, frames)
 
-    def _read_stderr(self, stream: IO[bytes]) -> None:
-        for raw in stream:
+    def _on_stderr(self, chunk: bytes) -> None:
+        if chunk:
+            data = self._pending_err + chunk
+            end = data.rfind(b"\n") + 1
+            self._pending_err = data[end:]
+            lines = data[:end].split(b"\n")
+        else:  # end of file: a last line without its newline too
+            lines, self._pending_err = [self._pending_err], b""
+        for raw in lines:
             line = redact(raw.decode("utf-8", "replace").rstrip())
             if line:
                 self._stderr_line(line)
+        if not chunk:
+            self._pipe_ended()
 
     def _stderr_line(self, line: str) -> None:
         ff_level, text = parse_line(line)
@@ -251,12 +286,3 @@ def log_level_for(ff_level: str | None, text: str) -> str | None:
 def describe(args: list[str]) -> str:
     """The command line as it may be logged."""
     return redact(" ".join(args))
-
-
-def close_pipes(proc: subprocess.Popen[Any]) -> None:
-    for pipe in (proc.stdout, proc.stderr):
-        if pipe is not None:
-            try:
-                pipe.close()
-            except OSError:
-                pass

@@ -52,7 +52,9 @@ def test_watcher_still_reports_segments_and_stops(tmp_path: Path) -> None:
     folder = watcher.lists / "cam"
     folder.mkdir(parents=True)
     run = "r20261129T155600Z-abcdef"  # a run id as the camera makes them (the watcher ignores other names)
-    (folder / f"{run}.csv").write_text(f"{run}_000000.mp4,0.000000,2.000000\n")
+    # as ffmpeg writes it: {run}.csv.tmp, renamed over the list (the watcher asks inotify for renames only)
+    (folder / f"{run}.csv.tmp").write_text(f"{run}_000000.mp4,0.000000,2.000000\n")
+    (folder / f"{run}.csv.tmp").rename(folder / f"{run}.csv")
     deadline = time.monotonic() + 10
     while not seen and time.monotonic() < deadline:
         time.sleep(0.02)

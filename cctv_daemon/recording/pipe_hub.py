@@ -1,0 +1,210 @@
+"""One thread reads the stdout and stderr of every ffmpeg (a selector over all their pipes), instead of two
+threads per ffmpeg.
+
+Each ffmpeg writes a `-progress` block a second on stdout and a log line now and then on stderr; with two threads
+per ffmpeg, each block woke its own thread (a third of the daemon's CPU at 16 cameras, docs/benchmarks.md). Here
+one thread waits on all pipes and, after handling what was ready, waits PIPE_COALESCE_S before it reads the
+frequent streams (stdout) again, so that the progress blocks of many cameras are read in one wake-up: at most
+1/PIPE_COALESCE_S such wake-ups a second whatever the number of cameras. A progress block is therefore up to that
+late; FfmpegProcess dates its advance back by that much, so a stall is never detected late. Streams added as
+`urgent` (stderr: a few lines per segment) are read at once, also during that wait: a log line (an error) is never
+held back, and when one reaches its end (its ffmpeg exited) the wait ends, so an exit is seen at once.
+
+The hub owns the streams it was given: it closes each at its end of file (or when discarded), always from its own
+thread, so a closed descriptor's number can never be reused under it. Windows cannot select() on pipes: there
+each stream gets a thread of its own (the same callbacks)."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import threading
+import time
+from collections.abc import Callable
+from typing import IO
+
+import structlog
+
+from cctv_daemon.core import constants as c
+
+log = structlog.get_logger("cctv_daemon.pipes")
+
+OnData = Callable[[bytes], None]  # a chunk of bytes; b"" once, at end of file (the stream is closed then)
+READ_CHUNK = 65536
+_Key = tuple[IO[bytes], OnData]
+
+
+class PipeHub:
+    def __init__(self, coalesce_s: float = c.PIPE_COALESCE_S) -> None:
+        self.coalesce_s = coalesce_s
+        self._lock = threading.Lock()
+        self._adds: list[tuple[IO[bytes], OnData, bool]] = []
+        self._drops: list[IO[bytes]] = []
+        self._demotes: list[IO[bytes]] = []
+        self._thread: threading.Thread | None = None
+        self._all: selectors.BaseSelector | None = None  # every stream
+        self._urgent: selectors.BaseSelector | None = None  # the urgent ones, watched during the coalescing wait
+        self._wake_r = self._wake_w = -1
+        self.wakeups = 0  # select() returns with data: what the coalescing saves is visible in tests and benches
+
+    def add(self, stream: IO[bytes], on_data: OnData, urgent: bool = False) -> None:
+        """Read `stream` from now on (any thread); on_data is called on the hub's thread. `urgent`: read at
+        once (else at most every coalesce_s)."""
+        if os.name == "nt":  # pragma: no cover - no select() on Windows pipes
+            threading.Thread(target=_read_blocking, args=(stream, on_data), daemon=True).start()
+            return
+        with self._lock:
+            if self._thread is None:
+                self._start()
+            self._adds.append((stream, on_data, urgent))
+        self._wake()
+
+    def discard(self, stream: IO[bytes]) -> None:
+        """Stop reading `stream` and close it (its on_data is not called again); any thread."""
+        if os.name == "nt":  # pragma: no cover
+            _close(stream)
+            return
+        with self._lock:
+            self._drops.append(stream)
+        self._wake()
+
+    def demote(self, stream: IO[bytes]) -> None:
+        """From now on read `stream` at most every coalesce_s (it was added urgent); any thread."""
+        if os.name == "nt":  # pragma: no cover
+            return
+        with self._lock:
+            self._demotes.append(stream)
+        self._wake()
+
+    # -- the hub's thread -----------------------------------------------------------------------------
+    def _start(self) -> None:
+        self._all = selectors.DefaultSelector()
+        self._urgent = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._all.register(self._wake_r, selectors.EVENT_READ, None)
+        self._urgent.register(self._wake_r, selectors.EVENT_READ, None)
+        self._thread = threading.Thread(target=self._run, name="ffmpeg-pipes", daemon=True)
+        self._thread.start()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except OSError:
+            pass  # full: already woken
+
+    def _requests(self) -> None:
+        assert self._all is not None and self._urgent is not None
+        with self._lock:
+            adds, self._adds = self._adds, []
+            drops, self._drops = self._drops, []
+            demotes, self._demotes = self._demotes, []
+        for stream in drops:
+            self._forget(stream)
+        for stream in demotes:
+            if not stream.closed:
+                try:
+                    self._urgent.unregister(stream.fileno())
+                except (KeyError, ValueError):
+                    pass
+        for stream, on_data, urgent in adds:
+            if stream.closed:
+                _deliver(on_data, b"")
+                continue
+            fd = stream.fileno()
+            for sel in (self._all, self._urgent) if urgent else (self._all,):
+                try:
+                    sel.register(fd, selectors.EVENT_READ, (stream, on_data))
+                except KeyError:  # a stale entry: its stream was closed behind the hub's back, the number reused
+                    sel.unregister(fd)
+                    sel.register(fd, selectors.EVENT_READ, (stream, on_data))
+
+    def _forget(self, stream: IO[bytes]) -> None:
+        if not stream.closed:
+            fd = stream.fileno()
+            for sel in (self._all, self._urgent):
+                try:
+                    if sel is not None:
+                        sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+        _close(stream)
+
+    def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> bool:
+        """Read what is ready; True when a stream reached its end."""
+        ended = False
+        for key, _ in ready:
+            if key.data is None:
+                try:
+                    while os.read(self._wake_r, 4096):
+                        pass
+                except OSError:
+                    pass
+                self._requests()
+                continue
+            stream, on_data = key.data
+            if stream.closed:
+                continue  # forgotten earlier in this same batch
+            try:
+                chunk = os.read(key.fd, READ_CHUNK)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self._forget(stream)
+                ended = True
+            _deliver(on_data, chunk)
+        return ended
+
+    def _run(self) -> None:
+        assert self._all is not None and self._urgent is not None
+        while True:
+            self._requests()
+            self._handle(self._all.select())
+            self.wakeups += 1
+            deadline = time.monotonic() + self.coalesce_s
+            while (left := deadline - time.monotonic()) > 0:
+                ready = self._urgent.select(left)
+                if ready and self._handle(ready):
+                    break  # stderr closed: its ffmpeg exited, so read its stdout's end now (exits are never late)
+
+
+def _deliver(on_data: OnData, chunk: bytes) -> None:
+    try:
+        on_data(chunk)
+    except Exception:  # one broken callback must not stop the reading of every other ffmpeg
+        log.exception("pipe_callback_failed")
+
+
+def _close(stream: IO[bytes]) -> None:
+    try:
+        stream.close()
+    except OSError:
+        pass
+
+
+def _read_blocking(stream: IO[bytes], on_data: OnData) -> None:  # pragma: no cover - Windows
+    fd = stream.fileno()
+    while True:
+        try:
+            chunk = os.read(fd, READ_CHUNK)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            _close(stream)
+            _deliver(on_data, b"")
+            return
+        _deliver(on_data, chunk)
+
+
+_shared: PipeHub | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_hub() -> PipeHub:
+    """The process's hub (one thread for every ffmpeg of the daemon)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = PipeHub()
+        return _shared

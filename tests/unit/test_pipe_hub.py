@@ -1,0 +1,147 @@
+"""The pipe hub (one thread reading every ffmpeg's pipes), with real child processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+from cctv_daemon.core.clock import FakeClock
+from cctv_daemon.recording.ffmpeg_process import FfmpegProcess
+from cctv_daemon.recording.pipe_hub import PipeHub
+
+CHUNKS = 10
+WRITER = f"""
+import sys, time
+for i in range({CHUNKS}):
+    sys.stdout.write(f"{{sys.argv[1]}}:{{i}};"); sys.stdout.flush(); time.sleep(0.03)
+"""
+
+
+def test_one_thread_reads_many_children_in_order_with_few_wakeups() -> None:
+    hub = PipeHub(coalesce_s=0.1)
+    kids = [subprocess.Popen([sys.executable, "-c", WRITER, str(k)], stdout=subprocess.PIPE) for k in range(4)]
+    got: dict[int, list[bytes]] = {k: [] for k in range(4)}
+    ended = {k: threading.Event() for k in range(4)}
+    threads_before = threading.active_count()
+
+    def on_data(k: int, chunk: bytes) -> None:
+        assert not ended[k].is_set(), "data after the end of file"
+        if chunk:
+            got[k].append(chunk)
+        else:
+            ended[k].set()
+
+    for k, p in enumerate(kids):
+        assert p.stdout is not None
+        hub.add(p.stdout, lambda chunk, k=k: on_data(k, chunk))
+    assert threading.active_count() <= threads_before + 1  # one thread for all of them
+    for k, p in enumerate(kids):
+        assert ended[k].wait(20), f"child {k}: end of file not delivered"
+        p.wait(10)
+        assert p.stdout is not None and p.stdout.closed  # the hub closed it
+        assert b"".join(got[k]).decode() == "".join(f"{k}:{i};" for i in range(CHUNKS))
+    # 40 writes 30 ms apart over ~0.3 s, read by a hub that sleeps 0.1 s after each wake-up: a few wake-ups.
+    assert hub.wakeups < 4 * CHUNKS / 2, hub.wakeups
+
+
+def test_discarded_stream_is_closed_by_the_hub_and_not_delivered_again() -> None:
+    hub = PipeHub(coalesce_s=0.0)
+    p = subprocess.Popen([sys.executable, "-c", "import os, time; os.write(1, b'x\\n'); time.sleep(30)"],
+                         stdout=subprocess.PIPE)
+    first = threading.Event()
+    calls: list[bytes] = []
+
+    def on_data(chunk: bytes) -> None:
+        calls.append(chunk)
+        first.set()
+
+    try:
+        assert p.stdout is not None
+        hub.add(p.stdout, on_data)
+        assert first.wait(20)
+        hub.discard(p.stdout)
+        deadline = threading.Event()
+        for _ in range(200):
+            if p.stdout.closed:
+                break
+            deadline.wait(0.05)
+        assert p.stdout.closed
+        assert b"".join(calls) == b"x\n" and b"" not in calls  # no end of file delivered for a discarded stream
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_an_urgent_stream_is_read_at_once_while_the_others_wait() -> None:
+    """stderr (urgent) is read as soon as it is written, even in the hub's coalescing wait; stdout waits for it."""
+    hub = PipeHub(coalesce_s=5.0)
+    code = ("import os, sys; os.write(1, b'a'); sys.stdin.read(1); os.write(1, b'b'); os.write(2, b'e');"
+            "sys.stdin.read()")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    got: list[tuple[str, bytes, float]] = []
+    out, err = threading.Event(), threading.Event()
+    try:
+        assert p.stdout is not None and p.stderr is not None and p.stdin is not None
+        hub.add(p.stdout, lambda chunk: (got.append(("out", chunk, time.monotonic())), out.set()))
+        hub.add(p.stderr, lambda chunk: (got.append(("err", chunk, time.monotonic())), err.set()), urgent=True)
+        assert out.wait(20)
+        p.stdin.write(b"go")
+        p.stdin.flush()
+        assert err.wait(20)
+        # "a" was read, then the hub waits 5 s before it reads stdout again: "b" (written before "e") is not read
+        assert [(k, d) for k, d, _ in got] == [("out", b"a"), ("err", b"e")], got
+        assert got[1][2] - got[0][2] < 4.0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_an_exit_is_seen_at_once_although_stdout_is_coalesced() -> None:
+    """stderr's end (urgent) ends the coalescing wait, so stdout's end, and so ffmpeg's exit, is not held back."""
+    hub = PipeHub(coalesce_s=5.0)
+    code = "import os, sys; os.write(1, b'a'); sys.stdin.read(1)"
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    first, out_end, err_end = threading.Event(), threading.Event(), threading.Event()
+    try:
+        assert p.stdout is not None and p.stderr is not None and p.stdin is not None
+        hub.add(p.stdout, lambda chunk: (out_end if chunk == b"" else first).set())
+        hub.add(p.stderr, lambda chunk: err_end.set() if chunk == b"" else None, urgent=True)
+        assert first.wait(20)  # "a" read: the hub now waits 5 s before it reads stdout again
+        p.stdin.write(b"x")
+        p.stdin.flush()  # the child exits
+        t0 = time.monotonic()
+        assert out_end.wait(20) and err_end.is_set()
+        assert time.monotonic() - t0 < 4.0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_a_progress_block_is_dated_back_once_reports_are_coalesced() -> None:
+    """Over the run's first ANCHOR_WINDOW_US of media, progress is read at once (the anchor's measurement) and dated
+    when read. After that a block may have waited PIPE_COALESCE_S in the pipe: its advance is dated that much
+    earlier, so a stall is detected at the latest stallTimeout after the last block, never later. The run's
+    anchor uses the read time (reported_at)."""
+    clock = FakeClock()
+    hub = PipeHub(coalesce_s=0.5)
+    proc = FfmpegProcess([sys.executable, "-c", "import time; time.sleep(30)"], "cam", clock, hub=hub)
+    try:
+        clock.advance(10.0)
+        proc._on_stdout(b"frame=25\nout_time_us=1000000\nprogress=continue\n")
+        last_advance, out_time_us, _ = proc.snapshot()
+        assert out_time_us == 1_000_000 and last_advance == clock.monotonic() == proc.reported_at
+        clock.advance(10.0)
+        proc._on_stdout(b"frame=275\nout_time_us=11000000\nprogress=continue\n")  # past the anchor's window
+        clock.advance(1.0)
+        proc._on_stdout(b"frame=300\nout_time_us=12000000\nprogress=continue\n")
+        last_advance, out_time_us, _ = proc.snapshot()
+        assert out_time_us == 12_000_000
+        assert last_advance == clock.monotonic() - 0.5
+        assert proc.reported_at == clock.monotonic()  # the anchor's bound: when the report was read, not earlier
+    finally:
+        proc.kill()
+        proc.proc.wait(10)
