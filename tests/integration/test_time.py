@@ -85,7 +85,7 @@ def assert_true_names(server: RtspServer, d: DaemonProc, limit: float = EXACT_TO
 
 # 30 s at 2 % drift: 0.6 s between the camera's clock and the wall clock by the end, as 60 s at 1 % (names from the
 # camera's clock would be off by more than EXACT_TOLERANCE_S either way). Not more than 2 %: a run's first segment
-# is placed as (its end - its media duration), which is rate × its ~4 s off (segments/timeline.py, SHORT_FIRST_S).
+# is placed as (its end - its media duration), off by |1 - rate| x its ~4 s (segments/timeline.py, SHORT_FIRST_S).
 DRIFT_RUN_S = 30
 
 
@@ -155,6 +155,7 @@ def test_names_true_after_sigkill_and_restart(gop3_file: Path, daemons: list[Dae
         assert s2 >= e1, f"overlap across runs: {order}"
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("outage_s", [8, pytest.param(60, marks=pytest.mark.chaos)], ids=["8s", "60s"])
 def test_camera_back_after_outage_records_within_3s(
     gop3_file: Path, daemons: list[DaemonProc], tmp_path: Path, outage_s: int
