@@ -254,6 +254,12 @@ class Camera:
         self._log.info("camera_back", probes=self._probe.probes, early_s=round(self.retry_at - now, 2))
         return True
 
+    def wake_at(self) -> float:
+        """While waiting: the monotonic time tick() next has work (the retry, or the reach probe's next step)."""
+        if self._probe is None:
+            return self.retry_at
+        return min(self.retry_at, max(self._probe.due(), self._spawned_at + self.backoff.base))
+
     def _measure_anchor(self, reported_at: float, out_us: int) -> None:
         """Each progress report bounds the anchor from above: media time `out` cannot have arrived later than the
         report that names it was read. The smallest bound over the run's first seconds is kept, durably, in

@@ -2,6 +2,8 @@
 
 The camera's state machine asks `poll()` on every tick while it waits; at most one connect is in flight, one is
 started every PROBE_INTERVAL_S, and none ever blocks (non-blocking socket, checked with a zero-timeout select).
+`due()` says when the next poll has work, so the main loop ticks then rather than at its idle period (a probe
+polled once a second took up to 2 s to see a camera back: one tick to start the connect, one to settle it).
 A probe carries no credentials (it sends nothing), so it can never lock an account. `poll()` answers True once
 it has seen the port refuse (or time out) and then accept: the camera has come back.
 """
@@ -19,6 +21,7 @@ from cctv_daemon.core.clock import Clock
 
 PROBE_INTERVAL_S = 0.5
 PROBE_TIMEOUT_S = 1.0
+SETTLE_CHECKS_S = (0.05, 0.25)  # an in-flight connect is looked at this long after it started, then at its timeout
 DEFAULT_RTSP_PORT = 554
 
 Connector = Callable[[tuple[str, int]], socket.socket | bool]
@@ -89,6 +92,15 @@ class ReachProbe:
             self.seen_down = True
             return False
         return self.seen_down
+
+    def due(self) -> float:
+        """Monotonic time at which `poll()` next has something to do: the next look at the connect in flight
+        (a refusal or an accept on a LAN settles within milliseconds), else the next probe."""
+        if self._sock is None:
+            return self._next_at
+        elapsed = self.clock.monotonic() - self._sent_at
+        after = next((s for s in SETTLE_CHECKS_S if s > elapsed), PROBE_TIMEOUT_S)
+        return self._sent_at + after
 
     def _settle(self, now: float) -> bool | None:
         sock = self._sock

@@ -223,9 +223,9 @@ class Daemon:
 
     def next_wait(self) -> float:
         """How long the loop may sleep. SUPERVISOR_TICK_S while a camera starts or stops; otherwise until the
-        first deadline (a stall, a retry, a component's `next_due()`) but at most IDLE_TICK_S: with every camera
-        recording steadily, ticking 5 times a second was half of the daemon's CPU (docs/benchmarks.md). Signals
-        and ffmpeg exits wake it."""
+        first deadline (a stall, a retry or reach probe, a component's `next_due()`) but at most IDLE_TICK_S: with
+        every camera recording steadily, ticking 5 times a second was half of the daemon's CPU
+        (docs/benchmarks.md). Signals and ffmpeg exits wake it."""
         now = self.clock.monotonic()
         wait = c.IDLE_TICK_S
         for cam in self.cameras.values():
@@ -233,7 +233,7 @@ class Daemon:
                 last_advance, _, _ = cam.proc.snapshot()
                 wait = min(wait, last_advance + cam.config.stallTimeout - now + STALL_MARGIN_S)
             elif cam.state in _RETRYING:
-                wait = min(wait, cam.retry_at - now)
+                wait = min(wait, cam.wake_at() - now)  # its retry, or its reach probe's next step
             elif cam.state != State.STOPPED:
                 return c.SUPERVISOR_TICK_S
         for until in self.record_until.values():  # a `record` command's end

@@ -11,6 +11,7 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 
 from tests.conftest import DaemonFactory
 from tests.integration.test_recording import assert_contiguous, rtsp_camera
@@ -108,6 +109,7 @@ class Load:
                     return
 
 
+@pytest.mark.timing
 def test_coverage_stays_while_the_api_serves_playback_export_and_events(
     rtsp_server: RtspServer, daemon_factory: DaemonFactory
 ) -> None:

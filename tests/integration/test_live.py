@@ -52,6 +52,7 @@ def live_daemon(tmp_path: Path) -> Iterator[tuple[DaemonProc, Api, Path]]:
         d.close()
 
 
+@pytest.mark.timing
 def test_live_playlist_updates_and_is_at_most_5s_behind(live_daemon: tuple[DaemonProc, Api, Path]) -> None:
     d, api, live_root = live_daemon
     cam = wait_for(lambda: (c := api.camera("cam"))["state"] == "recording" and c, 60, "cam recording", proc=d.proc)

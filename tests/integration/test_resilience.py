@@ -39,6 +39,7 @@ def runs_contiguous(d: DaemonProc, camera: str) -> None:
             assert a["end"] == b["start"], (a, b)
 
 
+@pytest.mark.timing
 def test_silent_stall_detected_fast_and_recording_resumes(
     rtsp_server: RtspServer, daemon_factory: DaemonFactory
 ) -> None:

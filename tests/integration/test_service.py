@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cctv_daemon.core import constants as c
 from cctv_daemon.segments.names import parse_file_name
 from tests.conftest import DaemonFactory
@@ -80,6 +82,7 @@ def test_single_instance_status_stop_and_crash(daemon_factory: DaemonFactory, tm
     assert j["running"] is False
 
 
+@pytest.mark.timing
 def test_systemd_notify_ready_watchdog_stopping(daemon_factory: DaemonFactory, tmp_path: Path) -> None:
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

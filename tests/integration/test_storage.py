@@ -73,6 +73,7 @@ def _retention(d: DaemonProc) -> dict[str, Any] | None:
     return s["components"]["retention"] if s else None
 
 
+@pytest.mark.timing
 def test_ready_within_5s_with_100k_rows_and_a_pending_prune_of_10k(daemon_factory: DaemonFactory, tmp_path: Path,
                                                                       notify: NotifyListener) -> None:
     """Finding 6: the startup prune ran before READY=1 (and every later prune on the main loop)."""

@@ -30,7 +30,9 @@ def seed(save_path: Path, cameras: list[str], rows: int, old: int, now: float | 
                 path.parent.mkdir(parents=True, exist_ok=True)
                 made_dirs.add(path.parent)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            os.write(fd, b"\0")
+            # One zero byte, as a hole: the same file to read (size 1, b"\0"), but no data block to allocate, which
+            # made writing it cost ~7x more than creating the file on a busy ext4 disk (5 000 files: 37 s vs 5 s).
+            os.ftruncate(fd, 1)
             os.close(fd)
             batch.append(SegmentRow(catalog.rel(path), cam, cam, start, start + SEGMENT_S, 1))
             if len(batch) >= 10_000:

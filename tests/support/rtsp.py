@@ -35,6 +35,10 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class PortTaken(Exception):
+    """The server could not listen on its port (another process has it)."""
+
+
 class RtspServer:
     """A GStreamer RTSP server subprocess on 127.0.0.1.
 
@@ -72,6 +76,9 @@ class RtspServer:
         self.auth = auth
         self.host = host
         self.port = port if port is not None else free_port(host)
+        # No port asked for: if another process took the port free_port() saw free (parallel test processes,
+        # pytest -n), the first start tries another one; restarts ("camera back") keep the port.
+        self._may_move = port is None
         self.ready_timeout = ready_timeout
         self.python = python
         self.script = Path(script)
@@ -110,6 +117,14 @@ class RtspServer:
 
     def start(self) -> RtspServer:
         """Start the server (again, on the same port) and wait until it prints ``READY``."""
+        for _ in range(4 if self._may_move else 0):
+            try:
+                return self._start()
+            except PortTaken:
+                self.port = free_port(self.host)
+        return self._start()
+
+    def _start(self) -> RtspServer:
         if self.running:
             raise RuntimeError(f"RTSP server already running (pid {self.pid})")
         self._close_stderr()
@@ -130,11 +145,15 @@ class RtspServer:
                     self._fail(f"no READY within {self.ready_timeout:.0f} s")
                 chunk = os.read(self.proc.stdout.fileno(), 256)
                 if not chunk:
+                    if self._may_move and self.proc.wait(5) == 2 and "cannot listen" in self.stderr_text():
+                        self._reap()
+                        raise PortTaken(self.port)
                     self._fail("exited before READY")
                 line += chunk
         if not line.startswith(b"READY "):
             self._fail(f"unexpected first line {line!r}")
         self.startup_seconds = time.monotonic() - started
+        self._may_move = False
         return self
 
     def stop(self, timeout: float = 5.0) -> int | None:

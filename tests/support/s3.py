@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,9 @@ class MotoServer:
     def __init__(self, port: int | None = None, host: str = "127.0.0.1", ready_timeout: float = 20.0) -> None:
         self.host = host
         self.port = port if port is not None else free_port(host)
+        # No port asked for: the first start lets moto_server bind port 0 and reads the port it got, so parallel
+        # test processes (pytest -n) never race for a port that free_port() saw free; restarts keep that port.
+        self._learn_port = port is None
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.startup_seconds: float | None = None
@@ -62,8 +66,9 @@ class MotoServer:
         env = dict(os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
         started = time.monotonic()
         deadline = started + self.ready_timeout
+        learn = self._learn_port
         self.proc = subprocess.Popen(
-            [moto_server_exe(), "-H", self.host, "-p", str(self.port)],
+            [moto_server_exe(), "-H", self.host, "-p", "0" if learn else str(self.port)],
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -73,7 +78,9 @@ class MotoServer:
         while True:
             if self.proc.poll() is not None:
                 self._fail("exited before answering HTTP")
-            if self._answers():
+            if learn and (found := re.search(rb"Running on http://[^:/]+:(\d+)", self._log_bytes())):
+                self.port, learn, self._learn_port = int(found.group(1)), False, False
+            if not learn and self._answers():
                 break
             if time.monotonic() >= deadline:
                 self._fail(f"did not answer HTTP within {self.ready_timeout:.0f} s")
@@ -136,10 +143,13 @@ class MotoServer:
             self._close_log()
 
     def log_text(self) -> str:
+        return self._log_bytes().decode(errors="replace")
+
+    def _log_bytes(self) -> bytes:
         if self._log is None:
-            return ""
+            return b""
         self._log.seek(0)
-        return self._log.read().decode(errors="replace")
+        return self._log.read()
 
     def client(self, **config: Any) -> S3Client:
         return client(self.endpoint, **config)

@@ -111,6 +111,25 @@ def test_backoff_grows_on_repeated_failures_and_resets_only_after_steady_recordi
     assert ok.backoff.failures == 0
 
 
+def test_a_waiting_camera_wakes_the_loop_for_its_reach_probe(tmp_path: Path, made: list[Camera]) -> None:
+    """The loop sleeps until `wake_at()`: while the camera is unreachable that is its probe's next step (at most
+    PROBE_INTERVAL_S away, never before backoffBase after the last start), not the end of a long backoff."""
+    clock = FakeClock()
+    cam = make(tmp_path, clock, made, ipAddress="127.0.0.1", port=closed_port())
+    cam.backoff.failures = 4  # a long wait: the cap, 8 s ± 20 %
+    cam.start()
+    spawned = clock.monotonic()
+    ticks_until(cam, lambda: cam.state == State.BACKOFF)
+    assert cam.retry_at - clock.monotonic() >= 6
+    assert cam.wake_at() == pytest.approx(spawned + SUP.backoffBase)  # no early start within backoffBase
+    clock.advance(SUP.backoffBase)
+    cam.tick()  # the probe's first connect: refused at once on loopback, or in flight
+    assert cam.state == State.BACKOFF
+    assert clock.monotonic() < cam.wake_at() <= clock.monotonic() + 0.5
+    cam.stop()
+    assert cam.wake_at() == cam.retry_at  # no probe, nothing before the retry
+
+
 def test_stop_is_polite_and_finalizes(tmp_path: Path, made: list[Camera]) -> None:
     clock = FakeClock()
     cam = make(tmp_path, clock, made, source="test", resolution="160x120")

@@ -142,6 +142,29 @@ def test_reach_probe_real_sockets_refused_then_back_without_blocking() -> None:
         assert results[-1] is True
 
 
+def test_reach_probe_says_when_it_next_has_work() -> None:
+    """The main loop sleeps until `due()`: the next probe, or soon after a connect started (its idle tick of 1 s
+    made a camera's return take up to 2 s to see, one tick to start the connect and one to settle it)."""
+    clock = FakeClock(T0)
+    pending = socket.socket()  # stands for a connect in flight (never settled here: nothing to select on)
+    answers = iter([False, pending])
+    probe = ReachProbe(("127.0.0.1", 554), clock, connect=lambda _t: next(answers))
+    t = clock.monotonic()
+    assert probe.due() <= t  # a new probe looks at once
+    assert probe.poll() is False  # refused
+    assert probe.due() == pytest.approx(t + 0.5)  # the next probe, PROBE_INTERVAL_S later
+    clock.advance(0.5)
+    probe._settle = lambda now: None  # type: ignore[method-assign]  # the connect stays in flight
+    assert probe.poll() is False
+    sent = clock.monotonic()
+    assert probe.due() == pytest.approx(sent + 0.05)  # a LAN connect settles within milliseconds
+    clock.advance(0.1)
+    assert probe.due() == pytest.approx(sent + 0.25)
+    clock.advance(0.2)
+    assert probe.due() == pytest.approx(sent + 1.0)  # then only at its timeout (a host that drops the SYN)
+    probe.close()
+
+
 def test_rtsp_target_needs_an_ip_literal_and_carries_no_credentials() -> None:
     assert rtsp_target("rtsp://u:p%40ss@10.0.0.5/stream") == ("10.0.0.5", 554)
     assert rtsp_target("rtsp://[::1]:8554/x") == ("::1", 8554)

@@ -154,8 +154,10 @@ export class CameraCard {
   }
 
   async playSegment(seg, offset) {
+    const closes = this.player.closes;
     try {
       const detail = await api.segment(seg.id);
+      if (this.player.closes !== closes) return; // closed meanwhile (the segment deleted, another day shown)
       this.el.querySelector(".seg-download").href = detail.signed_video_url;
       const info = this.el.querySelector(".seg-info");
       const labels = detail.labels && detail.labels.length ? ` · labels: ${detail.labels.join(", ")}` : "";

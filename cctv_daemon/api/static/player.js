@@ -15,6 +15,7 @@ export class Player {
     this.video = box.querySelector("video");
     this.unplayable = box.querySelector(".unplayable");
     this.segment = null;
+    this.closes = 0; // close() calls: a play whose segment details arrive after a close must not reopen it
     this.video.addEventListener("timeupdate", () => {
       if (this.segment) onTime(this.segment.start + this.video.currentTime);
     });
@@ -52,6 +53,7 @@ export class Player {
   }
 
   close() {
+    this.closes += 1;
     this.segment = null;
     this.video.pause();
     this.video.removeAttribute("src");
