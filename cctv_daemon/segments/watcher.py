@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,6 +104,21 @@ MAX_LIST_BYTES = 64 * 1024 * 1024  # a list left by an older version (no size li
 MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 
 
+MAX_LATENESS_S = 1.0  # more than this behind the list's own write time is not an event delay: trust the read
+
+
+def _lateness(list_path: Path) -> float:
+    """How long ago ffmpeg renamed the list into place (its mtime, real clock): the time the event took to reach
+    us. watchdog holds a rename whose two inotify halves arrive in separate reads for up to 0.5 s (its move-event
+    grouper), which made a segment's observed end, and so its name, 0.5 s late under load. Bounded, and 0 when
+    the mtime is in the future (a clock step)."""
+    try:
+        age = time.time() - list_path.stat().st_mtime
+    except OSError:
+        return 0.0
+    return age if 0.0 < age <= MAX_LATENESS_S else 0.0
+
+
 class SegmentWatcher:
     def __init__(self, staging_root: Path, on_segment: Callable[[StagedSegment], None],
                  clock: Clock | None = None) -> None:
@@ -159,7 +175,10 @@ class SegmentWatcher:
             reader = self._readers.get(list_path)
             if reader is None:
                 reader = self._readers[list_path] = _ListReader(list_path, self.root / list_path.parent.name)
-            seen = Observed(self.clock.time(), self.clock.monotonic()) if stamp and self.clock else None
+            seen = None
+            if stamp and self.clock:
+                late = _lateness(list_path)
+                seen = Observed(self.clock.time() - late, self.clock.monotonic() - late)
             new = reader.read_new(seen)
         for seg in new:
             self.on_segment(seg)

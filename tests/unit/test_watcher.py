@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -62,3 +63,31 @@ def test_watcher_still_reports_segments_and_stops(tmp_path: Path) -> None:
     assert [(s.camera, s.run_id, s.path.name, s.end_s) for s in seen] == [("cam", run, f"{run}_000000.mp4", 2.0)]
     assert not (watcher.lists / ".stop").exists()
     assert not [t for t in threading.enumerate() if "Inotify" in type(t).__name__ or "Observer" in type(t).__name__]
+
+
+def test_a_list_seen_late_is_dated_when_ffmpeg_renamed_it(tmp_path: Path) -> None:
+    """A segment's end is when ffmpeg put its line in the list. watchdog can hold a rename for up to 0.5 s (its
+    move-event grouper, under load), so the observation is dated back by how long ago the list was renamed (its
+    mtime): before, such a segment's end and name came out 0.5 s late. A list older than a second is not an event
+    delay: then the read time stands."""
+    from cctv_daemon.core.clock import FakeClock
+
+    clock = FakeClock()
+    seen: list[StagedSegment] = []
+    watcher = SegmentWatcher(tmp_path, seen.append, clock=clock)  # not started: poll() is what events call
+    folder = watcher.lists / "cam"
+    folder.mkdir(parents=True)
+    run = "r20261129T155600Z-abcdef"
+    lst = folder / f"{run}.csv"
+    lst.write_text(f"{run}_000000.mp4,0.000000,2.000000\n")
+    renamed = time.time() - 0.5
+    os.utime(lst, (renamed, renamed))
+    watcher.poll(lst)
+    assert len(seen) == 1 and seen[0].seen is not None
+    assert clock.time() - seen[0].seen.wall == pytest.approx(0.5, abs=0.1)
+    assert clock.monotonic() - seen[0].seen.mono == pytest.approx(0.5, abs=0.1)
+    lst.write_text(f"{run}_000000.mp4,0.000000,2.000000\n{run}_000001.mp4,2.000000,4.000000\n")
+    stale = time.time() - 30
+    os.utime(lst, (stale, stale))
+    watcher.poll(lst)
+    assert len(seen) == 2 and seen[1].seen is not None and seen[1].seen.wall == clock.time()
