@@ -33,6 +33,7 @@ class ApiContext:
     api_status: Callable[[], dict[str, Any]]
     nonces: UsedNonces = field(default_factory=UsedNonces)
     presign: Callable[[str], str | None] = lambda _key: None  # S3 key -> presigned GET URL (with s3Config)
+    download: Callable[[str, Path], None] | None = None  # S3 key -> a file (with s3Config; exports of other nodes)
 
     @property
     def state_dir(self) -> Path:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from cctv_daemon.api.context import ApiContext
 from cctv_daemon.catalog import export as catalog_export
+from cctv_daemon.catalog.export_remote import RemoteFiles
 
 KEYFRAME_TIMEOUT_S = 15.0
 CHUNK = 64 * 1024
@@ -65,23 +66,37 @@ class ExportDigests:
             return self._items.get(export_id)
 
 
-def plan_export(ctx: ApiContext, camera: str, start: float, end: float) -> catalog_export.ExportPlan:
-    """Raises catalog_export.ExportError (no footage, bad range)."""
-    p = catalog_export.plan(ctx.catalog, camera, start, end)
-    missing = [f for f in p.files if not f.exists()]
-    if missing:
-        raise catalog_export.ExportError(f"{len(missing)} segment file(s) of that range are no longer on disk")
-    return p
+def plan_export(ctx: ApiContext, camera: str, start: float,
+                end: float) -> tuple[catalog_export.ExportPlan, RemoteFiles]:
+    """Raises catalog_export.ExportError (no footage, bad range, another node's footage not uploaded). Another
+    node's uploaded segments are fetched from S3 into the returned RemoteFiles: the caller closes it (export_stream
+    does, when the stream ends, fails or is abandoned)."""
+    remote = RemoteFiles(ctx.download)
+    try:
+        p = catalog_export.plan(ctx.catalog, camera, start, end, remote)
+        missing = [f for f in p.files if not f.exists()]
+        if missing:
+            raise catalog_export.ExportError(f"{len(missing)} segment file(s) of that range are no longer on disk")
+    except BaseException:
+        remote.close()
+        raise
+    return p, remote
 
 
-def export_stream(ctx: ApiContext, p: catalog_export.ExportPlan, digest: ExportDigestState) -> Iterator[bytes]:
+def export_stream(ctx: ApiContext, p: catalog_export.ExportPlan, digest: ExportDigestState,
+                  remote: RemoteFiles | None = None) -> Iterator[bytes]:
     """One MP4 of the planned range, exactly what `cctv-daemon export` writes (catalog/export.py: the range's
     fragments joined, no re-encode, nothing outside the range), streamed as it is made. The digest is filled in as
-    bytes go out and marked complete when the whole clip has gone out."""
-    sha = hashlib.sha256()
-    for chunk in catalog_export.stream(ctx.ffmpeg_exe, p):
-        sha.update(chunk)
-        digest.bytes += len(chunk)
-        yield chunk
-    digest.sha256 = sha.hexdigest()
-    digest.complete = True
+    bytes go out and marked complete when the whole clip has gone out. `remote` (segments fetched from S3) is
+    removed when the stream ends, fails or is closed (the client went away)."""
+    try:
+        sha = hashlib.sha256()
+        for chunk in catalog_export.stream(ctx.ffmpeg_exe, p):
+            sha.update(chunk)
+            digest.bytes += len(chunk)
+            yield chunk
+        digest.sha256 = sha.hexdigest()
+        digest.complete = True
+    finally:
+        if remote is not None:
+            remote.close()

@@ -159,28 +159,37 @@ def delete_segment(request: Request, seg_id: str = SegmentId, caller: Caller = D
 
 
 @router.get("/api/export", response_class=StreamingResponse,
-            responses={**NOT_FOUND, 200: {"content": {"video/mp4": {}},
+            responses={**NOT_FOUND, 409: {"description": "another node holds footage of the range, not uploaded yet"},
+                       200: {"content": {"video/mp4": {}},
                                           "description": "the clip, streamed; X-Export-Id names its digest"}})
 def export(request: Request, camera: str = Query(max_length=64),
            start_s: str = Query(alias="from", max_length=40, description=TIME_HELP),
            end_s: str = Query(alias="to", max_length=40, description=TIME_HELP),
            _caller: Caller = Depends(viewer)) -> Response:
     """One MP4 of [from, to), streamed while it is made (no re-encode; it may start up to one keyframe interval
-    early). Its SHA-256: GET /api/export/{X-Export-Id}/sha256 once the stream has ended."""
+    early). Another node's footage (a shared catalog) is read from S3 when uploaded; when it is not, 409 names
+    the node. Its SHA-256: GET /api/export/{X-Export-Id}/sha256 once the stream has ended."""
     ctx = ctx_of(request)
     cam = _camera(ctx, camera)
     assert cam is not None
     start, end = _range(start_s, end_s)
     try:
-        p = media.plan_export(ctx, cam, start, end)
+        p, remote = media.plan_export(ctx, cam, start, end)
+    except catalog_export.HeldElsewhere as exc:
+        raise HTTPException(409, str(exc)) from None
     except catalog_export.ExportError as exc:
         raise HTTPException(404, str(exc)) from None
-    export_id = secrets.token_urlsafe(12)
-    digest = request.app.state.exports.new(export_id)
-    name = f"{cam}_{datetime.datetime.fromtimestamp(start, datetime.timezone.utc):%Y%m%dT%H%M%SZ}.mp4"
-    return StreamingResponse(media.export_stream(ctx, p, digest), media_type="video/mp4",
-                             headers={"X-Export-Id": export_id, "Content-Disposition": f'attachment; filename="{name}"',
-                                      "Link": f'</api/export/{export_id}/sha256>; rel="digest"'})
+    try:
+        export_id = secrets.token_urlsafe(12)
+        digest = request.app.state.exports.new(export_id)
+        name = f"{cam}_{datetime.datetime.fromtimestamp(start, datetime.timezone.utc):%Y%m%dT%H%M%SZ}.mp4"
+        return StreamingResponse(media.export_stream(ctx, p, digest, remote), media_type="video/mp4",
+                                 headers={"X-Export-Id": export_id,
+                                          "Content-Disposition": f'attachment; filename="{name}"',
+                                          "Link": f'</api/export/{export_id}/sha256>; rel="digest"'})
+    except BaseException:
+        remote.close()
+        raise
 
 
 @router.get("/api/export/{export_id}/sha256", response_model=ExportDigest, responses=NOT_FOUND)

@@ -95,7 +95,8 @@ class ApiServer:
         labels.ensure_table(catalog)
         ctx = ApiContext(config=self.config, ffmpeg_exe=self.ffmpeg_exe, tokens=tokens, snapshot=self.snapshot,
                          commands=self.commands, catalog=catalog, broker=self.broker,
-                         audit=AuditLog(self.state_dir), api_status=self.status, presign=self._presigner())
+                         audit=AuditLog(self.state_dir), api_status=self.status, presign=self._presigner(),
+                         download=self._downloader())
         cfg = uvicorn.Config(create_app(ctx), log_config=None, access_log=False, lifespan="off",
                              ssl_certfile=str(api.tlsCert) if api.tlsCert else None,
                              ssl_keyfile=str(api.tlsKey) if api.tlsKey else None,
@@ -118,6 +119,13 @@ class ApiServer:
         _write_info(self.state_dir, {"url": self.url, "host": api.host, "port": self.port, "pid": os.getpid(),
                                      "tls": tls})
         log.info("api_listening", url=self.url)
+
+    def _downloader(self) -> Callable[[str, Path], None] | None:
+        if self.config.s3Config is None:
+            return None
+        from cctv_daemon.upload.s3_client import downloader
+
+        return downloader(self.config.s3Config, self.config.awsCredentials)
 
     def _presigner(self) -> Callable[[str], str | None]:
         s3 = self.config.s3Config

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from cctv_daemon.catalog import export_remote
 from cctv_daemon.catalog.export_io import Item, ProgressFn, sha256_file, write
 from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, with_gaps
 from cctv_daemon.segments import fmp4
@@ -30,6 +31,15 @@ TOUCH_S = 0.5  # a segment starting this close to the previous one's end continu
 
 class ExportError(Exception):
     pass
+
+
+class HeldElsewhere(ExportError):
+    """Footage of the range is held by other node(s) of the fleet and not uploaded yet."""
+
+    def __init__(self, camera: str, nodes: list[str]) -> None:
+        super().__init__(f"footage of camera {camera!r} in that range is held by node(s) {', '.join(nodes)} and "
+                         "not uploaded yet: export it on that node (or once it is uploaded)")
+        self.nodes = nodes
 
 
 @dataclass
@@ -89,20 +99,23 @@ class ExportResult:
     joined_by: str  # "fragments" or "ffmpeg"
 
 
-def plan(catalog: Catalog, camera: str, start: float, end: float) -> ExportPlan:
+def plan(catalog: Catalog, camera: str, start: float, end: float,
+         remote: export_remote.RemoteFiles | None = None) -> ExportPlan:
+    """Another node's segments (a shared catalog) are fetched from S3 into `remote` (the caller closes it)."""
     if end <= start:
         raise ExportError("the end of the range must be after its start")
-    rows = catalog.segments(camera=camera, start=start, end=end)
+    rows = export_remote.rows(catalog, camera, start, end)
     if not rows:
         raise ExportError(f"no footage of camera {camera!r} in that range")
     # The frame at or after --to may be the first one of the next segment, when that one touches.
-    after = [r for r in catalog.segments(camera=camera, start=rows[-1].end, end=rows[-1].end + TOUCH_S)
+    after = [r for r in export_remote.rows(catalog, camera, rows[-1].end, rows[-1].end + TOUCH_S)
              if r.start >= end and r.start - rows[-1].end < TOUCH_S]
-    elsewhere = sorted({r.node_id for r in rows + after[:1] if r.node_id and r.node_id != catalog.node_id})
-    if elsewhere:  # a shared catalog: another node of the fleet holds (some of) these files
-        raise ExportError(f"footage of camera {camera!r} in that range is held by node(s) {', '.join(elsewhere)}: "
-                          "export it there (this node has only its own files)")
-    files = [catalog.abs(r.path) for r in rows + after[:1]]
+    try:
+        files = export_remote.locate(catalog, rows + after[:1], remote)
+    except export_remote.HeldElsewhere as exc:  # a shared catalog: another node holds these files, not uploaded
+        raise HeldElsewhere(camera, exc.nodes) from None
+    except export_remote.FetchError as exc:
+        raise ExportError(str(exc)) from None
     missing = [f for f in files if not f.exists()]
     if missing:
         raise ExportError(f"{len(missing)} catalogued file(s) are missing, e.g. {missing[0]} "

@@ -198,6 +198,16 @@ class CatalogReads:
         rows = self.rows_of(select(u.c.s3_key).where(*cond).limit(1))
         return str(rows[0][0]) if rows else None
 
+    def uploaded_keys(self, rows: Sequence[SegmentRow]) -> dict[tuple[str, str], str]:
+        """(path, node id) -> S3 key of these rows' verified uploads (any node's; an export reading from S3)."""
+        u = self.db.t.uploads
+        paths, out = sorted({r.path for r in rows}), {}
+        for i in range(0, len(paths), 500):
+            stmt = select(u.c.path, u.c.node_id, u.c.s3_key).where(u.c.path.in_(paths[i:i + 500]),
+                                                                   u.c.state == UPLOADED)
+            out.update({(str(p), str(n)): str(k) for p, n, k in self.rows_of(stmt)})
+        return out
+
     def upload_state_counts(self) -> dict[str, int]:
         u = self.db.t.uploads
         return {str(st): int(n) for st, n in

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cctv_daemon.catalog import check as catalog_check
+from cctv_daemon.catalog.export_remote import RemoteFiles
 from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, db_path, with_gaps
 from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
 from cctv_daemon.config.model import Config
@@ -292,8 +293,6 @@ def _known_cameras(config: Config, catalog: Catalog) -> list[str]:
 @command("export", "one camera and a time range → one MP4 (no re-encode)", _export_args)
 def cmd_export(args: argparse.Namespace) -> int:
     """stdout: only the result (`SHA256  FILE`, as sha256sum prints it, or the JSON); the rest on stderr."""
-    from cctv_daemon.catalog import export
-
     loaded = load_with_ffmpeg(args.config)
     if loaded is None:
         return c.EXIT_USAGE
@@ -320,8 +319,20 @@ def cmd_export(args: argparse.Namespace) -> int:
               f"{', '.join(known) if known else '(none: no camera in the config or the catalog)'}",
               file=sys.stderr)
         return c.EXIT_USAGE
+    from cctv_daemon.upload.s3_client import downloader
+
+    # another node's uploaded footage is fetched next to the output (removed when done, also on errors and ^C)
+    parent = args.output.resolve().parent
+    with RemoteFiles(downloader(config.s3Config, config.awsCredentials),
+                     parent if parent.is_dir() else None) as remote:
+        return _export(args, catalog, ffmpeg_exe, remote)
+
+
+def _export(args: argparse.Namespace, catalog: Catalog, ffmpeg_exe: str, remote: RemoteFiles) -> int:
+    from cctv_daemon.catalog import export
+
     try:
-        plan = export.plan(catalog, args.camera, args.start, args.end)
+        plan = export.plan(catalog, args.camera, args.start, args.end, remote)
     except export.ExportError as exc:
         print(f"cctv-daemon: {exc}", file=sys.stderr)
         return c.EXIT_USAGE if "must be after" in str(exc) else c.EXIT_RUNTIME

@@ -3,6 +3,9 @@ addressing style for S3-compatible stores (MinIO, Backblaze B2, Cloudflare R2, W
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -47,3 +50,19 @@ def make_client(s3: S3Config, creds: AwsCredentials | None, max_pool: int = 10) 
         region = "us-east-1"  # S3-compatible stores accept any; boto3 needs one to sign
     client: S3Client = session.client("s3", endpoint_url=s3.endpointUrl, region_name=region, config=cfg)
     return client
+
+
+def downloader(s3: S3Config | None, creds: AwsCredentials | None) -> Callable[[str, Path], None] | None:
+    """(key, destination) -> the object written there; None without s3Config. The client is made on first use."""
+    if s3 is None:
+        return None
+    holder: list[S3Client] = []
+    lock = threading.Lock()
+
+    def download(key: str, dest: Path) -> None:
+        with lock:
+            if not holder:
+                holder.append(make_client(s3, creds))
+        holder[0].download_file(s3.s3Bucket, key, str(dest))
+
+    return download
