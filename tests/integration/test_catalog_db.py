@@ -191,3 +191,81 @@ def test_database_outage_loses_no_row_and_no_footage(daemon_factory: DaemonFacto
         cat.close()
     finally:
         gen.close()
+
+
+def probe_duration(path: Path) -> float:
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", str(path)],
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout)
+
+
+def test_another_nodes_uploaded_footage_exports_from_s3(postgres_server: DatabaseServer, moto_server: MotoServer,
+                                                        daemon_factory: DaemonFactory, tmp_path: Path) -> None:
+    """Node A records and uploads, stops, and its local files are gone; node B (another fleet.nodeId on the same
+    database and bucket, not recording) exports a range of A's footage through its API and its CLI: a playable
+    clip of only that range, read from S3 into a temporary folder that is removed afterwards. A range with a
+    segment of another node that is not uploaded is refused naming that node (API 409, CLI exit 1)."""
+    url, full = db_url(postgres_server)
+    env = {PW_ENV: postgres_server.password, "CCTV_UPLOAD_BACKOFF_S": "0.3,1.5"}
+    s3 = moto_server.client()
+    s3.create_bucket(Bucket=BUCKET)
+    secret = "s3cr3t-key-of-the-fleet"
+
+    def node_config(node: str, enabled: bool) -> dict[str, Any]:
+        cfg = config(url, ["t1"])
+        cfg["cameras"][0]["enabled"] = enabled
+        cfg["fleet"] = {"nodeId": node}
+        cfg["s3Config"] = {"s3Bucket": BUCKET, "endpointUrl": moto_server.endpoint, "addressingStyle": "path"}
+        cfg["awsCredentials"] = {"accessKeyId": "k", "secretAccessKey": secret, "region": "us-east-1"}
+        return cfg
+
+    a = daemon_factory(node_config("node-a", True), env, name="a")
+    cat = open_catalog(full, a.save_path)
+
+    def uploaded() -> list[Any]:
+        return [r for r in cat.segments() if r.upload_state == "uploaded"]
+
+    wait_for(lambda: len(uploaded()) >= 6, 90, "6 segments uploaded", proc=a.proc)
+    assert a.stop(30) == 0
+    rows = uploaded()
+    assert {r.node_id for r in rows} == {"node-a"}
+    for f in a.save_path.glob("t1/**/*.mp4"):
+        f.unlink()  # node A's disk is gone: only S3 holds its footage now
+    tmp_b = tmp_path / "tmp-b"
+    tmp_b.mkdir()
+    b = daemon_factory(node_config("node-b", False), {**env, "TMPDIR": str(tmp_b)}, name="b")
+    api = Api(b)
+    lo, hi = rows[1].start + 0.3, rows[4].end - 0.3
+    got = api.get("/api/export", params={"camera": "t1", "from": iso(lo), "to": iso(hi)})
+    assert got.status_code == 200, got.text
+    clip = tmp_path / "api.mp4"
+    clip.write_bytes(got.content)
+    # only the range: from the keyframe at or before `from` (1 s GOP here) to the frame at or after `to`
+    assert hi - lo - 0.1 <= probe_duration(clip) <= hi - lo + 1.1
+    wait_for(lambda: not any(tmp_b.iterdir()), 10, "the S3 copies removed after the stream")
+    assert b.events("export_fetched_from_s3")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    res = b.cli("export", "--camera", "t1", "--from", iso(lo), "--to", iso(hi), "-o", str(out_dir / "cli.mp4"),
+                env=env)
+    assert res.returncode == 0, res.stderr
+    assert hi - lo - 0.1 <= probe_duration(out_dir / "cli.mp4") <= hi - lo + 1.1
+    assert [p.name for p in out_dir.iterdir()] == ["cli.mp4"]  # its temporary folder is gone
+    # a segment of another node not uploaded yet: the error names the node
+    last = rows[-1]
+    held = f"t1/elsewhere/{PurePosixPath(last.path).name}"
+    cat.add_rows([last._replace(path=held, start=last.end + 5, end=last.end + 6, upload_state=None)])
+    refused = api.get("/api/export", params={"camera": "t1", "from": iso(last.end + 5.1), "to": iso(last.end + 5.9)})
+    assert refused.status_code == 409 and "reader" in refused.json()["detail"], refused.text
+    res2 = b.cli("export", "--camera", "t1", "--from", iso(last.end + 5.1), "--to", iso(last.end + 5.9),
+                 "-o", str(out_dir / "no.mp4"), env=env)
+    assert res2.returncode == c.EXIT_RUNTIME and "reader" in res2.stderr, res2.stderr
+    # an uploaded object gone from S3: a clear error, no credential in it
+    s3.delete_object(Bucket=BUCKET, Key=str(cat.uploaded_key(rows[2].path, "node-a")))
+    gone = api.get("/api/export", params={"camera": "t1", "from": iso(lo), "to": iso(hi)})
+    assert gone.status_code == 404 and rows[2].path in gone.json()["detail"], gone.text
+    wait_for(lambda: not any(tmp_b.iterdir()), 10, "the S3 copies removed after the failure")
+    assert b.stop(30) == 0
+    for text in (a.output(), b.output(), res.stderr, res2.stderr, got.headers.get("X-Export-Id", ""), gone.text):
+        assert secret not in text and postgres_server.password not in text
+    cat.close()
