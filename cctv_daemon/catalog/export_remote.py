@@ -104,7 +104,8 @@ class HeldElsewhere(Exception):
 
 
 def elsewhere(catalog: Catalog, row: SegmentRow) -> bool:
-    return bool(row.node_id) and row.node_id != catalog.node_id
+    """Another node's row (a shared catalog; a SQLite catalog is single-node: every row is its own)."""
+    return catalog.db.scoped and bool(row.node_id) and row.node_id != catalog.node_id
 
 
 def rows(catalog: Catalog, camera: str, start: float, end: float) -> list[SegmentRow]:

@@ -231,6 +231,10 @@ def test_another_nodes_uploaded_footage_exports_from_s3(postgres_server: Databas
     assert {r.node_id for r in rows} == {"node-a"}
     for f in a.save_path.glob("t1/**/*.mp4"):
         f.unlink()  # node A's disk is gone: only S3 holds its footage now
+    as_a = Catalog(a.save_path / ".cctv" / c.CATALOG_FILENAME, a.save_path, url=full, node_id="node-a")
+    as_a.set_state(rows[3].path, "deleted", "removed after upload")  # as clearAfterUpload does: still in S3
+    as_a.close()
+    assert rows[3].path in {r.path for r in cat.segments(states=("deleted",))}
     tmp_b = tmp_path / "tmp-b"
     tmp_b.mkdir()
     b = daemon_factory(node_config("node-b", False), {**env, "TMPDIR": str(tmp_b)}, name="b")
