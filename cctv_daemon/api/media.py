@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,7 +89,16 @@ def export_stream(ctx: ApiContext, p: catalog_export.ExportPlan, digest: ExportD
     """One MP4 of the planned range, exactly what `cctv-daemon export` writes (catalog/export.py: the range's
     fragments joined, no re-encode, nothing outside the range), streamed as it is made. The digest is filled in as
     bytes go out and marked complete when the whole clip has gone out. `remote` (segments fetched from S3) is
-    removed when the stream ends, fails or is closed (the client went away)."""
+    removed when the stream ends, fails or is closed (the client went away), and when the stream is dropped
+    without ever being started (the client left before the first byte)."""
+    gen = _stream(ctx, p, digest, remote)
+    if remote is not None:
+        weakref.finalize(gen, remote.close)
+    return gen
+
+
+def _stream(ctx: ApiContext, p: catalog_export.ExportPlan, digest: ExportDigestState,
+            remote: RemoteFiles | None) -> Iterator[bytes]:
     try:
         sha = hashlib.sha256()
         for chunk in catalog_export.stream(ctx.ffmpeg_exe, p):

@@ -76,3 +76,23 @@ def test_no_s3_config_says_so() -> None:
     with RemoteFiles(None) as remote, pytest.raises(FetchError, match="no s3Config"):
         remote.fetch([(SegmentRow("a.mp4", "t1", "f", 0.0, 1.0, 1, node_id="n"), "k")])
     assert describe(ValueError("x")) == "ValueError"
+
+
+def test_an_api_export_stream_dropped_before_its_first_byte_removes_its_s3_copies(tmp_path: Path) -> None:
+    """The client went away before the first byte: Starlette drops the stream unstarted (a generator never started
+    runs no `finally`); the copies go with it."""
+    import gc
+    from typing import Any, cast
+
+    from cctv_daemon.api import media
+
+    src = tmp_path / "bucket"
+    src.mkdir()
+    remote = RemoteFiles(lambda key, dest: shutil.copyfile(src / key, dest), tmp_path)
+    remote.fetch(rows(src, 2))
+    folder = remote.folder
+    assert folder is not None and folder.exists()
+    stream = media.export_stream(cast(Any, None), cast(Any, None), media.ExportDigestState(), remote)
+    del remote, stream
+    gc.collect()
+    assert not folder.exists()
