@@ -67,7 +67,7 @@ class RemoteFiles:
         if self.download is None:
             raise FetchError("no s3Config: footage of other nodes cannot be read from S3 here")
         if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix="cctv-export-s3-", dir=self.parent))  # mode 0700
+            self.folder = Path(tempfile.mkdtemp(prefix=".cctv-export-s3-", dir=self.parent))  # mode 0700
         need = sum(r.size for r, _k in wanted)
         free = shutil.disk_usage(self.folder).free
         if need + SPARE_BYTES > free:
