@@ -16,7 +16,7 @@ from cctv_daemon.api.context import ApiContext, CommandFailed
 from cctv_daemon.api.models import FORBIDDEN, NOT_FOUND, Deleted, ExportDigest, SegmentDetail, SegmentList
 from cctv_daemon.api.security import Caller, admin, ctx_of, optional_caller, viewer
 from cctv_daemon.catalog import export as catalog_export
-from cctv_daemon.catalog import labels
+from cctv_daemon.catalog import export_remote, labels
 from cctv_daemon.catalog.store import SegmentRow
 
 router = APIRouter(tags=["segments"])
@@ -130,7 +130,7 @@ def segment_video(request: Request, seg_id: str = SegmentId, sig: str | None = Q
                                 headers={"WWW-Authenticate": "Bearer"})
     row = _find(ctx, seg_id)
     path = ctx.catalog.abs(row.path)
-    here = not row.node_id or row.node_id == ctx.catalog.node_id  # a shared catalog lists every node's rows
+    here = not export_remote.elsewhere(ctx.catalog, row)  # a shared catalog lists every node's rows
     if here and row.state in ("complete", "deleting") and path.is_file():
         return FileResponse(path, media_type="video/mp4", filename=path.name, content_disposition_type="inline")
     if row.upload_state == "uploaded":
