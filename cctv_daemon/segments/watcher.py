@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from watchdog.events import FileMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.events import DirCreatedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from cctv_daemon.core.clock import Clock
@@ -139,7 +139,9 @@ class SegmentWatcher:
         # (4 more per segment, each a Python call chain in watchdog's threads) are not even asked of inotify.
         # (docs/benchmarks.md: watchdog's threads 0.24 -> 0.15 % of a core at 16 cameras with 10 s segments)
         # Linux only (inotify, measured); elsewhere every event, as before. The safety-net poll catches any miss.
-        only = [FileMovedEvent] if sys.platform == "linux" else None
+        # A camera's lists folder made after start: its creation too, so a list renamed into it before watchdog
+        # watched it is read at once (the inotify mask is the same: a recursive watch always asks for IN_CREATE).
+        only = [FileMovedEvent, DirCreatedEvent] if sys.platform == "linux" else None
         self._observer.schedule(handler, str(self.lists), recursive=True, event_filter=only)
         self._observer.daemon = True
         self._observer.start()
@@ -198,7 +200,14 @@ class _Handler(FileSystemEventHandler):
         self.watcher = watcher
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.is_directory or event.event_type not in ("modified", "created", "closed", "moved"):
+        if event.is_directory:
+            if event.event_type == "created":  # a new camera's lists folder: anything renamed in before the watch
+                src = event.src_path
+                folder = Path(str(src, "utf-8", "replace") if isinstance(src, bytes) else src)
+                for path in sorted(folder.glob("*.csv")):
+                    self.watcher.poll(path)
+            return
+        if event.event_type not in ("modified", "created", "closed", "moved"):
             return
         # ffmpeg writes {run}.csv.tmp and renames it over {run}.csv: the rename is the event that matters.
         src = event.dest_path if event.event_type == "moved" else event.src_path

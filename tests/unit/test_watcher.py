@@ -91,3 +91,25 @@ def test_a_list_seen_late_is_dated_when_ffmpeg_renamed_it(tmp_path: Path) -> Non
     os.utime(lst, (stale, stale))
     watcher.poll(lst)
     assert len(seen) == 2 and seen[1].seen is not None and seen[1].seen.wall == clock.time()
+
+
+def test_a_list_renamed_into_a_new_folder_before_it_is_watched_is_read(tmp_path: Path) -> None:
+    """The watcher asks inotify for renames (and new folders) only. A camera's lists folder made after start gets
+    its watch a moment later: a list renamed into it in that moment raised no rename event for us (the CI run of
+    test_watcher_still_reports_segments_and_stops saw nothing in 10 s). The new folder's own event reads it."""
+    seen: list[StagedSegment] = []
+    watcher = SegmentWatcher(tmp_path, seen.append)
+    watcher.start()
+    try:
+        runs = [f"r20261129T1556{i:02d}Z-abcdef" for i in range(30)]
+        for i, run in enumerate(runs):
+            folder = watcher.lists / f"cam{i}"
+            folder.mkdir(parents=True)
+            (folder / f"{run}.csv.tmp").write_text(f"{run}_000000.mp4,0.000000,2.000000\n")
+            (folder / f"{run}.csv.tmp").rename(folder / f"{run}.csv")
+        deadline = time.monotonic() + 10
+        while len(seen) < len(runs) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        watcher.stop()
+    assert sorted(s.run_id for s in seen) == runs
