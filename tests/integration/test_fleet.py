@@ -67,10 +67,12 @@ def ffmpeg_pids(d: DaemonProc) -> dict[str, int]:
     for p in d.ffmpegs():
         try:
             argv = p.cmdline()
-            if p.status() == psutil.STATUS_ZOMBIE or "segment" not in argv:
+            records = "segment" in argv or any("f=segment" in a for a in argv)  # `-f segment`, or in a tee (live view)
+            if p.status() == psutil.STATUS_ZOMBIE or not records:
                 continue  # not a recording ffmpeg (startup recovery remuxes a partial segment with one too)
-            for a in argv:
-                parts = a[len(marker):].split("/") if a.startswith(marker) else []
+            for a in argv:  # the staging path may sit inside a tee target: "[f=segment:…]/…/staging/cam/…|[f=hls…]"
+                at = a.find(marker)
+                parts = a[at + len(marker):].split("/") if at >= 0 else []
                 for cam in parts[1:2] if parts[:1] == [".lists"] else parts[:1]:
                     out[cam] = p.pid
         except psutil.Error:
