@@ -64,24 +64,14 @@ class SegmentDeleter:
         without its file, which `check --repair` marks missing; never a file that nothing knows about."""
         path = self.catalog.abs(rel_path)
         log.warning("deletion_on_full_disk", path=rel_path, detail="file removed before its row is marked")
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        else:
-            staging.fsync_dir(path.parent)
+        _unlink_durably(path)
         self.catalog.set_state(rel_path, "deleted", reason, abandon_upload=True)
         remove_empty_dirs(path.parent, self.catalog.save_path, self.catalog.clock.time())
 
     def finish(self, rel_path: str) -> None:
         """Steps after the 'deleting' mark; also what startup recovery runs for a crashed deletion."""
         path = self.catalog.abs(rel_path)
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
-        else:
-            staging.fsync_dir(path.parent)
+        _unlink_durably(path)
         crash_point("deletion.after_unlink")
         self.catalog.set_state(rel_path, "deleted")
         remove_empty_dirs(path.parent, self.catalog.save_path, self.catalog.clock.time())
@@ -113,3 +103,12 @@ def remove_empty_dirs(date_dir: Path, save_path: Path, now: float | None = None)
         log.debug("empty_folder_removed", path=str(d))
     if os.name == "posix":
         staging.fsync_dir(save_path)
+
+
+def _unlink_durably(path: Path) -> None:
+    """Remove the file (gone already is fine) and make its removal durable (its folder fsynced)."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return
+    staging.fsync_dir(path.parent)

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from sqlalchemy.exc import SQLAlchemyError
 
-from cctv_daemon.core.redact import redact
+from cctv_daemon.catalog.engine import error_text
 from cctv_daemon.fleet import rendezvous
 from cctv_daemon.fleet.identity import FleetIdentity
 from cctv_daemon.fleet.lease_store import LeaseRow, LeaseStore
@@ -87,13 +87,6 @@ class LeaseView:
                 "leases": {name: lease.to_dict() for name, lease in sorted(self.cameras.items())}}
 
 
-def error_text(exc: BaseException) -> str:
-    """One line, no SQL, no parameters, secrets redacted (core/redact.py knows the config's secrets)."""
-    orig = getattr(exc, "orig", None)
-    lines = [x.strip() for x in str(orig if orig is not None else exc).splitlines() if x.strip()]
-    return redact(" ".join(lines)[:300] or type(exc).__name__)
-
-
 def _read_instance(path: Path | None) -> str | None:
     try:
         text = path.read_text().strip() if path is not None else ""
@@ -113,13 +106,14 @@ class LeaseManager:
     name = "fleet"
 
     def __init__(self, store: LeaseStore, identity: FleetIdentity, ttl: float, *,
-                 error_text: Callable[[BaseException], str] = error_text, instance_file: Path | None = None) -> None:
+                 instance_file: Path | None = None) -> None:
         self.store = store
         self.identity = identity
         self.ttl = ttl
         self.period = ttl / RENEW_FRACTION
         self.instance = uuid.uuid4().hex
-        self.error_text = error_text
+        # one line, no SQL, the URL's password hidden: the catalog's wording for the same database
+        self.error_text: Callable[[BaseException], str] = lambda exc: error_text(exc, store.engine.url)
         self.view = LeaseView(identity.node_id, identity.shard, self.instance)
         self.on_change: Callable[[], None] = lambda: None  # the root wires the loop's waker here
         self._cameras: tuple[str, ...] = ()

@@ -86,14 +86,13 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
     # 4b. the fleet: with a shared catalog, each camera records only under its lease (docs/scale-out.md)
     lease_url = shared_catalog_url(config)
     if lease_url is not None:
-        from cctv_daemon.catalog.engine import error_text, parse_url
+        from cctv_daemon.catalog.engine import parse_url
         from cctv_daemon.fleet.lease_manager import LeaseManager  # SQLAlchemy engine of its own: only here
         from cctv_daemon.fleet.lease_store import LeaseStore, lease_engine
         from cctv_daemon.service.fleet_gate import FleetGate
 
         store = LeaseStore(lease_engine(parse_url(lease_url)), config.catalog.tablePrefix)
         manager = LeaseManager(store, node_identity(config), config.fleet.leaseSeconds,
-                               error_text=lambda exc: error_text(exc, parse_url(lease_url)),
                                instance_file=state_dir / "fleet-instance")
         manager.on_change = daemon.waker.wake  # a lease taken or lost: the loop acts at once
         daemon.gate = FleetGate(daemon, manager)

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import IO, Any, NoReturn
 from urllib.parse import quote
 
+from tests.support import procs
 from tests.support.rtsp import free_port
 
 TEST_USER = "cctv"
@@ -185,26 +186,11 @@ class DatabaseServer(ABC):
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """Graceful shutdown (PostgreSQL: fast shutdown; MariaDB: SIGTERM); the data stays."""
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        proc.send_signal(self._stop_signal())
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
-        return proc.returncode
+        return None if self.proc is None else procs.stop(self.proc, timeout, self._stop_signal())
 
     def kill(self) -> int | None:
         """SIGKILL: the server crashes; it recovers its data at the next start()."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-        return proc.returncode
+        return None if self.proc is None else procs.kill(self.proc, 30)
 
     def outage(self, seconds: float = 30.0, *, crash: bool = False) -> Outage:
         """Start an outage in the background: the server stops (or is killed), stays down ``seconds``, comes back

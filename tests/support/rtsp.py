@@ -20,6 +20,8 @@ from types import TracebackType
 from typing import IO, NoReturn
 from urllib.parse import quote
 
+from tests.support import procs
+
 SCRIPT = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -161,25 +163,16 @@ class RtspServer:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            if self._paused:
-                self.resume()
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
+        if proc.poll() is None and self._paused:
+            self.resume()
+        procs.stop(proc, timeout)
         return self._reap()
 
     def kill(self) -> int | None:
         """SIGKILL and wait: the camera is gone (connections reset)."""
-        proc = self.proc
-        if proc is None:
+        if self.proc is None:
             return None
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        procs.kill(self.proc, 10)
         return self._reap()
 
     def pause(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
+from tests.support import procs
 from tests.support.rtsp import free_port
 
 if TYPE_CHECKING:
@@ -113,26 +114,10 @@ class MotoServer:
 
     def kill(self) -> int | None:
         """SIGKILL and wait: an S3 outage (all state lost)."""
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        return proc.returncode
+        return None if self.proc is None else procs.kill(self.proc, 10)
 
     def stop(self, timeout: float = 5.0) -> int | None:
-        proc = self.proc
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=timeout)
-        return proc.returncode
+        return None if self.proc is None else procs.stop(self.proc, timeout)
 
     def close(self) -> None:
         try:
