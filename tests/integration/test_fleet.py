@@ -248,7 +248,13 @@ def _fleet(daemon_factory: DaemonFactory, cameras9: RtspServer, pg: PostgresServ
         assert recording(d) == own[s], f"node-{s} stopped recording during the database outage"
     outage.join()
     back_at = time.time()
-    time.sleep(2 * SEGMENT_S + 1)
+
+    def past_the_outage() -> bool:  # so that a gap at the outage's end would show between two segments
+        return all(any(p.end > back_at + 1 for f in d.segments(cam)
+                       if (p := parse_file_name(f.name, cam)) is not None)
+                   for s, d in nodes.items() for cam in own[s])
+
+    wait_for(past_the_outage, 30, "a segment of every camera ending after the outage", interval=0.5)
     watch.halt.set()
     watch.join(5)
     assert watch.overlaps == [], watch.overlaps[:5]
