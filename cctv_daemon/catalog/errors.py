@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from cctv_daemon.config.catalog_url import CatalogError, CatalogUrlError
 
-__all__ = ["CatalogError", "CatalogOpenError", "CatalogUrlError", "SchemaError"]
+__all__ = ["CatalogDamagedError", "CatalogError", "CatalogOpenError", "CatalogUrlError", "SchemaError"]
 
 
 class CatalogOpenError(CatalogError):
@@ -14,3 +14,8 @@ class CatalogOpenError(CatalogError):
 
 class SchemaError(CatalogError):
     """The catalog's schema cannot be used by this program (made by a newer one)."""
+
+
+class CatalogDamagedError(CatalogError):
+    """A read command found the SQLite catalog file damaged (not a database, corrupt). Read commands never repair:
+    the daemon moves the file aside at its next start, or `check --rebuild` does now. A runtime failure (exit 1)."""

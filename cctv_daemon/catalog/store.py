@@ -19,7 +19,7 @@ from sqlalchemy import Connection, exc, text, update
 
 from cctv_daemon.catalog import migrate, sqlite_db, writes
 from cctv_daemon.catalog.engine import KEY, CatalogDb, error_text, open_server, open_sqlite, parse_url
-from cctv_daemon.catalog.errors import CatalogOpenError
+from cctv_daemon.catalog.errors import CatalogDamagedError, CatalogOpenError
 from cctv_daemon.catalog.reads import CatalogReads
 from cctv_daemon.catalog.rows import (
     GAP_TOLERANCE_S,
@@ -134,6 +134,19 @@ class Catalog(CatalogReads):
         return db
 
     def _open_read_only(self) -> None:
+        try:
+            self._open_read_only_unchecked()
+        except (sqlite3.DatabaseError, exc.DBAPIError) as err:
+            raw = err.orig if isinstance(err, exc.DBAPIError) else err
+            if not isinstance(raw, sqlite3.DatabaseError) or not sqlite_db.is_damage(raw, self.path):
+                raise
+            if (db := getattr(self, "db", None)) is not None:
+                db.close()
+            raise CatalogDamagedError(
+                f"the catalog {self.path} is damaged ({raw}); it is left as it is: the daemon moves it aside and "
+                "rebuilds it from the files at its next start, or run `cctv-daemon check --rebuild` now") from None
+
+    def _open_read_only_unchecked(self) -> None:
         if self.created:
             self.db = open_sqlite(self.path, self.node_id, self.prefix, read_only=True, memory=True)
             migrate.upgrade(self.db)

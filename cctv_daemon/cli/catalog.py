@@ -297,6 +297,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     if loaded is None:
         return c.EXIT_USAGE
     config, ffmpeg_exe = loaded
+    if args.end <= args.start:  # bad usage whatever the catalog holds (or when there is none yet)
+        print("cctv-daemon: the end of the range must be after its start", file=sys.stderr)
+        return c.EXIT_USAGE
     import structlog
 
     if not structlog.is_configured():  # stdout is for the result only: any log line goes to stderr

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from cctv_daemon import __version__
-from cctv_daemon.catalog.errors import CatalogError
+from cctv_daemon.catalog.errors import CatalogDamagedError, CatalogError
 from cctv_daemon.cli import api, catalog, lost, run, service, uploads  # noqa: F401  (their commands register themselves)
 from cctv_daemon.cli.common import COMMANDS
 from cctv_daemon.core import constants as c
@@ -43,12 +44,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     # up; `run` then sends its own logs where its config says, stdout first).
     setup_logging("warning", stream=sys.stderr)
     try:
-        return fn(args)
+        code = fn(args)
+        sys.stdout.flush()  # inside the try: a reader gone before the last buffered bytes is an EPIPE here
+        return code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like any Unix filter
+        _silence_stdout()
+        return c.EXIT_BROKEN_PIPE
+    except CatalogDamagedError as exc:  # a read command found a damaged catalog: it never repairs it itself
+        print(f"cctv-daemon: {exc}", file=sys.stderr)
+        return c.EXIT_RUNTIME
     except CatalogError as exc:  # catalog.url unusable, unreachable, or newer than this program
         print(f"cctv-daemon: {redact(str(exc))}", file=sys.stderr)
         return c.EXIT_USAGE
+
+
+def _silence_stdout() -> None:
+    """After EPIPE: point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

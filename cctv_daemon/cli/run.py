@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,10 +52,7 @@ def log_ffmpeg_choice(choice: FfmpegChoice) -> None:
 
 @command("config-schema", "print the JSON Schema of config.json (editors validate with it)")
 def cmd_config_schema(args: argparse.Namespace) -> int:
-    try:
-        print(json.dumps(json_schema(), indent=2), flush=True)
-    except BrokenPipeError:  # `config-schema | head`: the reader is gone, which is fine
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(json.dumps(json_schema(), indent=2))  # `| head`: a reader gone early is handled in cli/main.py
     return c.EXIT_OK
 
 

@@ -8,6 +8,7 @@ EXIT_ALREADY_RUNNING = 3
 EXIT_NOT_RUNNING = 4
 EXIT_TIMEOUT = 5
 EXIT_CHECK_PROBLEMS = 6  # `check`: problems remain (found and not repaired)
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as a shell reports it
 
 # Camera defaults.
 DEFAULT_VIDEO_DURATION_S = 600
