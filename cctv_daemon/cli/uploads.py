@@ -54,8 +54,8 @@ def _open_queue(args: argparse.Namespace) -> q.UploadQueue | int:
     from cctv_daemon.catalog.store import Catalog
     from cctv_daemon.service.root import catalog_node_id
 
-    try:
-        catalog = Catalog(db, config.storageConfig.savePath, url=config.catalog.url,
+    try:  # `list` reads: it never writes, never migrates, never moves a damaged catalog aside (read commands)
+        catalog = Catalog(db, config.storageConfig.savePath, url=config.catalog.url, read_only=args.action == "list",
                           node_id=catalog_node_id(config), prefix=config.catalog.tablePrefix)
     except (sqlite3.Error, SQLAlchemyError) as exc:
         _err(f"cannot open the catalog {db}: {error_text(exc)}")

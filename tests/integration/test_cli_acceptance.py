@@ -77,3 +77,48 @@ def test_export_with_the_end_before_the_start_is_usage_even_without_a_catalog(tm
     assert res.returncode == 2, res.stderr
     assert "after its start" in res.stderr
     assert not (tmp_path / "rec").exists()
+
+
+def _s3_config(tmp_path: Path) -> Path:
+    cfg = json.loads(_config(tmp_path).read_text())
+    cfg["s3Config"] = {"s3Bucket": "audit-bucket", "endpointUrl": "http://127.0.0.1:9"}
+    cfg["awsCredentials"] = {"accessKeyId": "testing", "secretAccessKey": "testing", "region": "us-east-1"}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def test_uploads_list_reads_a_damaged_catalog_without_replacing_it(tmp_path: Path) -> None:
+    """`uploads list` is a read command: on a damaged catalog it moved the file aside and created an empty catalog
+    (no rows rebuilt), so `segments` then showed nothing. It must say so (exit 1) and leave the file."""
+    cfg = _s3_config(tmp_path)
+    catalog = _damaged_catalog(tmp_path)
+    before = catalog.read_bytes()
+    res = run_cli("uploads", "list", "--config", str(cfg))
+    assert "Traceback" not in res.stderr
+    assert res.returncode == 1, res.stderr
+    assert "damaged" in res.stderr and str(catalog) in res.stderr
+    assert catalog.read_bytes() == before
+    assert sorted(p.name for p in catalog.parent.iterdir()) == ["catalog.sqlite3"]
+
+
+def test_uploads_list_writes_nothing(tmp_path: Path) -> None:
+    """Read commands never write (issue 12, finding 9): `uploads list` on a closed catalog changes no file of the
+    state folder and creates none (as root before the service's start, a -wal/-shm would be root-owned)."""
+    from cctv_daemon.catalog.store import Catalog
+    from cctv_daemon.upload.queue import UploadQueue
+
+    cfg = _s3_config(tmp_path)
+    state = tmp_path / "rec" / ".cctv"
+    state.mkdir(parents=True)
+    catalog = Catalog(state / "catalog.sqlite3", tmp_path / "rec")
+    queue = UploadQueue(catalog.db)
+    queue.enqueue("cam1/2026-11-29/cam1_main_20261129T100000Z_20261129T100001Z.mp4", "cam1", 1795946400.0, 10,
+                  "cam1/2026/11/29/cam1_main_20261129T100000Z_20261129T100001Z.mp4", 1795946401.0)
+    catalog.close()
+    files = {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in state.iterdir()}
+    res = run_cli("uploads", "list", "--state", "pending", "--config", str(cfg))
+    assert res.returncode == 0, res.stderr
+    assert "cam1_main_20261129T100000Z_20261129T100001Z.mp4" in res.stdout
+    assert {p.name: (p.stat().st_mtime_ns, p.stat().st_size) for p in state.iterdir()} == files
