@@ -178,7 +178,11 @@ def _retention_line(r: dict[str, Any], now: float) -> str:
         since = time.strftime(", oldest from %Y-%m-%d %H:%M", time.localtime(oldest)) if oldest else ""
         text += (f"; FOOTAGE LOST: {lost['count']} segment(s) ({_size(lost.get('bytes', 0))}{since}) deleted before"
                  " their upload (`cctv-daemon ack-lost` once seen)")
-    return text + ("; SHORT OF SPACE" if r.get("shortOfSpace") else "")
+    text += "; SHORT OF SPACE" if r.get("shortOfSpace") else ""
+    for warning in r.get("warnings") or ():  # why: over a cap with footage not uploaded, an unreachable floor
+        if not (lost.get("count") and "deleted before upload" in str(warning)):  # FOOTAGE LOST said it already
+            text += f"\n  warning: {warning}"
+    return text
 
 
 def _uploader_line(u: dict[str, Any], now: float) -> str:

@@ -186,3 +186,23 @@ def test_component_name_and_human_table() -> None:
     assert "footage: 1.5 MB of cap 100.0 GB in 3 segments; deleted 1 (500.0 kB), 1 of them NOT UPLOADED" in text
     assert "SHORT OF SPACE" in text
     assert "other: x=1" in text and "empty" not in text
+
+
+def test_human_status_says_why_footage_is_over_the_cap_or_short_of_space() -> None:
+    """Issue 12, Decisions: not-yet-uploaded footage may exceed the size cap, "status and a warning say so". The
+    human `status` showed only the JSON's `warnings` as nothing (the size over the cap, no reason; an unreachable
+    floor only as SHORT OF SPACE)."""
+    now = 1_800_000_100.0
+    retention = {"bytes": 238_000, "limitBytes": 100_000, "segments": 8, "deleted": 2, "deletedBytes": 60_000,
+                 "lost": {"count": 2, "bytes": 60_000, "oldest": now - 50}, "shortOfSpace": True,
+                 "warnings": ["2 segment(s) deleted before upload (60000 bytes)",
+                              "minFreeDiskGB unreachable: 100 bytes free, 238000 bytes of our footage, floor 5000000",
+                              "total-cap: over the size cap with footage not uploaded yet (kept until uploaded)"]}
+    text = format_human({"pid": 7, "started_at": now - 100, "cameras": {}, "disk": {},
+                         "components": {"retention": retention}}, now=now)
+    lines = text.splitlines()
+    assert "  warning: total-cap: over the size cap with footage not uploaded yet (kept until uploaded)" in lines
+    assert ("  warning: minFreeDiskGB unreachable: 100 bytes free, 238000 bytes of our footage, floor 5000000"
+            in lines)
+    assert "FOOTAGE LOST: 2 segment(s)" in text
+    assert not any("warning: 2 segment(s) deleted before upload" in line for line in lines)  # said once already
