@@ -355,7 +355,8 @@ class LeaseManager:
                                 since=lease.acquired_at, until=self.view_now,
                                 detail="two nodes recorded this camera in this interval; both copies are kept")
             elif (before is None or not before.mine) and lease.mine:
-                log.info("lease_taken" if view.db_ok else "recording_before_lease", camera=cam, node=self.identity.node_id, shard=self.identity.shard,
+                log.info("lease_taken" if view.db_ok else "recording_before_lease", camera=cam,
+                         node=self.identity.node_id, shard=self.identity.shard,
                          generation=lease.generation)
             elif lease.state == STANDBY and (before is None or before.state != STANDBY):
                 log.info("camera_standby", camera=cam, reason=lease.reason)
