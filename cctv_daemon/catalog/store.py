@@ -101,6 +101,8 @@ class Catalog(CatalogReads):
                 self.db.close()
                 raise CatalogOpenError(f"{KEY}: cannot use the catalog at {self.db.shown}: "
                                        f"{error_text(err, parsed)}") from None
+            if not read_only:
+                migrate.warn_if_prefix_hides_rows(self.db)
             return
         if read_only:
             self._open_read_only()
@@ -114,6 +116,7 @@ class Catalog(CatalogReads):
                 raise
             self._move_aside(raw)
             self.db = self._open_and_verify()
+        migrate.warn_if_prefix_hides_rows(self.db)
 
     @classmethod
     def for_state_dir(cls, state_dir: Path, save_path: Path, clock: Clock | None = None, *,
