@@ -61,6 +61,10 @@ RECONCILE_FULL_S = 3600.0  # a full one this often (and at startup)
 HOUSEKEEPING = "uploader-housekeeping"
 
 
+_COUNT_KEYS = ("queue_length", "oldest_queued_at", "failed_count", "failed_oldest_start", "failed_oldest_path",
+               "failed_last_error")  # refresh_counts(); all None before the catalog database first answered
+
+
 class Uploader(SupervisedThreads):
     name = "uploader"
 
@@ -109,8 +113,7 @@ class Uploader(SupervisedThreads):
         self.uploads_done = 0
         self.already_in_bucket = 0
         self.given_up = 0
-        # True while the catalog database has not answered since the start (no schema yet): the queue is not
-        # touched; the reconciler queues the segments catalogued meanwhile once it answers
+        # the catalog database has not answered since the start: no queue yet (the reconciler fills it later)
         self.catalog_waiting: Callable[[], bool] = lambda: False
         self._startup_pending = False
 
@@ -151,12 +154,8 @@ class Uploader(SupervisedThreads):
 
     # -- Component -------------------------------------------------------------------------------------
     def start(self) -> None:
-        count = None
-        if self.catalog_waiting():
-            self._startup_pending = True
-            log.warning("uploader_waits_for_catalog", action="uploads begin once the catalog database answers")
-        else:
-            count = self._recover_queue()
+        self._startup_pending = self.catalog_waiting()
+        count = None if self._startup_pending else self._recover_queue()
         log.info("uploader_started", bucket=self.s3.s3Bucket, prefix=self.s3.s3Path,
                  endpoint=self.s3.endpointUrl, workers=self.s3.maxConcurrentUploads, backlog=count,
                  max_attempts=self.max_attempts)
@@ -220,12 +219,8 @@ class Uploader(SupervisedThreads):
 
     def status(self) -> dict[str, Any]:
         """Never waits on SQLite once started: the counts come from the housekeeping thread."""
-        if self._counts is None and self._startup_pending:  # the catalog database has not answered yet
-            counts: dict[str, Any] = {"queue_length": None, "oldest_queued_at": None, "failed_count": 0,
-                                      "failed_oldest_start": None, "failed_oldest_path": None,
-                                      "failed_last_error": None}
-        else:
-            counts = self._counts if self._threads and self._counts is not None else self.refresh_counts()
+        counts = (self._counts if self._threads and self._counts is not None
+                  else dict.fromkeys(_COUNT_KEYS) if self._startup_pending else self.refresh_counts())
         oldest = counts["oldest_queued_at"]
         age = None if oldest is None else round(max(0.0, self.clock.time() - oldest), 1)
         failing = dict(self._failing)

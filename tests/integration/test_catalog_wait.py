@@ -18,10 +18,11 @@ import pytest
 from cctv_daemon.catalog.rows import with_gaps
 from cctv_daemon.core import constants as c
 from tests.conftest import DaemonFactory
-from tests.integration.test_catalog_db import PW_ENV, config, db_url, open_catalog, our_files
+from tests.integration.test_catalog_db import BUCKET, PW_ENV, config, db_url, open_catalog, our_files
 from tests.support.api import Api
 from tests.support.daemon import DaemonProc, wait_for
 from tests.support.databases import DatabaseServer, MariaDBServer, PostgresServer, serve
+from tests.support.s3 import MotoServer
 
 
 @pytest.fixture(params=["postgresql", "mariadb"])
@@ -45,13 +46,18 @@ def recording(d: DaemonProc) -> bool:
     return any("segment" in (argv := p.cmdline()) or any("f=segment" in a for a in argv) for p in d.ffmpegs())
 
 
-def test_started_while_the_database_is_down(stopped_server: DatabaseServer, daemon_factory: DaemonFactory) -> None:
+def test_started_while_the_database_is_down(stopped_server: DatabaseServer, daemon_factory: DaemonFactory,
+                                            moto_server: MotoServer) -> None:
     server = stopped_server
     url, full = db_url(server)
     fleet_url, fleet_full = db_url(server)
-    env = {PW_ENV: server.password}
+    env = {PW_ENV: server.password, "CCTV_UPLOAD_BACKOFF_S": "0.3,1.5"}
+    moto_server.client().create_bucket(Bucket=BUCKET)
     server.stop()
-    single = daemon_factory(config(url, ["t1"]), env, name="single")
+    single_cfg = config(url, ["t1"])  # uploads too: they begin once the database answers
+    single_cfg["s3Config"] = {"s3Bucket": BUCKET, "endpointUrl": moto_server.endpoint, "addressingStyle": "path"}
+    single_cfg["awsCredentials"] = {"accessKeyId": "k", "secretAccessKey": "s3cr3t-key", "region": "us-east-1"}
+    single = daemon_factory(single_cfg, env, name="single")
     fleet_cfg = {**config(fleet_url, ["f1"]), "fleet": {"shards": 2, "shard": 0, "nodeId": "node-f",
                                                         "leaseSeconds": 3}}
     fleet = daemon_factory(fleet_cfg, env, name="fleet")
@@ -80,6 +86,10 @@ def test_started_while_the_database_is_down(stopped_server: DatabaseServer, daem
 
     server.start()
     single.wait_event("catalog_database_back", 60)
+    reader = open_catalog(full, single.save_path)
+    wait_for(lambda: sum(r.upload_state == "uploaded" for r in reader.segments()) >= down_files, 60,
+             "the segments recorded before the database answered uploaded", proc=single.proc)
+    reader.close()
     wait_for(lambda: recording(fleet), 40, "the fleet node records f1 once the database answers", proc=fleet.proc)
     fleet.wait_segments("f1", 2, 30)
     assert single.stop(30) == 0 and fleet.stop(30) == 0
