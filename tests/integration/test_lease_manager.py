@@ -198,3 +198,37 @@ def test_double_recording_after_a_partition_is_marked_in_the_catalog(url: str, m
     assert overlaps.other_node(cam, "cctv-1", ov.start + 0.1, ov.start + 0.2, ended.values()) == "cctv-0"
     assert overlaps.other_node(cam, "cctv-0", ov.start - 10, ov.start - 1, ended.values()) is None  # before
     cat.close()
+
+
+def test_single_node_records_before_the_database_answers_then_takes_its_leases(url: str, made: list[Engine],
+                                                                               tmp_path: Path) -> None:
+    """A single node (presume: fleet.shards 1) started while the catalog database is down records every camera
+    as if it held it. When the database answers it takes the free leases at once (no lease period to wait), and
+    gives up a camera another live process holds, marking the overlap from its own start."""
+    other = node(url, made, 0, node_id="elsewhere", shards=1)
+    other.offer(CAMERAS[:1], frozenset())
+    other.round()
+    assert held(other) == {CAMERAS[0]}
+    down: list[str | None] = ["connection refused"]
+    eng = lease_engine(url)
+    made.append(eng)
+    a = LeaseManager(LeaseStore(eng, "f_"), FleetIdentity(1, 0, "cctv-0"), TTL, schema_wait=lambda: down[0],
+                     presume=True)
+    assert a.mine("cam5")  # before any round: a single node records at once
+    a.offer(CAMERAS, frozenset(CAMERAS))
+    a.round()
+    assert held(a) == set(CAMERAS) and not a.view.db_ok
+    assert a.view.error == "waiting for the catalog database: connection refused"
+    sharded = LeaseManager(LeaseStore(eng, "f_"), FleetIdentity(2, 0, "cctv-9"), TTL, schema_wait=lambda: down[0])
+    sharded.offer(CAMERAS, frozenset())
+    sharded.round()
+    assert not sharded.mine("cam5") and held(sharded) == set()  # a node of a sharded fleet waits
+    down[0] = None
+    a.round()
+    assert held(a) == set(CAMERAS[1:]) and a.view.db_ok  # taken at once, the held one given up
+    assert a.view.cameras[CAMERAS[0]].holder == "elsewhere"
+    cat = Catalog(tmp_path / "x", tmp_path, url=url, node_id="reader", prefix="f_")
+    (ov,) = overlaps.find(cat)
+    assert (ov.camera, ov.node_id, ov.other_node) == (CAMERAS[0], "cctv-0", "elsewhere")
+    assert ov.start >= a.started_at  # the other node held it before we started: the overlap begins at our start
+    cat.close()
