@@ -89,6 +89,9 @@ class Segment(BaseModel):
     upload_state: str | None
     labels: list[str]
     video_url: str
+    node: str = Field(default="", description="the fleet node that holds the file (fleet.nodeId)")
+    overlaps_with: str | None = Field(default=None, description="another node recorded this camera at this time "
+                                      "too (a brief double recording after a partition: both copies are kept)")
 
 
 class SegmentDetail(Segment):

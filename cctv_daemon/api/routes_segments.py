@@ -16,7 +16,7 @@ from cctv_daemon.api.context import ApiContext, CommandFailed
 from cctv_daemon.api.models import FORBIDDEN, NOT_FOUND, Deleted, ExportDigest, SegmentDetail, SegmentList
 from cctv_daemon.api.security import Caller, admin, ctx_of, optional_caller, viewer
 from cctv_daemon.catalog import export as catalog_export
-from cctv_daemon.catalog import export_remote, labels
+from cctv_daemon.catalog import export_remote, labels, overlaps
 from cctv_daemon.catalog.store import SegmentRow
 
 router = APIRouter(tags=["segments"])
@@ -65,11 +65,12 @@ def _camera(ctx: ApiContext, camera: str | None) -> str | None:
     return camera
 
 
-def _segment(row: SegmentRow, seg_labels: list[str]) -> dict[str, Any]:
+def _segment(row: SegmentRow, seg_labels: list[str], other: str | None) -> dict[str, Any]:
     sid = ids.segment_id(row)
     return {"id": sid, "camera": row.camera, "start": row.start, "end": row.end,
             "duration": round(row.end - row.start, 3), "size": row.size, "state": row.state,
-            "upload_state": row.upload_state, "labels": seg_labels, "video_url": f"/api/segments/{sid}/video"}
+            "upload_state": row.upload_state, "labels": seg_labels, "video_url": f"/api/segments/{sid}/video",
+            "node": row.node_id, "overlaps_with": other}
 
 
 @router.get("/api/segments", response_model=SegmentList, responses=NOT_FOUND)
@@ -107,8 +108,10 @@ def _find(ctx: ApiContext, seg_id: str) -> SegmentRow:
 def get_segment(request: Request, seg_id: str = SegmentId, _caller: Caller = Depends(viewer)) -> Any:
     ctx = ctx_of(request)
     row = _find(ctx, seg_id)
+    doubles = overlaps.find(ctx.catalog, row.camera, row.start, row.end)
     seg = _segment(row, labels.labels_of(row, labels.find(ctx.catalog, camera=row.camera, start=row.start,
-                                                          end=row.end)))
+                                                          end=row.end)),
+                   overlaps.other_node(row.camera, row.node_id, row.start, row.end, doubles))
     sig = auth.video_signature(ctx.tokens, f"segment:{seg['id']}")
     path = ctx.catalog.abs(row.path)
     return {**seg, "signed_video_url": f"{seg['video_url']}?sig={sig}",

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, select, tuple_
 
-from cctv_daemon.catalog import labels
+from cctv_daemon.catalog import labels, overlaps
 from cctv_daemon.catalog.store import GAP_TOLERANCE_S, Catalog
 
 DEFAULT_LIMIT = 10_000  # a day of 10 s segments (8 640) of one camera fits in one page
@@ -65,7 +65,8 @@ def listing(catalog: Catalog, camera: str | None, start: float, end: float, labe
     rows = _rows(catalog, camera, start, end, limit + 1, after)
     more = len(rows) > limit
     rows = rows[:limit]
-    parts = _json(rows, labels.find(catalog, camera=camera, start=start, end=end), label)
+    parts = _json(rows, labels.find(catalog, camera=camera, start=start, end=end), label,
+                  overlaps.find(catalog, camera, start, end))
     cursor = Cursor(rows[-1][0], rows[-1][1], rows[-1][2], rows[-1][6]) if more else None
     gaps = [] if label is not None else _gaps(rows, start, end, after, cursor)
     nxt = cursor.encode() if cursor is not None else None
@@ -74,12 +75,12 @@ def listing(catalog: Catalog, camera: str | None, start: float, end: float, labe
     return Page(body, len(parts), nxt)
 
 
-Row = tuple[str, float, float, int, str, "str | None", int]
+Row = tuple[str, float, float, int, str, "str | None", int, str]
 
 
 def _rows(catalog: Catalog, camera: str | None, start: float, end: float, n: int, after: Cursor | None) -> list[Row]:
     """complete segments overlapping [start, end) ordered by camera, start: (camera, start, end, size, state,
-    upload state, rowid). Nothing starts earlier than start - the longest segment (segments_duration makes that
+    upload state, rowid, node id). Nothing starts earlier than start - the longest segment (segments_duration makes that
     MAX() an index lookup), which bounds the index scan."""
     stmt = catalog.cached(("segment_list", camera is None, after is None),
                           lambda: _statement(catalog, camera is not None, after is not None))
@@ -101,7 +102,7 @@ def _statement(catalog: Catalog, by_camera: bool, resumed: bool) -> Any:
     if resumed:
         where.append(tuple_(s.c.camera, s.c.start, s.c.id)
                      > tuple_(bindparam("a_camera"), bindparam("a_start"), bindparam("a_id")))
-    return (select(s.c.camera, s.c.start, s.c.end, s.c.size, s.c.state, u.c.state, s.c.id)
+    return (select(s.c.camera, s.c.start, s.c.end, s.c.size, s.c.state, u.c.state, s.c.id, s.c.node_id)
             .select_from(catalog.upload_join()).where(*where).order_by(s.c.camera, s.c.start, s.c.id)
             .limit(bindparam("n")))
 
@@ -110,15 +111,17 @@ def _labels_of(camera: str, s: float, e: float, recs: list[labels.Recording]) ->
     return sorted({r.label for r in recs if r.label and r.camera == camera and r.start < e and r.end > s})
 
 
-def _json(rows: list[Row], recs: list[labels.Recording], label: str | None) -> list[str]:
+def _json(rows: list[Row], recs: list[labels.Recording], label: str | None,
+          doubles: list[overlaps.Overlap]) -> list[str]:
     """The segments as JSON texts, the shape of models.Segment, written directly (8 640 of them make a day of 10 s
     segments). The id is ids.segment_id()'s, inlined; `duration` has 3 decimals (its value is round(end - start,
     3)); a start equal to the previous end (segments of one run touch exactly) reuses that end's text (float
     repr is the dearest part). Camera names are plain [A-Za-z0-9._-] (checked by the config); states are fixed
-    words."""
+    words. `overlaps_with`: the other node that recorded this time too
+    (catalog/overlaps.py), else null."""
     out: list[str] = []
     prev_e, prev_text = -1.0, ""
-    for camera, s, e, size, state, up, _rowid in rows:
+    for camera, s, e, size, state, up, _rowid, node in rows:
         seg_labels = _labels_of(camera, s, e, recs) if recs else []
         if label is not None and label not in seg_labels:
             continue
@@ -126,15 +129,16 @@ def _json(rows: list[Row], recs: list[labels.Recording], label: str | None) -> l
         prev_e, prev_text = e, repr(e)
         sid = _b2a(b"%s|%d|%d" % (camera.encode(), round(s * 1000), round(e * 1000)),
                    newline=False).translate(_B64).rstrip(b"=").decode()
+        other = overlaps.other_node(camera, node, s, e, doubles) if doubles else None
         out.append(_SEGMENT % (sid, camera, s_text, prev_text, e - s, size, state,
                                "null" if up is None else f'"{up}"', json.dumps(seg_labels) if seg_labels else "[]",
-                               sid))
+                               sid, json.dumps(node), "null" if other is None else json.dumps(other)))
     return out
 
 
 _b2a = binascii.b2a_base64
 _SEGMENT = ('{"id":"%s","camera":"%s","start":%s,"end":%s,"duration":%.3f,"size":%d,"state":"%s","upload_state":%s,'
-            '"labels":%s,"video_url":"/api/segments/%s/video"}')
+            '"labels":%s,"video_url":"/api/segments/%s/video","node":%s,"overlaps_with":%s}')
 
 
 def _gaps(rows: list[Row], start: float, end: float, after: Cursor | None,

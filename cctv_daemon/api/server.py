@@ -91,7 +91,7 @@ class ApiServer:
         tls = api.tlsCert is not None
         host = f"[{api.host.strip('[]')}]" if ":" in api.host else api.host
         self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
-        catalog = Catalog.from_config(self.config, self.node_id)
+        catalog = Catalog.from_config(self.config, self.node_id, wait_for_database=True)  # 503 until it answers
         labels.ensure_table(catalog)
         ctx = ApiContext(config=self.config, ffmpeg_exe=self.ffmpeg_exe, tokens=tokens, snapshot=self.snapshot,
                          commands=self.commands, catalog=catalog, broker=self.broker,

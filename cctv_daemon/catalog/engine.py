@@ -22,8 +22,8 @@ from cctv_daemon.catalog import sqlite_db
 from cctv_daemon.catalog.schema import Tables, tables
 from cctv_daemon.config.catalog_url import KEY, hide, parse_url, safe_url
 
-__all__ = ["KEY", "CatalogDb", "error_text", "is_connection_error", "open_server", "open_sqlite", "parse_url",
-           "safe_url"]
+__all__ = ["KEY", "CatalogDb", "error_text", "is_connection_error", "is_refusal", "is_unreachable", "open_server",
+           "open_sqlite", "parse_url", "safe_url"]
 
 CONNECT_TIMEOUT_S = 5
 
@@ -47,6 +47,32 @@ def is_connection_error(err: BaseException) -> bool:
         orig = getattr(err, "orig", None)
         return not (orig is not None and type(orig).__module__.startswith("sqlite3"))
     return False
+
+
+_REFUSED_MYSQL = {1044, 1045, 1049, 1251, 1698}  # access denied (to the database), unknown database, auth plugin
+_REFUSED_PG = ("password authentication failed", "authentication failed", "no pg_hba.conf entry", "does not exist",
+               "permission denied")
+
+
+def is_refusal(err: BaseException) -> bool:
+    """Did the server answer and refuse us (wrong password, unknown user or database, not allowed)? Unlike a server
+    that is down or out of reach, waiting does not help: a config error (docs/scale-out.md)."""
+    orig = getattr(err, "orig", None)
+    if orig is None:
+        return False
+    module = type(orig).__module__
+    if module.startswith("pymysql"):
+        return bool(orig.args) and orig.args[0] in _REFUSED_MYSQL
+    if module.startswith("psycopg"):
+        text = str(orig).lower()
+        return "fatal:" in text and any(p in text for p in _REFUSED_PG)
+    return False
+
+
+def is_unreachable(err: BaseException) -> bool:
+    """The database is down or out of reach (refused TCP connection, timeout, a server starting or stopping, a
+    name that does not resolve yet): a node waits for it. Not a refusal of our credentials."""
+    return is_connection_error(err) and not is_refusal(err)
 
 
 class CatalogDb:

@@ -14,7 +14,7 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, exc, text
+from sqlalchemy import Connection, exc, func, inspect, select, table, text
 
 from cctv_daemon.catalog.engine import KEY, CatalogDb, error_text, open_server, parse_url
 from cctv_daemon.catalog.errors import CatalogOpenError, SchemaError
@@ -108,6 +108,29 @@ def _run(conn: Connection, db: CatalogDb, target: str) -> None:
     with EnvironmentContext(cfg, scripts, fn=fn, destination_rev=target) as env:
         env.configure(connection=conn, version_table=db.t.version_table, transaction_per_migration=False)
         env.run_migrations()
+
+
+def warn_if_prefix_hides_rows(db: CatalogDb) -> int:
+    """`catalog.tablePrefix` set on a database whose catalog so far had no prefix (e.g. a SQLite file of an earlier
+    install): the prefixed tables are new and empty, the old rows stay in the unprefixed `segments` table, unused.
+    Nothing is moved (the old tables may belong to another fleet sharing the database): a clear warning names both.
+    Returns the rows of the unprefixed table (0: nothing hidden)."""
+    prefix = db.t.prefix
+    if not prefix:
+        return 0
+    with db.read() as conn:
+        names = set(inspect(conn).get_table_names())
+        ours = "alembic_version" in names or "catalog_schema" in names  # not a table of the user's own
+        if "segments" not in names or not ours:
+            return 0
+        old = int(conn.execute(select(func.count()).select_from(table("segments"))).scalar_one())
+        new = int(conn.execute(select(func.count()).select_from(db.t.segments)).scalar_one())
+    if old and not new:
+        log.warning("catalog_prefix_hides_rows", catalog=db.shown, prefix=prefix, table="segments", rows=old,
+                    action=f"catalog.tablePrefix {prefix!r} names new, empty tables; the {old} rows of the unprefixed "
+                           "catalog are not used. Remove tablePrefix to use them (a SQLite catalog is single-node and "
+                           "needs none), or keep it and rebuild from the files (`cctv-daemon check --rebuild`)")
+    return old if not new else 0
 
 
 def probe(url: str, prefix: str = "") -> None:

@@ -71,6 +71,20 @@ def scan_camera(save_path: Path, camera: str, since_date: str | None = None,
                               st.st_mtime)
 
 
+def newest_end_on_disk(save_path: Path, state_dir: Path) -> dict[str, float]:
+    """camera -> the latest end among the segment files of its newest date folder (what the catalog would say,
+    read from the files: the catalog database has not answered since the start)."""
+    out: dict[str, float] = {}
+    for cam_dir in camera_dirs(save_path, state_dir):
+        dates = sorted(d.name for d in cam_dir.iterdir() if DATE_DIR.match(d.name) and d.is_dir())
+        for date in reversed(dates):
+            ends = [d.row.end for d in scan_camera(save_path, cam_dir.name, since_date=date)]
+            if ends:
+                out[cam_dir.name] = max(ends)
+                break
+    return out
+
+
 def rebuild(catalog: Catalog, state_dir: Path, replace: bool = False) -> int:
     """Catalogue every segment file of ours (all camera folders). With replace, the segments rows are dropped
     first (uploads rows are kept). Returns the number of rows added."""

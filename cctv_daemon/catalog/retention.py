@@ -182,12 +182,21 @@ class Retention:
         return self._room_made.wait(timeout)
 
     def _run(self) -> None:
-        try:
-            self._load_lost()
-        except Exception:
-            log.exception("retention_lost_count_unreadable")
+        lost_loaded = False
         while not self._stopping.is_set():
             self._wake.clear()
+            if self.catalog.waiting is not None:  # the database has not answered since the start: no schema yet
+                self.waiting_for_db = True
+                self._wake.wait(self.period_s)
+                continue
+            if not lost_loaded:
+                try:
+                    self._load_lost()
+                    lost_loaded = True
+                except Exception as exc:
+                    if not is_connection_error(exc):  # the database away: read it when it is back
+                        log.exception("retention_lost_count_unreadable")
+                        lost_loaded = True
             try:
                 self.enforce()
             except _Stopping:
@@ -359,7 +368,7 @@ class Retention:
 
     # -- for the status command (main loop: no SQL beyond the per-camera totals) ------------------------
     def status(self) -> dict[str, object]:
-        totals = self.catalog.totals()
+        totals = self.catalog.totals() if self.catalog.waiting is None else {}
         warnings = dict(self.warnings)
         if self.lost.count:
             warnings["lost"] = f"{self.lost.count} segment(s) deleted before upload ({self.lost.bytes} bytes)"

@@ -45,6 +45,14 @@ class Tables:
     segment_totals: Table
     uploads: Table
     recordings: Table
+    camera_leases: Table  # revision 0002: the fleet's leases (fleet/lease_store.py)
+    fleet_nodes: Table
+    segment_overlaps: Table  # revision 0002: intervals two nodes recorded one camera (catalog/overlaps.py)
+
+    @property
+    def first_revision(self) -> list[Table]:
+        """The tables of revision 0001 (its migration creates exactly these)."""
+        return [self.segments, self.segment_totals, self.uploads, self.recordings]
 
     @property
     def version_table(self) -> str:
@@ -130,8 +138,51 @@ def _recordings(md: MetaData, p: str) -> Table:
     )
 
 
+def _leases(md: MetaData, p: str) -> Table:
+    """One row per camera: who records it (docs/scale-out.md "Leases"). expires_at 0: released."""
+    return Table(
+        f"{p}camera_leases", md,
+        Column("camera", String(NAME_LEN), primary_key=True),
+        Column("node_id", String(NODE_LEN), nullable=False),
+        Column("instance", String(40), nullable=False),  # the holding process
+        Column("shard", Integer(), nullable=False),
+        Column("generation", BigInteger(), nullable=False),  # fencing counter: +1 at each change of holder
+        Column("acquired_at", Double(), nullable=False),  # the database's clock, epoch seconds
+        Column("expires_at", Double(), nullable=False),
+    )
+
+
+def _nodes(md: MetaData, p: str) -> Table:
+    """One heartbeat row per running process of the fleet."""
+    return Table(
+        f"{p}fleet_nodes", md,
+        Column("instance", String(40), primary_key=True),
+        Column("node_id", String(NODE_LEN), nullable=False),
+        Column("shard", Integer(), nullable=False),
+        Column("started_at", Double(), nullable=False),
+        Column("expires_at", Double(), nullable=False),
+    )
+
+
+def _overlaps(md: MetaData, p: str) -> Table:
+    """A brief double recording after a partition (docs/scale-out.md): from `start` to `end` (the database's
+    clock), both `node_id` (cut off from the database, it went on recording) and `other_node` (it took the lease
+    meanwhile) recorded `camera`. Both copies are kept; the segments of either node inside carry the mark."""
+    return Table(
+        f"{p}segment_overlaps", md,
+        Column("id", IdType, primary_key=True, autoincrement=True),
+        Column("camera", String(NAME_LEN), nullable=False),
+        Column("node_id", String(NODE_LEN), nullable=False),
+        Column("other_node", String(NODE_LEN), nullable=False),
+        Column("start", Double(), nullable=False),
+        Column("end", Double(), nullable=False),
+        Column("noted_at", Double(), nullable=False),
+        Index(f"{p}segment_overlaps_camera_start", "camera", "start"),
+    )
+
+
 @lru_cache(maxsize=8)
 def tables(prefix: str = "") -> Tables:
     md = MetaData()
     return Tables(md, prefix, _segments(md, prefix), _totals(md, prefix), _uploads(md, prefix),
-                  _recordings(md, prefix))
+                  _recordings(md, prefix), _leases(md, prefix), _nodes(md, prefix), _overlaps(md, prefix))

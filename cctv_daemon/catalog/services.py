@@ -8,7 +8,13 @@ asked to make room (oldest footage first) and the insert is tried again.
 A database outage (catalog.url on a server that went away) never stops recording nor loses a row: the segments
 finished meanwhile are held in memory, in order (bounded: MAX_HELD; the files are on disk anyway, and startup
 recovery catalogues what a crash lost), and a thread of ours retries with backoff until the database is back;
-`status` shows the outage (catalog.database, heldRows)."""
+`status` shows the outage (catalog.database, heldRows).
+
+A database server that cannot be reached when the daemon starts is the same outage from the first second
+(docs/scale-out.md): the daemon records, holds the finished segments' rows, and when the database answers, the
+retry thread migrates its schema, writes the held rows, then runs the startup recovery it had to skip. A server
+that refuses us (wrong password, unknown database) is a config error at start instead (catalog/engine.py
+is_refusal)."""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ from cctv_daemon.catalog import recovery as catalog_recovery
 from cctv_daemon.catalog.deletion import SegmentDeleter
 from cctv_daemon.catalog.disk_space import SpaceReserve, is_disk_full
 from cctv_daemon.catalog.engine import error_text, is_connection_error
+from cctv_daemon.catalog.errors import CatalogError
 from cctv_daemon.catalog.retention import Limits, Retention
 from cctv_daemon.catalog.store import Catalog, default_node_id
 from cctv_daemon.config.model import Config
@@ -47,7 +54,8 @@ class CatalogServices:
     def __init__(self, config: Config, clock: Clock, node_id: str | None = None) -> None:
         self.state_dir: Path = config.storageConfig.state_dir
         self.camera_names = [cam.cameraName for cam in config.cameras]
-        self.catalog = Catalog.from_config(config, node_id if node_id is not None else default_node_id(), clock)
+        self.catalog = Catalog.from_config(config, node_id if node_id is not None else default_node_id(), clock,
+                                           wait_for_database=True)
         labels.ensure_table(self.catalog)
         self.deleter = SegmentDeleter(self.catalog, uploads_configured=config.s3Config is not None)
         self.retention = Retention(self.catalog, self.deleter, Limits.from_config(config), clock,
@@ -59,10 +67,32 @@ class CatalogServices:
         self._held_wake = threading.Event()
         self._stopping = threading.Event()
         self._retry_thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
         self.db_error: str | None = None  # the outage's error (None: the database answers)
         self.dropped = 0  # segments not held (MAX_HELD reached): startup recovery / `check --repair` finds them
+        self._recover_pending = False  # the startup recovery waits for the database (unreachable at start)
+        self._refused: str | None = None  # the database came back but refuses us: logged once
         # Before the finisher's staging recovery adds the dead run's last segments: bounds the recovery scan.
-        self._newest_at_open = self.catalog.newest_start()
+        self._newest_at_open: dict[str, float] | None = None
+        if self.catalog.waiting is not None:
+            self.db_error = self.catalog.waiting
+            log.error("catalog_database_unreachable_at_start", catalog=self.catalog.shown, error=self.db_error,
+                      action="recording goes on; finished segments are held, the schema is migrated and they are "
+                             "catalogued when the database answers")
+        else:
+            self._newest_at_open = self.catalog.newest_start()
+
+    @property
+    def waiting(self) -> str | None:
+        """Why the catalog's schema is not there yet (its database has not answered since the start), else None."""
+        return self.catalog.waiting
+
+    def newest_end(self) -> dict[str, float]:
+        """camera -> the newest end catalogued (the finisher's seed: names never overlap across runs); from the
+        files on disk while the database has not answered since the start."""
+        if self.catalog.waiting is None:
+            return self.catalog.newest_end()
+        return catalog_recovery.newest_end_on_disk(self.catalog.save_path, self.state_dir)
 
     def delete_segment(self, rel_path: str, reason: str) -> bool:
         return self.deleter.delete_segment(rel_path, reason)
@@ -71,8 +101,11 @@ class CatalogServices:
         """Bus subscriber (the first one, on the hand-off worker): the segment's row, also on a full disk, also
         through a database outage (held, then added in order when the database is back)."""
         with self._held_lock:
-            if self._held:  # behind the ones already waiting: rows are added in the order segments finished
+            # behind the ones already waiting (rows are added in the order segments finished), or no schema yet
+            if self._held or self.catalog.waiting is not None:
                 self._hold(seg)
+                if self.catalog.waiting is not None:
+                    self._ensure_retry_thread()
                 return
         try:
             self._insert(seg)
@@ -101,9 +134,12 @@ class CatalogServices:
         self._ensure_retry_thread()
 
     def _ensure_retry_thread(self) -> None:
-        if self._retry_thread is None or not self._retry_thread.is_alive():
-            self._retry_thread = threading.Thread(target=self._retry_loop, name="catalog-retry", daemon=True)
-            self._retry_thread.start()
+        with self._thread_lock:  # one retry thread at a time: two would add the same held row twice
+            if self._stopping.is_set():
+                return
+            if self._retry_thread is None or not self._retry_thread.is_alive():
+                self._retry_thread = threading.Thread(target=self._retry_loop, name="catalog-retry", daemon=True)
+                self._retry_thread.start()
 
     def _retry_loop(self) -> None:
         delay = RETRY_FIRST_S
@@ -114,7 +150,22 @@ class CatalogServices:
             delay = min(RETRY_CAP_S, delay * 2)
 
     def flush_held(self) -> bool:
-        """Add the held rows, oldest first; True when none is left (the database answers again)."""
+        """Add the held rows, oldest first; True when none is left (the database answers again). A catalog that
+        has waited for its database since the start is migrated first, and its startup recovery runs after."""
+        if self.catalog.waiting is not None:
+            try:
+                if not self.catalog.open_schema():
+                    self.db_error = self.catalog.waiting
+                    return False
+            except CatalogError as exc:  # it answers, but refuses us or is newer than this program
+                self.db_error = str(exc)
+                if self._refused != self.db_error:
+                    log.error("catalog_database_refuses", error=self.db_error,
+                              action="segments stay held and on disk; fix catalog.url (or upgrade) and restart")
+                self._refused = self.db_error
+                return False
+            self._newest_at_open = self.catalog.newest_start()  # before the held rows: the recovery scans from it
+            log.info("catalog_schema_ready", catalog=self.catalog.shown)
         added = 0
         while True:
             with self._held_lock:
@@ -134,6 +185,23 @@ class CatalogServices:
         if self.db_error is not None or added:
             log.warning("catalog_database_back", catalog=self.catalog.shown, rows_added=added)
         self.db_error = None
+        if self._recover_pending:
+            return self._late_recover()
+        return True
+
+    def _late_recover(self) -> bool:
+        """The startup recovery skipped at start (the database was away), now that it answers."""
+        try:
+            added = catalog_recovery.startup_recover(self.catalog, self.deleter, self.state_dir, self.camera_names,
+                                                     self._newest_at_open)
+        except Exception as exc:
+            if is_connection_error(exc):
+                self.db_error = error_text(exc, self.catalog.db.url)
+                return False
+            log.exception("catalog_late_recovery_failed", action="`cctv-daemon check --repair` catalogues the files")
+            added = 0
+        self._recover_pending = False
+        log.info("catalog_recovered_late", added=added)
         return True
 
     def _insert(self, seg: FinishedSegment) -> None:
@@ -157,7 +225,11 @@ class CatalogServices:
 
     def recover(self) -> None:
         """Startup recovery only: the first prune runs on retention's own thread once the daemon started, so a
-        large one never delays readiness."""
+        large one never delays readiness. Deferred while the database has not answered since the start."""
+        if self.catalog.waiting is not None:
+            self._recover_pending = True
+            self._ensure_retry_thread()
+            return
         added = catalog_recovery.startup_recover(self.catalog, self.deleter, self.state_dir, self.camera_names,
                                                  self._newest_at_open)
         if self.catalog.moved_aside is not None:
@@ -168,7 +240,8 @@ class CatalogServices:
         pass
 
     def tick(self) -> None:
-        if self._held and (self._retry_thread is None or not self._retry_thread.is_alive()):
+        if ((self._held or self.catalog.waiting is not None or self._recover_pending)
+                and (self._retry_thread is None or not self._retry_thread.is_alive())):
             self._ensure_retry_thread()
 
     def stop(self) -> None:
@@ -187,4 +260,6 @@ class CatalogServices:
                 # a database server (catalog.url): where (password hidden), and an outage while it lasts
                 "url": None if self.catalog.db.sqlite_path is not None else self.catalog.shown,
                 "database": "UNAVAILABLE" if self.db_error else None, "databaseError": self.db_error,
+                # not reached since the start: no schema yet (migrated when it answers), startup recovery pending
+                "waitingForDatabase": self.catalog.waiting is not None or None,
                 "heldRows": len(self._held) or None, "droppedRows": self.dropped or None}

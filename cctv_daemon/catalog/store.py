@@ -18,7 +18,15 @@ import structlog
 from sqlalchemy import Connection, exc, text, update
 
 from cctv_daemon.catalog import migrate, sqlite_db, writes
-from cctv_daemon.catalog.engine import KEY, CatalogDb, error_text, open_server, open_sqlite, parse_url
+from cctv_daemon.catalog.engine import (
+    KEY,
+    CatalogDb,
+    error_text,
+    is_unreachable,
+    open_server,
+    open_sqlite,
+    parse_url,
+)
 from cctv_daemon.catalog.errors import CatalogDamagedError, CatalogOpenError
 from cctv_daemon.catalog.reads import CatalogReads
 from cctv_daemon.catalog.rows import (
@@ -65,7 +73,8 @@ class Catalog(CatalogReads):
     reads as an empty one, one made before the migrations is read through a migrated private copy in memory."""
 
     def __init__(self, path: Path, save_path: Path, clock: Clock | None = None, *, read_only: bool = False,
-                 url: str | None = None, node_id: str | None = None, prefix: str = "") -> None:
+                 url: str | None = None, node_id: str | None = None, prefix: str = "",
+                 wait_for_database: bool = False) -> None:
         self.save_path = save_path
         self.clock = clock or SystemClock()
         self.read_only = read_only
@@ -73,6 +82,9 @@ class Catalog(CatalogReads):
         self.prefix = prefix
         self.moved_aside: Path | None = None  # where a damaged catalog went, when one was found at opening
         self.moved_aside_reason: str | None = None
+        # A database server that could not be reached at opening (wait_for_database: the daemon, which records
+        # anyway): the error, until open_schema() succeeds. Its schema is not known to be there meanwhile.
+        self.waiting: str | None = None
         parsed = parse_url(url) if url else None
         if parsed is not None and parsed.get_backend_name() == "sqlite":
             path, parsed = Path(str(parsed.database)), None
@@ -83,9 +95,14 @@ class Catalog(CatalogReads):
             try:
                 migrate.upgrade(self.db)
             except exc.SQLAlchemyError as err:
+                if wait_for_database and is_unreachable(err):
+                    self.waiting = error_text(err, parsed)
+                    return
                 self.db.close()
                 raise CatalogOpenError(f"{KEY}: cannot use the catalog at {self.db.shown}: "
                                        f"{error_text(err, parsed)}") from None
+            if not read_only:
+                migrate.warn_if_prefix_hides_rows(self.db)
             return
         if read_only:
             self._open_read_only()
@@ -99,6 +116,7 @@ class Catalog(CatalogReads):
                 raise
             self._move_aside(raw)
             self.db = self._open_and_verify()
+        migrate.warn_if_prefix_hides_rows(self.db)
 
     @classmethod
     def for_state_dir(cls, state_dir: Path, save_path: Path, clock: Clock | None = None, *,
@@ -107,10 +125,27 @@ class Catalog(CatalogReads):
 
     @classmethod
     def from_config(cls, config: Config, node_id: str, clock: Clock | None = None, *,
-                    read_only: bool = False) -> Catalog:
+                    read_only: bool = False, wait_for_database: bool = False) -> Catalog:
         sc = config.storageConfig
         return cls(db_path(sc.state_dir), sc.savePath, clock, read_only=read_only, url=config.catalog.url,
-                   node_id=node_id, prefix=config.catalog.tablePrefix)
+                   node_id=node_id, prefix=config.catalog.tablePrefix, wait_for_database=wait_for_database)
+
+    def open_schema(self) -> bool:
+        """A catalog still `waiting` for its database: migrate it now. True when the schema is there (also when it
+        already was); False while the database stays out of reach; CatalogError when it refuses us or its schema
+        is newer than this program."""
+        if self.waiting is None:
+            return True
+        try:
+            migrate.upgrade(self.db)
+        except exc.SQLAlchemyError as err:
+            text = error_text(err, self.db.url)
+            if is_unreachable(err):
+                self.waiting = text
+                return False
+            raise CatalogOpenError(f"{KEY}: cannot use the catalog at {self.db.shown}: {text}") from None
+        self.waiting = None
+        return True
 
     @property
     def shown(self) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cctv_daemon.catalog import check as catalog_check
+from cctv_daemon.catalog import overlaps
 from cctv_daemon.catalog.export_remote import RemoteFiles
 from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, db_path, with_gaps
 from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
@@ -115,11 +116,11 @@ def _segments_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output (see docs/cli.md)")
 
 
-def segment_json(r: SegmentRow) -> dict[str, object]:
+def segment_json(r: SegmentRow, overlaps_with: str | None = None) -> dict[str, object]:
     return {"camera": r.camera, "feedId": r.feed_id, "path": r.path, "start": iso(r.start), "end": iso(r.end),
             "startEpoch": r.start, "endEpoch": r.end, "duration": round(r.duration, 3),
             "mediaDuration": r.media_duration, "bytes": r.size,
-            "upload": r.upload_state}
+            "upload": r.upload_state, "node": r.node_id, "overlapsWith": overlaps_with}
 
 
 def gap_json(g: Gap) -> dict[str, object]:
@@ -139,22 +140,25 @@ def cmd_segments(args: argparse.Namespace) -> int:
         return c.EXIT_USAGE
     rows = catalog.segments(camera=args.camera, start=args.start, end=args.end)
     gaps = with_gaps(rows, args.start, args.end)
+    doubles = overlaps.find(catalog, args.camera, args.start, args.end)  # a double recording after a partition
+    other = {r: overlaps.other_node(r.camera, r.node_id, r.start, r.end, doubles) for r in rows} if doubles else {}
     uploads = catalog.has_uploads_table()
     if args.json:
         out = {"version": JSON_VERSION,
                "from": iso(args.start) if args.start is not None else None,
                "to": iso(args.end) if args.end is not None else None,
-               "segments": [segment_json(r) for r in rows], "gaps": [gap_json(g) for g in gaps],
+               "segments": [segment_json(r, other.get(r)) for r in rows], "gaps": [gap_json(g) for g in gaps],
                "totals": {"segments": len(rows), "bytes": sum(r.size for r in rows),
                           "seconds": round(sum(r.duration for r in rows), 3),
                           "gaps": len(gaps), "gapSeconds": round(sum(g.seconds for g in gaps), 3)}}
         sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
         return c.EXIT_OK
-    _print_table(rows, gaps, uploads)
+    _print_table(rows, gaps, uploads, other)
     return c.EXIT_OK
 
 
-def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool) -> None:
+def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool,
+                 other: dict[SegmentRow, str | None]) -> None:
     # rows and gaps are both ordered by (camera, start): merge them instead of sorting
     items: list[SegmentRow | Gap] = []
     gi = 0
@@ -176,7 +180,8 @@ def _print_table(rows: list[SegmentRow], gaps: list[Gap], uploads: bool) -> None
                 f"{item.end - item.start:>8.1f} {item.size / 1e6:>6.1f} MB")
         if uploads:
             line += f" {item.upload_state or '-':<9}"
-        lines.append(line + " " + item.path)
+        also = other.get(item)
+        lines.append(line + " " + item.path + (f"  (also recorded by node {also})" if also else ""))
     total = sum(r.size for r in rows)
     lines.append(f"{len(rows)} segment(s), {_human_size(total)}, {sum(r.duration for r in rows):.0f} s; "
                  f"{len(gaps)} gap(s), {sum(g.seconds for g in gaps):.0f} s missing")

@@ -10,7 +10,13 @@ back when it is live again (the interim holder stops the camera, releases the le
 Rules that keep footage first:
 - a node that cannot reach the database keeps every lease it held (it goes on recording) and takes none;
 - a lease seen taken by another process is given up at once (the loop stops the camera), and the overlap, when
-  the other node took it while we were cut off, is logged as ``double_recording`` with both node ids and times;
+  the other node took it while we were cut off, is kept and marked: a row in ``segment_overlaps`` (camera, both
+  node ids, from the other node's take-over until this node's ffmpeg stopped; catalog/overlaps.py marks the
+  segments inside) and the log line ``double_recording``;
+- nothing is done before the catalog's schema is there (``schema_wait``: a node started while the database was
+  down waits for the catalog to migrate it). Meanwhile a node of a fleet with shards holds no camera; a single
+  node (``presume``: ``fleet.shards`` 1) records all its cameras as if it held them (footage first), takes their
+  leases as soon as the database answers, and gives up (marking the overlap) any another process holds;
 - an expired (not released) lease of another process is taken only after this node has been connected for a
   full TTL: after a database outage every node first gets the chance to renew its own leases.
 """
@@ -106,7 +112,8 @@ class LeaseManager:
     name = "fleet"
 
     def __init__(self, store: LeaseStore, identity: FleetIdentity, ttl: float, *,
-                 instance_file: Path | None = None) -> None:
+                 instance_file: Path | None = None, schema_wait: Callable[[], str | None] = lambda: None,
+                 presume: bool = False) -> None:
         self.store = store
         self.identity = identity
         self.ttl = ttl
@@ -122,7 +129,14 @@ class LeaseManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected_since: float | None = None  # monotonic, since the last failed round
-        self._created = False
+        # None once the catalog's tables are there; else why not yet (the catalog database has not answered)
+        self.schema_wait = schema_wait
+        self._open_overlaps: dict[str, int] = {}  # camera -> segment_overlaps id, until our ffmpeg stopped
+        # before the database first answers: record every camera as if its lease were ours (a single node only)
+        self.presume = presume
+        self._reached = False
+        self._presumed: frozenset[str] = frozenset()
+        self.started_at = time.time()
         self._error_logged: str | None = None
         self.view_now = 0.0  # the database's clock at the end of the last round
         # {stateDir}/fleet-instance: the previous process of this recording folder (the instance lock makes sure
@@ -138,7 +152,9 @@ class LeaseManager:
 
     def mine(self, camera: str) -> bool:
         lease = self.view.cameras.get(camera)
-        return lease is not None and lease.mine
+        if lease is None:  # no round has seen it yet: a single node records before the database answers
+            return self.presume and not self._reached
+        return lease.mine
 
     # -- component -------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -160,6 +176,9 @@ class LeaseManager:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(self.period + 10)
+        if self.schema_wait() is not None:  # never reached the catalog database: nothing to release
+            self.store.engine.dispose()
+            return
         try:
             with self.store.engine.begin() as conn:
                 released = self.store.release(conn, self.instance)
@@ -185,10 +204,16 @@ class LeaseManager:
         prev = self.view
         cameras = self._cameras
         running = self._running
+        waiting = self.schema_wait()
+        if waiting is not None:  # started while the catalog database was down: no table to read yet
+            if self._error_logged != waiting:
+                log.warning("fleet_waits_for_catalog", error=waiting,
+                            detail="no camera is recorded here until the catalog database answers")
+            self._error_logged = waiting
+            self._publish(prev, replace(prev, cameras=self._presumption(prev, cameras), db_ok=False,
+                                        error=f"waiting for the catalog database: {waiting}", rounds=prev.rounds + 1))
+            return False
         try:
-            if not self._created:
-                self.store.create()
-                self._created = True
             view = self._round(prev, cameras, running)
         except SQLAlchemyError as exc:
             text = self.error_text(exc)
@@ -197,15 +222,25 @@ class LeaseManager:
                             detail="recording goes on with the leases held; none is taken until it is back")
             self._error_logged = text
             self._connected_since = None
-            view = replace(prev, db_ok=False, error=text, rounds=prev.rounds + 1)
+            view = replace(prev, cameras=self._presumption(prev, cameras), db_ok=False, error=text,
+                           rounds=prev.rounds + 1)
         if self._connected_since is None and view.db_ok:
             self._connected_since = time.monotonic()
             log.info("lease_db_connected", node=self.identity.node_id, shard=self.identity.shard)
             self._error_logged = None
         if view.db_ok:
             self._previous = None  # adopted (or nothing to adopt): once
+            self._reached, self._presumed = True, frozenset()
         self._publish(prev, view)
         return any(lease.state in (RELEASING, WAITING) for lease in view.cameras.values())
+
+    def _presumption(self, prev: LeaseView, cameras: tuple[str, ...]) -> Mapping[str, CameraLease]:
+        """The cameras a single node records before the database first answered (``presume``): all of them."""
+        if not self.presume or self._reached:
+            return prev.cameras
+        self._presumed = frozenset(cameras)
+        why = "recording before the catalog database answers: its lease is taken when it does"
+        return MappingProxyType({cam: CameraLease(cam, HELD, True, why) for cam in cameras})
 
     def _round(self, prev: LeaseView, cameras: tuple[str, ...], running: frozenset[str]) -> LeaseView:
         me, ident, ttl = self.instance, self.identity, self.ttl
@@ -226,17 +261,38 @@ class LeaseManager:
             to_release: list[str] = []
             for cam in cameras:
                 preferred = rendezvous.owner(cam, sorted(live))
-                lease = self._decide(cam, rows.get(cam), preferred, now, settled, running, to_release, conn)
+                # a camera recorded before the database answered: its lease now, unless another process has it
+                lease = self._decide(cam, rows.get(cam), preferred, now, settled or cam in self._presumed, running,
+                                     to_release, conn)
                 out[cam] = lease
             if to_release:
                 self.store.release(conn, me, to_release)
             rows = self.store.read(conn, cameras)  # as committed by this round: what status shows
+            overlaps = self._overlaps(conn, prev, rows, running)
             self.view_now = self.store.now(conn)
+        self._open_overlaps = overlaps
         final = {cam: self._described(lease, rows.get(cam)) for cam, lease in out.items()}
         dup = any(n.node_id == ident.node_id and n.instance != me for n in nodes)
         return LeaseView(ident.node_id, ident.shard, me, MappingProxyType(final), db_ok=True, last_ok_at=time.time(),
                          live_nodes=tuple((n.node_id, n.shard) for n in nodes), duplicate_node_id=dup,
                          rounds=prev.rounds + 1)
+
+    def _overlaps(self, conn: Any, prev: LeaseView, rows: dict[str, LeaseRow],
+                  running: frozenset[str]) -> dict[str, int]:
+        """Note each double recording seen this round (we held the camera and still record it, and another
+        process has taken its lease), and end those whose camera has stopped here. Returns the open ones."""
+        out = dict(self._open_overlaps)
+        for cam, oid in list(out.items()):
+            if cam not in running:
+                self.store.end_overlap(conn, oid)
+                del out[cam]
+        for cam, row in rows.items():
+            before = prev.cameras.get(cam)
+            if (before is not None and before.state == HELD and cam in running and cam not in out
+                    and row.instance != self.instance and not row.released):
+                since = row.acquired_at if cam not in self._presumed else max(row.acquired_at, self.started_at)
+                out[cam] = self.store.note_overlap(conn, cam, self.identity.node_id, row.node_id, since)
+        return out
 
     def _decide(self, cam: str, row: LeaseRow | None, preferred: int, now: float,
                 settled: bool, running: frozenset[str], to_release: list[str], conn: Any) -> CameraLease:
@@ -299,7 +355,8 @@ class LeaseManager:
                                 since=lease.acquired_at, until=self.view_now,
                                 detail="two nodes recorded this camera in this interval; both copies are kept")
             elif (before is None or not before.mine) and lease.mine:
-                log.info("lease_taken", camera=cam, node=self.identity.node_id, shard=self.identity.shard,
+                log.info("lease_taken" if view.db_ok else "recording_before_lease", camera=cam,
+                         node=self.identity.node_id, shard=self.identity.shard,
                          generation=lease.generation)
             elif lease.state == STANDBY and (before is None or before.state != STANDBY):
                 log.info("camera_standby", camera=cam, reason=lease.reason)

@@ -1,7 +1,7 @@
 """Camera leases and node heartbeats in the shared catalog database (SQLAlchemy Core; PostgreSQL, MySQL/MariaDB,
 and SQLite for a single node). docs/scale-out.md explains the protocol; fleet/lease_manager.py drives it.
 
-Two tables, named with ``catalog.tablePrefix``:
+Two tables, named with ``catalog.tablePrefix`` (defined in catalog/schema.py, made by the catalog's migrations):
 
 - ``{prefix}camera_leases``: one row per camera: who records it (``node_id``, ``shard``, and ``instance``, the
   holding *process*: two processes that share a node id never share a lease), ``generation`` (a fencing counter,
@@ -23,7 +23,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
+from sqlalchemy.exc import IntegrityError
+
+from cctv_daemon.catalog.schema import tables
 
 CONNECT_TIMEOUT_S = 3
 STATEMENT_TIMEOUT_S = 5
@@ -83,38 +85,11 @@ class LeaseStore:
 
     def __init__(self, engine: Engine, prefix: str = "") -> None:
         self.engine = engine
-        md = sa.MetaData()
-        self.leases = sa.Table(
-            f"{prefix}camera_leases", md,
-            sa.Column("camera", sa.String(64), primary_key=True),
-            sa.Column("node_id", sa.String(64), nullable=False),
-            sa.Column("instance", sa.String(40), nullable=False),
-            sa.Column("shard", sa.Integer, nullable=False),
-            sa.Column("generation", sa.BigInteger, nullable=False),
-            sa.Column("acquired_at", sa.Double, nullable=False),
-            sa.Column("expires_at", sa.Double, nullable=False),
-        )
-        self.nodes = sa.Table(
-            f"{prefix}fleet_nodes", md,
-            sa.Column("instance", sa.String(40), primary_key=True),
-            sa.Column("node_id", sa.String(64), nullable=False),
-            sa.Column("shard", sa.Integer, nullable=False),
-            sa.Column("started_at", sa.Double, nullable=False),
-            sa.Column("expires_at", sa.Double, nullable=False),
-        )
-        self.metadata = md
+        t = tables(prefix)  # made by the catalog's migrations (revision 0002), at start or when the database is back
+        self.leases = t.camera_leases
+        self.nodes = t.fleet_nodes
+        self.overlaps = t.segment_overlaps
         self.dialect = engine.dialect.name
-
-    # -- schema ----------------------------------------------------------------------------------------------
-    def create(self) -> None:
-        """Create the two tables if missing (several nodes may race here: the loser finds them made)."""
-        for attempt in range(3):
-            try:
-                self.metadata.create_all(self.engine, checkfirst=True)
-                return
-            except (IntegrityError, OperationalError, ProgrammingError):
-                if attempt == 2:
-                    raise
 
     # -- the database's clock ------------------------------------------------------------------------------
     def now_sql(self) -> sa.ColumnElement[float]:
@@ -216,6 +191,23 @@ class LeaseStore:
                 return 0
             cond.append(t.c.camera.in_(names))
         return int(conn.execute(t.update().where(*cond).values(expires_at=RELEASED)).rowcount)
+
+
+    # -- a double recording after a partition (catalog/overlaps.py reads them) -------------------------------
+    def note_overlap(self, conn: Connection, camera: str, node_id: str, other_node: str, start: float) -> int:
+        """``node_id`` (this node, cut off from the database) went on recording ``camera`` while ``other_node``
+        took its lease at ``start``: both recorded it from then until now (the database's clock). Returns the row's
+        id, for :meth:`end_overlap` once this node's ffmpeg has stopped."""
+        o = self.overlaps
+        done = conn.execute(o.insert().values(camera=camera, node_id=node_id, other_node=other_node, start=start,
+                                              end=self.now_sql(), noted_at=self.now_sql()))
+        key = done.inserted_primary_key
+        return int(key[0]) if key and key[0] is not None else 0
+
+    def end_overlap(self, conn: Connection, overlap_id: int) -> None:
+        """This node's recording of the camera has stopped now: the overlap ends here."""
+        o = self.overlaps
+        conn.execute(o.update().where(o.c.id == overlap_id).values(end=self.now_sql()))
 
 
 def describe(row: LeaseRow | None, now: float) -> str:

@@ -142,7 +142,7 @@ class Daemon:
         if stopped:
             log.warning("orphans_stopped", count=stopped)
         # No new segment may start before the newest catalogued end (names never overlap across runs).
-        self.finisher.seed_last_ends(self.storage.catalog.newest_end())
+        self.finisher.seed_last_ends(self.storage.newest_end())  # from the files while the database is away
         self.finisher.recover_all()
         self.storage.recover()  # catalog startup recovery (docs/segment-lifecycle.md)
 

@@ -50,6 +50,9 @@ class FleetGate:
     def reason(self, name: str) -> str:
         lease = self.manager.view.cameras.get(name)
         if lease is None:
+            error = self.manager.view.error
+            if error:  # never reached the database since the start: no lease, nothing recorded here
+                return f"no lease: {error}"
             return "waiting for its lease (the lease thread has not reached the database yet)"
         return lease.reason
 

@@ -93,7 +93,9 @@ def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *,
 
         store = LeaseStore(lease_engine(parse_url(lease_url)), config.catalog.tablePrefix)
         manager = LeaseManager(store, node_identity(config), config.fleet.leaseSeconds,
-                               instance_file=state_dir / "fleet-instance")
+                               instance_file=state_dir / "fleet-instance",
+                               schema_wait=lambda: storage.waiting,  # the lease tables come with the schema
+                               presume=config.fleet.shards == 1)  # a single node records while it waits
         manager.on_change = daemon.waker.wake  # a lease taken or lost: the loop acts at once
         daemon.gate = FleetGate(daemon, manager)
         parts["fleet"] = manager

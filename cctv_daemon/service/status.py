@@ -206,8 +206,10 @@ def _fleet_line(f: dict[str, Any], _now: float) -> str:
     nodes = ", ".join(f"{n.get('node_id')} (shard {n.get('shard')})" for n in f.get("live_nodes") or [])
     text = (f"fleet: node {f.get('node_id')}, shard {f.get('shard')}, holds {len(f.get('held') or [])} camera "
             f"lease(s); live nodes: {nodes or '-'}")
-    if not f.get("db_ok"):
+    if not f.get("db_ok") and f.get("held"):
         text += f"\n  LEASE DATABASE UNREACHABLE (recording goes on with the leases held): {f.get('error')}"
+    elif not f.get("db_ok"):
+        text += f"\n  LEASE DATABASE UNREACHABLE (no camera is recorded here until it answers): {f.get('error')}"
     if f.get("unowned"):
         text += f"\n  UNOWNED cameras (no node records them): {', '.join(f['unowned'])}"
     if f.get("duplicate_node_id"):

@@ -61,6 +61,10 @@ RECONCILE_FULL_S = 3600.0  # a full one this often (and at startup)
 HOUSEKEEPING = "uploader-housekeeping"
 
 
+_COUNT_KEYS = ("queue_length", "oldest_queued_at", "failed_count", "failed_oldest_start", "failed_oldest_path",
+               "failed_last_error")  # refresh_counts(); all None before the catalog database first answered
+
+
 class Uploader(SupervisedThreads):
     name = "uploader"
 
@@ -109,6 +113,9 @@ class Uploader(SupervisedThreads):
         self.uploads_done = 0
         self.already_in_bucket = 0
         self.given_up = 0
+        # the catalog database has not answered since the start: no queue yet (the reconciler fills it later)
+        self.catalog_waiting: Callable[[], bool] = lambda: False
+        self._startup_pending = False
 
     @classmethod
     def from_config(
@@ -129,10 +136,15 @@ class Uploader(SupervisedThreads):
 
             queue = q.UploadQueue(open_server(catalog.db.url, catalog.node_id, catalog.prefix))
         client = make_client(s3, config.awsCredentials, s3.maxConcurrentUploads * c.UPLOAD_PART_CONCURRENCY)
-        return cls(s3, queue, save_path, client, clock)
+        up = cls(s3, queue, save_path, client, clock)
+        if catalog is not None:
+            up.catalog_waiting = lambda: catalog.waiting is not None
+        return up
 
     # -- bus subscriber (the segment-finisher thread) --------------------------------------------------
     def enqueue_segment(self, seg: FinishedSegment) -> None:
+        if self.catalog_waiting():
+            return  # no queue yet: the reconciler queues this segment once its row is catalogued
         rel = seg.path.relative_to(self.save_path).as_posix()
         key = object_key(self.s3.s3Path, seg.camera, seg.start, seg.path.name)
         if self.queue.enqueue(rel, seg.camera, seg.start, seg.size, key, self.clock.time()):
@@ -142,6 +154,17 @@ class Uploader(SupervisedThreads):
 
     # -- Component -------------------------------------------------------------------------------------
     def start(self) -> None:
+        self._startup_pending = self.catalog_waiting()
+        count = None if self._startup_pending else self._recover_queue()
+        log.info("uploader_started", bucket=self.s3.s3Bucket, prefix=self.s3.s3Path,
+                 endpoint=self.s3.endpointUrl, workers=self.s3.maxConcurrentUploads, backlog=count,
+                 max_attempts=self.max_attempts)
+        for i in range(self.s3.maxConcurrentUploads):
+            self._spawn(f"uploader-{i}", self.run_once, self._idle_wait, drains=True)
+        self._spawn(HOUSEKEEPING, self._housekeeping_step, self._housekeeping_wait, drains=False)
+
+    def _recover_queue(self) -> int:
+        """Uploads a previous run left in flight go back to pending. Returns the backlog."""
         recovered = [r.path for r in self.queue.all(q.UPLOADING)]
         self.sender.recovered = set(recovered)
         if self.queue.recover():
@@ -149,12 +172,7 @@ class Uploader(SupervisedThreads):
         if self.queue.migrated:
             log.info("upload_queue_migrated", columns=self.queue.migrated)
         count, _ = self.queue.backlog(self.max_attempts)
-        log.info("uploader_started", bucket=self.s3.s3Bucket, prefix=self.s3.s3Path,
-                 endpoint=self.s3.endpointUrl, workers=self.s3.maxConcurrentUploads, backlog=count,
-                 max_attempts=self.max_attempts)
-        for i in range(self.s3.maxConcurrentUploads):
-            self._spawn(f"uploader-{i}", self.run_once, self._idle_wait, drains=True)
-        self._spawn(HOUSEKEEPING, self._housekeeping_step, self._housekeeping_wait, drains=False)
+        return count
 
     def tick(self) -> None:
         self.restart_dead_threads()
@@ -201,7 +219,8 @@ class Uploader(SupervisedThreads):
 
     def status(self) -> dict[str, Any]:
         """Never waits on SQLite once started: the counts come from the housekeeping thread."""
-        counts = self._counts if self._threads and self._counts is not None else self.refresh_counts()
+        counts = (self._counts if self._threads and self._counts is not None
+                  else dict.fromkeys(_COUNT_KEYS) if self._startup_pending else self.refresh_counts())
         oldest = counts["oldest_queued_at"]
         age = None if oldest is None else round(max(0.0, self.clock.time() - oldest), 1)
         failing = dict(self._failing)
@@ -235,6 +254,11 @@ class Uploader(SupervisedThreads):
             self._wake.wait(max(0.01, wait))
 
     def _housekeeping_step(self) -> bool:
+        if self.catalog_waiting():
+            return False
+        if self._startup_pending:
+            self._recover_queue()
+            self._startup_pending = False
         now = self.clock.monotonic()
         full = now >= self._next_full_reconcile
         if self.reconciler.run(full=full):
@@ -255,7 +279,7 @@ class Uploader(SupervisedThreads):
     def run_once(self) -> bool:
         """Claim the oldest due row and upload it in this thread; False when nothing may be done now."""
         with self._lock:
-            if self.clock.monotonic() < self._resume_at:
+            if self.clock.monotonic() < self._resume_at or self._startup_pending:
                 return False
             if self.state != OK and self._in_flight > 0:
                 return False  # while failing, one probe at a time

@@ -275,3 +275,77 @@ def _fleet(daemon_factory: DaemonFactory, cameras9: RtspServer, pg: PostgresServ
         assert d.stop() == 0
     print(f"outage phase: {time.time() - out_at:.0f} s")
     assert not missing, f"{len(missing)} segments on disk have no catalog row: {sorted(missing)[:5]}"
+
+
+def test_partition_double_recording_is_kept_and_marked(daemon_factory: DaemonFactory,
+                                                       postgres_server: DatabaseServer) -> None:
+    """node-a reaches PostgreSQL through a relay that the test cuts: a partition between node-a and the database
+    (node-b and the server stay up). node-a goes on recording its camera (footage first) and holds its rows; after
+    the lease expired node-b takes the camera and records it too. When the relay heals, node-a sees its lease taken,
+    stops, writes its held rows, and the overlap is marked in the catalog: a `segment_overlaps` row, and every
+    segment of either node inside it carries the other node (`segments --json` overlapsWith, the API's
+    overlaps_with). Nothing is lost (no gap across both nodes), and `check` finds no problem."""
+    from cctv_daemon.catalog import overlaps
+    from cctv_daemon.catalog.rows import with_gaps
+    from cctv_daemon.catalog.store import Catalog
+    from tests.support.tcp_cut import TcpCut
+
+    full = postgres_server.create_database(f"part_{uuid.uuid4().hex[:8]}")
+    relay = TcpCut(postgres_server.port)
+    cam = next(n for n in (f"gate{i}" for i in range(50)) if rendezvous.owner(n, [0, 1]) == 0)
+
+    def cfg(url: str, shard: int, node: str, api: bool) -> dict[str, Any]:
+        return {"cameras": [{"cameraName": cam, "source": "test", "videoDuration": 1}],
+                "storageConfig": {"savePath": "rec"}, "catalog": {"url": url}, "api": {"enabled": api},
+                "fleet": {"shards": 2, "shard": shard, "nodeId": node, "leaseSeconds": LEASE_S}}
+
+    try:
+        a = daemon_factory(cfg(full.replace(f":{postgres_server.port}/", f":{relay.port}/"), 0, "node-a", False),
+                           name="a")
+        a.wait_segments(cam, 2, 40)
+        b = daemon_factory(cfg(full, 1, "node-b", True), name="b")
+        wait_for(lambda: status(b).get("cameras", {}).get(cam, {}).get("state") == "standby", 30,
+                 "node-b standing by", proc=b.proc, interval=1)
+        relay.cut()
+        cut_at = time.time()
+        b.wait_segments(cam, 2, LEASE_S + 30)  # node-b took the expired lease and records
+        assert recording(a) == {cam}, "node-a stopped recording while cut off"
+        assert a.segments(cam) and a.events("lease_db_unreachable")
+        relay.heal()
+        healed_at = time.time()
+        a.wait_event("double_recording", 30)
+        a.wait_event("catalog_database_back", 60)
+        # node-b hands the camera back to its preferred node-a once node-a is live: the overlap ended before
+        wait_for(lambda: len(a.events("lease_taken")) >= 2, 40, "node-a recording its camera again", proc=a.proc)
+        cat = Catalog(Path("/nonexistent/x"), a.save_path, url=full, node_id="reader")
+        (ov,) = overlaps.find(cat)
+        assert (ov.camera, ov.node_id, ov.other_node) == (cam, "node-a", "node-b")
+        assert cut_at < ov.start < ov.end < time.time() and ov.start < healed_at
+        listed = json.loads(b.cli("segments", "--json", "--camera", cam).stdout)["segments"]
+        inside = [s for s in listed if s["startEpoch"] < ov.end and s["endEpoch"] > ov.start]
+        assert {s["node"] for s in inside} == {"node-a", "node-b"}, inside
+        for s in listed:
+            other = {"node-a": "node-b", "node-b": "node-a"}[s["node"]]
+            assert s["overlapsWith"] == (other if s in inside else None), s
+        held = [s for s in inside if s["node"] == "node-a"]
+        assert held and all(s["path"].split("/")[-1] in {f.name for f in a.segments(cam)} for s in held)
+        api = Api(b).get("/api/segments", params={"camera": cam, "from": str(ov.start - 30)}).json()["segments"]
+        marked = {(s["node"], s["overlaps_with"]) for s in api if s["start"] < ov.end and s["end"] > ov.start}
+        assert marked == {("node-a", "node-b"), ("node-b", "node-a")}, marked
+        assert all(s["overlaps_with"] is None for s in api if s["end"] <= ov.start or s["start"] >= ov.end)
+        for d in (a, b):
+            done = d.cli("check")
+            assert done.returncode == 0, done.stdout + done.stderr
+        assert a.stop() == 0 and b.stop() == 0
+        rows = cat.segments(camera=cam)
+        # both copies kept, nothing lost across the two nodes through the partition; once it healed, node-a gives
+        # the camera up (its lease is node-b's) while node-b hands it back to node-a (its preferred node, live
+        # again): the usual hand-over of a few seconds, never two recorders once the database is reachable
+        assert [g for g in with_gaps(rows) if g.start < healed_at] == [], (with_gaps(rows), cut_at, healed_at, ov)
+        print(f"partition: overlap of {ov.end - ov.start:.1f} s marked; hand-back gaps: "
+              f"{[round(g.seconds, 1) for g in with_gaps(rows)]}")
+        on_disk = {f.name for d in (a, b) for f in d.segments(cam)}
+        assert {Path(r.path).name for r in rows} == on_disk  # every file of both nodes catalogued
+        cat.close()
+    finally:
+        relay.close()

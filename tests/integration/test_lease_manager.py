@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
+from cctv_daemon.catalog import migrate, overlaps
+from cctv_daemon.catalog.engine import open_server, parse_url
+from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.fleet import rendezvous
 from cctv_daemon.fleet.identity import FleetIdentity
 from cctv_daemon.fleet.lease_manager import HELD, RELEASING, STANDBY, LeaseManager
@@ -26,7 +29,11 @@ CAMERAS = tuple(f"cam{i}" for i in range(8))
 
 @pytest.fixture
 def url(postgres_server: DatabaseServer) -> str:
-    return postgres_server.create_database(f"mgr_{uuid.uuid4().hex[:10]}")
+    made = postgres_server.create_database(f"mgr_{uuid.uuid4().hex[:10]}")
+    db = open_server(parse_url(made), "", "f_")  # the lease tables come with the catalog's schema
+    migrate.upgrade(db)
+    db.close()
+    return made
 
 
 @pytest.fixture
@@ -143,3 +150,85 @@ def test_restarted_process_adopts_its_folders_leases_at_once(url: str, made: lis
     assert held(b) == set(CAMERAS), b.view.status()
     assert {lease.generation for lease in b.view.cameras.values()} == {2}  # a new holder: the counter moved on
     assert b.view.live_nodes == (("cctv-0", 0),) and not b.view.duplicate_node_id  # a's heartbeat is gone
+
+
+def test_double_recording_after_a_partition_is_marked_in_the_catalog(url: str, made: list[Engine],
+                                                                    tmp_path: Path) -> None:
+    """a (shard 0) records every camera and is cut off from the database; after the TTL b (shard 1) takes the
+    leases and records too. When a is back it gives them up, and the overlap (b's take-over until a's ffmpeg
+    stopped) is a row of segment_overlaps: the segments of both nodes inside carry the mark, those before do not."""
+    a, b = node(url, made, 0), node(url, made, 1)
+    a.round()
+    mine = own(0, [0, 1])
+    everything = frozenset(CAMERAS)
+    a.offer(CAMERAS, everything)
+    rounds(a, b, n=2)
+    assert held(a) == mine and held(b) == own(1, [0, 1])
+    a.offer(CAMERAS, frozenset(mine))  # a records its shard's cameras
+    good = a.store.engine
+    dead = lease_engine(f"postgresql+psycopg://x:y@127.0.0.1:{free_port()}/none")
+    made.append(dead)
+    a.store.engine = dead  # cut off: a goes on recording what it holds
+    a.round()
+    assert held(a) == mine and not a.view.db_ok
+    t0 = time.monotonic()
+    while held(b) != everything:  # b takes a's cameras once their leases expired
+        assert time.monotonic() - t0 < TTL * 3 + 3, b.view.status()
+        b.round()
+        time.sleep(0.2)
+    taken = {cam: b.view.cameras[cam].acquired_at for cam in mine}
+    a.store.engine = good
+    a.round()  # back: the leases are b's; a stops these cameras (still running this round)
+    assert held(a) == set() and a.view.db_ok
+    # the overlaps are open while a's ffmpegs still run ...
+    cat = Catalog(tmp_path / "x", tmp_path, url=url, node_id="cctv-1", prefix="f_")
+    found = overlaps.find(cat)
+    assert {(o.camera, o.node_id, o.other_node) for o in found} == {(cam, "cctv-0", "cctv-1") for cam in mine}
+    assert all(o.start == taken[o.camera] and o.end >= o.start for o in found)
+    time.sleep(0.5)
+    a.offer(CAMERAS, frozenset())  # ... and end when they have stopped
+    a.round()
+    ended = {o.camera: o for o in overlaps.find(cat)}
+    assert all(ended[cam].end >= found[0].end + 0.4 for cam in mine), ended
+    a.round()
+    assert len(overlaps.find(cat)) == len(mine)  # noted once
+    cam = sorted(mine)[0]
+    ov = ended[cam]
+    assert overlaps.other_node(cam, "cctv-0", ov.start + 0.1, ov.start + 0.2, ended.values()) == "cctv-1"
+    assert overlaps.other_node(cam, "cctv-1", ov.start + 0.1, ov.start + 0.2, ended.values()) == "cctv-0"
+    assert overlaps.other_node(cam, "cctv-0", ov.start - 10, ov.start - 1, ended.values()) is None  # before
+    cat.close()
+
+
+def test_single_node_records_before_the_database_answers_then_takes_its_leases(url: str, made: list[Engine],
+                                                                               tmp_path: Path) -> None:
+    """A single node (presume: fleet.shards 1) started while the catalog database is down records every camera
+    as if it held it. When the database answers it takes the free leases at once (no lease period to wait), and
+    gives up a camera another live process holds, marking the overlap from its own start."""
+    other = node(url, made, 0, node_id="elsewhere", shards=1)
+    other.offer(CAMERAS[:1], frozenset())
+    other.round()
+    assert held(other) == {CAMERAS[0]}
+    down: list[str | None] = ["connection refused"]
+    eng = lease_engine(url)
+    made.append(eng)
+    a = LeaseManager(LeaseStore(eng, "f_"), FleetIdentity(1, 0, "cctv-0"), TTL, schema_wait=lambda: down[0],
+                     presume=True)
+    assert a.mine("cam5")  # before any round: a single node records at once
+    a.offer(CAMERAS, frozenset(CAMERAS))
+    a.round()
+    assert held(a) == set(CAMERAS) and not a.view.db_ok
+    assert a.view.error == "waiting for the catalog database: connection refused"
+    sharded = LeaseManager(LeaseStore(eng, "f_"), FleetIdentity(2, 0, "cctv-9"), TTL, schema_wait=lambda: down[0])
+    sharded.offer(CAMERAS, frozenset())
+    sharded.round()
+    assert not sharded.mine("cam5") and held(sharded) == set()  # a node of a sharded fleet waits
+    down[0] = None
+    a.round()
+    assert held(a) == set(CAMERAS[1:]) and a.view.db_ok  # taken at once, the held one given up
+    assert a.view.cameras[CAMERAS[0]].holder == "elsewhere"
+    cat = Catalog(tmp_path / "x", tmp_path, url=url, node_id="reader", prefix="f_")
+    (ov,) = overlaps.find(cat)
+    assert (ov.camera, ov.node_id, ov.other_node) == (CAMERAS[0], "cctv-0", "elsewhere")
+    assert ov.start >= a.started_at  # the other node held it before we started: the overlap begins at our start
+    cat.close()

@@ -10,8 +10,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import URL
 
+from cctv_daemon.catalog import migrate
+from cctv_daemon.catalog.engine import open_server
 from cctv_daemon.fleet.lease_store import LeaseStore, lease_engine
 from tests.support.databases import DatabaseServer
 
@@ -27,10 +30,18 @@ def engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     eng.dispose()
 
 
+def migrated(url: URL, prefix: str) -> None:
+    """The lease tables come with the catalog's schema (revision 0002)."""
+    db = open_server(url, "", prefix)
+    try:
+        migrate.upgrade(db)
+    finally:
+        db.close()
+
+
 def store_of(engine: Engine, prefix: str = "t_") -> LeaseStore:
-    store = LeaseStore(engine, prefix)
-    store.create()
-    return store
+    migrated(engine.url, prefix)
+    return LeaseStore(engine, prefix)
 
 
 def take(store: LeaseStore, camera: str, instance: str, node: str, shard: int = 0, ttl: float = TTL) -> bool:
@@ -121,7 +132,24 @@ def test_heartbeats_list_live_nodes_by_the_database_clock(engine: Engine) -> Non
         assert store.live_nodes(conn) == []
 
 
-def test_create_is_idempotent_and_prefixes_keep_fleets_apart(engine: Engine) -> None:
+def test_migrations_make_the_tables_once_and_prefixes_keep_fleets_apart(engine: Engine) -> None:
     a, b = store_of(engine, "a_"), store_of(engine, "b_")
-    store_of(engine, "a_")
+    store_of(engine, "a_")  # at the newest revision already: nothing to do
     assert take(a, "gate", "i-a", "node-a") and take(b, "gate", "i-b", "node-b")
+
+
+def test_revision_0002_adopts_lease_tables_made_before_it(engine: Engine) -> None:
+    """A database of a fleet before revision 0002: the catalog at 0001, the lease tables made by the nodes
+    themselves (as lease_store did), with a lease in them. Migrating keeps them and their rows, and adds
+    segment_overlaps; the version is 0002."""
+    store = store_of(engine, "old_")
+    assert take(store, "gate", "i-a", "node-a", ttl=60)
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE old_segment_overlaps"))
+        conn.execute(text("UPDATE old_alembic_version SET version_num = '0001'"))
+    migrated(engine.url, "old_")
+    with engine.begin() as conn:
+        assert conn.execute(text("SELECT version_num FROM old_alembic_version")).scalar() == migrate.head() == "0002"
+        assert conn.execute(text("SELECT count(*) FROM old_segment_overlaps")).scalar() == 0
+        row = store.read(conn, ["gate"])["gate"]
+    assert (row.instance, row.node_id, row.generation) == ("i-a", "node-a", 1)  # the lease survived

@@ -169,3 +169,28 @@ def test_check_config_reports_an_unusable_catalog_url(tmp_path: Path) -> None:
         assert res.returncode == c.EXIT_USAGE, res.stderr
         assert "catalog.url" in res.stderr and expect in res.stderr, res.stderr
         assert secret not in res.stderr + res.stdout and "Traceback" not in res.stderr
+
+
+def test_table_prefix_on_an_unprefixed_sqlite_catalog_warns(tmp_path: Path) -> None:
+    """catalog.tablePrefix set on an install whose SQLite file has the old unprefixed tables: the catalog starts
+    empty (nothing is moved), and a warning says so, naming both and what to do."""
+    import structlog
+
+    save = tmp_path / "rec"
+    db = save / ".cctv" / c.CATALOG_FILENAME
+    old = Catalog(db, save, node_id="n")
+    old.add_rows([SegmentRow("t/1.mp4", "t", "main", 0.0, 10.0, 5), SegmentRow("t/2.mp4", "t", "main", 10.0, 20.0, 5)])
+    old.close()
+    with structlog.testing.capture_logs() as logs:
+        prefixed = Catalog(db, save, node_id="n", prefix="site_")
+    assert prefixed.segments() == []
+    (warning,) = [e for e in logs if e["event"] == "catalog_prefix_hides_rows"]
+    assert warning["rows"] == 2 and warning["prefix"] == "site_" and "Remove tablePrefix" in warning["action"]
+    prefixed.add_rows([SegmentRow("t/3.mp4", "t", "main", 20.0, 30.0, 5)])
+    prefixed.close()
+    with structlog.testing.capture_logs() as logs:
+        Catalog(db, save, node_id="n", prefix="site_").close()  # the prefixed catalog is in use now: no warning
+    assert not [e for e in logs if e["event"] == "catalog_prefix_hides_rows"]
+    with structlog.testing.capture_logs() as logs:
+        Catalog(db, save, node_id="n").close()
+    assert not [e for e in logs if e["event"] == "catalog_prefix_hides_rows"]

@@ -5,9 +5,9 @@ kept by triggers) is adopted in place: its rows, their ids (the rowid), upload s
 triggers are replaced by the catalog's own bookkeeping and `segment_totals` is recounted per node. Its
 `catalog_schema` says 2 afterwards, so an older cctv-daemon refuses the file instead of misreading it.
 
-NOTE: this script creates the tables from catalog/schema.py as they are at this revision; a later change to a Table
-there must come with its own migration (additive: add_column / create_index) and this one frozen to the old
-definition first."""
+NOTE: this script creates the tables from catalog/schema.py as they are at this revision (Tables.first_revision:
+later tables come with their own revision); a later change to one of these four Tables there must come with its own
+migration (additive: add_column / create_index) and this one frozen to the old definition first."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def _adopt_sqlite(conn: Connection, t: Tables, node: str) -> None:
         if name in names:
             conn.exec_driver_sql(f"ALTER TABLE {name} RENAME TO legacy_{name}")
             moved[name] = f"legacy_{name}"
-    t.metadata.create_all(conn)
+    t.metadata.create_all(conn, tables=t.first_revision)
     if "segments" in moved:
         _copy(conn, moved["segments"], t.segments.name, _SEGMENT_COLS, node, rowid=True)
     if "uploads" in moved:
@@ -82,7 +82,7 @@ def upgrade() -> None:
     if legacy:
         _adopt_sqlite(conn, t, node)
     else:
-        t.metadata.create_all(conn)
+        t.metadata.create_all(conn, tables=t.first_revision)
     s, tot = t.segments, t.segment_totals
     conn.execute(tot.delete())
     counted = (select(s.c.node_id, s.c.camera, func.count(), func.sum(s.c.size))
