@@ -3,6 +3,7 @@ middle of an upload, clearAfterUpload with a missing bucket, wrong credentials; 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -385,3 +386,35 @@ def test_uploads_retry_command_with_daemon_running(
         daemon.close()
     res = run_cli("uploads", "retry", "--all", "--config", str(cfg))  # daemon stopped: works too
     assert res.returncode == 0 and "re-queued" in res.stderr
+
+
+def test_recovered_uploader_shows_no_stale_error_as_current(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Acceptance audit: after the bucket appears and uploads succeed again, `status` (human and --json) kept
+    showing `last error: NoSuchBucket` as if it were current. Now the error is history: `recovered ... from`."""
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing")), FAST_BACKOFF)
+    save, cfg = daemon.save_path, daemon.config_path
+    try:
+        failing = wait_for(lambda: "NoSuchBucket" in str((u := _uploader_status(save)).get("last_error")) and u,
+                           60, "status: last error NoSuchBucket", proc=daemon.proc)
+        assert isinstance(failing["last_error_at"], float) and failing["recovered_error"] is None
+        human = run_cli("status", "--config", str(cfg))
+        assert human.returncode == 0 and "last error: NoSuchBucket" in human.stdout, human.stderr
+        moto_server.client().create_bucket(Bucket=BUCKET)
+        before = len(uploaded(save))
+        wait_for(lambda: len(uploaded(save)) > before + 1, 60, "uploads after the bucket appeared", proc=daemon.proc)
+        ok = wait_for(lambda: (u := _uploader_status(save)).get("state") == "ok" and u, 30, "status: ok again",
+                      proc=daemon.proc)
+        assert ok["last_error"] is None and ok["last_error_at"] is None, ok
+        assert "NoSuchBucket" in ok["recovered_error"] and ok["recovered_at"] >= ok["recovered_error_at"] > 0
+        as_json = run_cli("status", "--json", "--config", str(cfg))
+        assert as_json.returncode == 0, as_json.stderr
+        u = json.loads(as_json.stdout)["components"]["uploader"]
+        assert u["last_error"] is None and "NoSuchBucket" in u["recovered_error"]
+        human = run_cli("status", "--config", str(cfg))
+        line = next(x for x in human.stdout.splitlines() if x.startswith("uploads:"))
+        assert "last error" not in line and "recovered" in line and "NoSuchBucket" in line, line
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
