@@ -368,7 +368,7 @@ def test_uploads_retry_command_with_daemon_running(
     try:
         wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "failed"], 60, "a failed upload",
                  proc=daemon.proc)
-        listed = run_cli("uploads", "list", "--config", str(cfg))
+        listed = run_cli("uploads", "list", "--state", "retrying", "--config", str(cfg))  # blocked, not given up
         assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr
         keys = [line.split("\t")[0] for line in listed.stdout.splitlines()]
         assert all(k.startswith(f"{PREFIX}/t1/") for k in keys)
@@ -415,6 +415,44 @@ def test_recovered_uploader_shows_no_stale_error_as_current(
         human = run_cli("status", "--config", str(cfg))
         line = next(x for x in human.stdout.splitlines() if x.startswith("uploads:"))
         assert "last error" not in line and "recovered" in line and "NoSuchBucket" in line, line
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_uploads_list_and_status_agree_on_failed(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Acceptance audit: rows blocked by a store error (a missing bucket) were listed by `uploads list` as
+    "N upload(s) failed" while `status` said failed_count 0. Failed means given up after s3Config.maxAttempts;
+    the blocked rows are `retrying`. With maxAttempts 1, an object that fails on its own (its path made a
+    directory, unreadable as a file even as root, while the bucket works) is given up: `failed` in both."""
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server, maxAttempts=1), creds=("testing", "testing")),
+                            FAST_BACKOFF)
+    save, cfg = daemon.save_path, daemon.config_path
+    try:
+        wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "failed"], 60,
+                 "a row blocked by NoSuchBucket", proc=daemon.proc)
+        wait_for(lambda: _uploader_status(save).get("state") == "error", 30, "status: error", proc=daemon.proc)
+        assert _uploader_status(save)["failed_count"] == 0
+        listed = run_cli("uploads", "list", "--config", str(cfg))
+        assert listed.returncode == 0 and listed.stdout == "", listed.stdout
+        assert "0 upload(s) failed" in listed.stderr and "more retrying" in listed.stderr, listed.stderr
+        retrying = run_cli("uploads", "list", "--state", "retrying", "--json", "--config", str(cfg))
+        assert retrying.returncode == 0, retrying.stderr
+        shown = json.loads(retrying.stdout)
+        assert shown and {r["state"] for r in shown} == {"retrying"}
+        assert all("NoSuchBucket" in r["last_error"] and r["failures"] == 0 for r in shown)
+        # now one object of its own fails once (maxAttempts 1): given up, in status and in the list alike
+        victim = save / shown[0]["path"]
+        victim.unlink()
+        victim.mkdir()
+        moto_server.client().create_bucket(Bucket=BUCKET)
+        gave_up = wait_for(lambda: (u := _uploader_status(save)).get("failed_count") == 1 and u, 60,
+                           "status: 1 failed", proc=daemon.proc)
+        assert gave_up["failed_oldest_path"] == shown[0]["path"]
+        failed = json.loads(run_cli("uploads", "list", "--json", "--config", str(cfg)).stdout)
+        assert [(r["path"], r["state"]) for r in failed] == [(shown[0]["path"], "failed")]
         assert daemon.stop() == 0
     finally:
         daemon.close()
