@@ -15,6 +15,13 @@ BUSY_TIMEOUT_MS = 5000
 # catalog (docs/benchmarks.md, "Memory for the life of a run"). A smaller cap is reached within minutes and holds
 # the hot pages (the newest rows and index leaves per camera, the totals); other reads come from the OS's cache.
 CACHE_KIB = 512
+# Size the -wal file is truncated back to once a checkpoint has emptied it. Without it the file keeps its high-water
+# size for ever (~4 MB: autocheckpoint runs at 1 000 pages of 4 KiB), on the recording disk. 1 MiB: small next to
+# the free-space headroom a full disk is pruned back to (disk_space.MIN_HEADROOM_BYTES, 4 MiB), and large enough
+# that the WAL keeps allocated blocks for a few hundred page writes: the catalog's next commits after a checkpoint
+# reuse them and need no new disk block, which with the 1 MiB space reserve keeps a full disk's prune writable.
+# The file still grows up to the autocheckpoint between checkpoints; it no longer stays there.
+JOURNAL_SIZE_LIMIT = 1024 * 1024
 
 
 def configure(db: sqlite3.Connection) -> sqlite3.Connection:
@@ -39,6 +46,7 @@ def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
                 raise
             time.sleep(0.05)
     db.execute(f"PRAGMA synchronous = {synchronous}")
+    db.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")  # per connection: every writer sets it
     return db
 
 

@@ -33,14 +33,16 @@ def _args(p: argparse.ArgumentParser) -> None:
     retry.add_argument("--all", action="store_true", help="every upload in state failed")
     retry.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     ls = sub.add_parser("list", help="list uploads (default: the failed ones)",
-                        description="list uploads in a state (default: failed), oldest first")
-    ls.add_argument("--state", default=q.FAILED,
-                    choices=(q.PENDING, q.UPLOADING, q.UPLOADED, q.FAILED, q.ABANDONED))
+                        description="list uploads in a state (default: failed = given up after "
+                                    "s3Config.maxAttempts failures; retrying = waiting for another automatic "
+                                    "attempt after a failed one, or for the store), oldest first")
+    ls.add_argument("--state", default=q.FAILED, choices=q.SHOWN_STATES)
     ls.add_argument("--json", action="store_true", help="one JSON document")
     ls.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 
-def _open_queue(args: argparse.Namespace) -> q.UploadQueue | int:
+def _open_queue(args: argparse.Namespace) -> tuple[q.UploadQueue, int] | int:
+    """(the queue, s3Config.maxAttempts), or an exit code."""
     config = load_or_report(args.config)
     if config is None:
         return c.EXIT_USAGE
@@ -60,7 +62,7 @@ def _open_queue(args: argparse.Namespace) -> q.UploadQueue | int:
     except (sqlite3.Error, SQLAlchemyError) as exc:
         _err(f"cannot open the catalog {db}: {error_text(exc)}")
         return c.EXIT_RUNTIME
-    return q.UploadQueue(catalog.db)
+    return q.UploadQueue(catalog.db), config.s3Config.maxAttempts
 
 
 def _when(epoch: float) -> str:
@@ -75,12 +77,13 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     if args.action == "retry" and bool(args.key) == bool(args.all):
         _err("uploads retry needs either a KEY (S3 key or path) or --all, not both")
         return c.EXIT_USAGE
-    queue = _open_queue(args)
-    if isinstance(queue, int):
-        return queue
+    opened = _open_queue(args)
+    if isinstance(opened, int):
+        return opened
+    queue, max_attempts = opened
     try:
         if args.action == "list":
-            return _list(queue, args.state, args.json)
+            return _list(queue, args.state, args.json, max_attempts)
         return _retry(queue, None if args.all else args.key)
     except (sqlite3.Error, SQLAlchemyError) as exc:
         _err(f"catalog {queue.db_path}: {error_text(exc, queue.db.url)} (retry in a moment)")
@@ -89,18 +92,24 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         queue.close()
 
 
-def _list(queue: q.UploadQueue, state: str, as_json: bool) -> int:
-    rows = queue.all(state)
+def _list(queue: q.UploadQueue, state: str, as_json: bool, max_attempts: int) -> int:
+    """What `status` calls failed (failed_count) is what this calls failed: given up after max_attempts."""
+    rows = queue.shown(state, max_attempts)
     if as_json:
         out = [{"key": r.s3_key, "path": r.path, "camera": r.camera, "start": r.start, "size": r.size,
-                "state": r.state, "attempts": r.attempts, "failures": r.failures,
+                "state": state, "attempts": r.attempts, "failures": r.failures,
+                "next_attempt_at": r.next_attempt_at if state == q.RETRYING else None,
                 "last_error": redact(r.last_error) if r.last_error else None} for r in rows]
         sys.stdout.write(json.dumps(out, indent=1) + "\n")
         return c.EXIT_OK
     for r in rows:
         error = redact(r.last_error) if r.last_error else "-"
         print(f"{r.s3_key}\t{r.camera}\t{_when(r.start)}\t{r.size}\tfailures={r.failures}\t{error}")
-    print(f"{len(rows)} upload(s) {state}", file=sys.stderr)
+    summary = f"{len(rows)} upload(s) {state}"
+    summary += f" (given up after s3Config.maxAttempts={max_attempts} failures)" if state == q.FAILED else ""
+    if state == q.FAILED and (retrying := len(queue.shown(q.RETRYING, max_attempts))):
+        summary += f"; {retrying} more retrying automatically (`uploads list --state retrying`)"
+    print(summary, file=sys.stderr)
     return c.EXIT_OK
 
 

@@ -33,6 +33,7 @@ from cctv_daemon.recording.ffmpeg_command import (
     camera_url,
     input_playlist,
     rtsp_transport,
+    source_label,
 )
 from cctv_daemon.recording.ffmpeg_process import FfmpegProcess
 from cctv_daemon.recording.reach_probe import ReachProbe, rtsp_target
@@ -293,7 +294,8 @@ class Camera:
             args = build_command(self.config, self.ffmpeg_exe, SegmentOutput(self.staging_dir, self.run_id),
                                  self._audio_codec, live_dir=self._live_folder())
             playlist = input_playlist(self.config, rtsp_transport(self.config, self._transport_fallback))
-            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist, on_exit=self.on_exit)
+            self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist, on_exit=self.on_exit,
+                                      source_label=source_label(self.config))
         except OSError as exc:
             self.proc = None
             kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None

@@ -12,6 +12,7 @@ import ffmpeg
 
 from cctv_daemon.config.model import CameraConfig
 from cctv_daemon.core import constants as c
+from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import live
 from cctv_daemon.segments import staging
 
@@ -57,6 +58,16 @@ def camera_url(cam: CameraConfig) -> str:
         userinfo += ":" + quote(cam.password.get_secret_value(), safe="")
     netloc = f"{userinfo}@{parts.netloc.rsplit('@', 1)[-1]}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def source_label(cam: CameraConfig) -> str | None:
+    """How ffmpeg's errors name an RTSP camera's input instead of "pipe:0" (the URL comes in the ffconcat playlist on
+    stdin): scheme://host:port/path, credentials replaced by REDACTED, the query (it may hold a token) left out."""
+    if cam.source != "rtsp":
+        return None
+    parts = urlsplit(camera_url(cam))
+    cred = f"{c.REDACTED}@" if "@" in parts.netloc else ""
+    return redact(f"{parts.scheme}://{cred}{parts.netloc.rsplit('@', 1)[-1]}{parts.path}")
 
 
 def rtsp_transport(cam: CameraConfig, fallback: str | None = None) -> str:

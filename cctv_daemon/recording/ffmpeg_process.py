@@ -44,6 +44,10 @@ _OUT_TIME_US = re.compile(rb"^out_time_us=(-?\d+)\r?$", re.M)
 _FRAME = re.compile(rb"^frame=(\d+)\r?$", re.M)
 _AUDIO_STREAM = re.compile(r"Stream #0:\d+.*?: Audio: (\w+)")
 # Harmless once per start with live RTSP sources (FIELD-NOTES): kept, but not shouted.
+# An RTSP camera's URL reaches ffmpeg in an ffconcat playlist on stdin: ffmpeg names that input "pipe:0" ("pipe:0:
+# Connection refused") and the concat demuxer quotes the whole URL. Both are rewritten to the camera's source label.
+_PIPE_INPUT = re.compile(r"\bpipe:0\b")
+_CONCAT_OPEN = re.compile(r"^\[concat\]\s+Impossible to open '.*'$")
 _HARMLESS = ("Timestamps are unset in a packet", "Non-monotonous DTS", "Non-monotonic DTS")
 # The version banner (-hide_banner hides it, but not in every ffmpeg build or wrapper): never logged.
 _BANNER = re.compile(
@@ -91,8 +95,11 @@ class FfmpegProcess:
         stdin_data: bytes | None = None,
         on_exit: Callable[[], None] | None = None,
         hub: PipeHub | None = None,
+        source_label: str | None = None,
     ) -> None:
+        """``source_label``: what names the input in ffmpeg's errors instead of "pipe:0" (name_input)."""
         self.args = args
+        self.source_label = source_label
         self.camera = camera
         self.clock = clock
         self._on_line = on_line
@@ -231,6 +238,7 @@ class FfmpegProcess:
 
     def _stderr_line(self, line: str) -> None:
         ff_level, text = parse_line(line)
+        text = name_input(text, self.source_label)
         if is_live_output(text):
             # The live view's output failing (tmpfs full, folder gone) is not the recording's failure: it must
             # not name the reason of this ffmpeg's eventual exit. Logged as a warning; recording goes on.
@@ -265,6 +273,15 @@ def parse_line(line: str) -> tuple[str | None, str]:
     level = _LEVEL_MAP[m.group(1)] if m else None
     text = (line[: m.start()] + line[m.end() :]).strip() if m else line.strip()
     return level, re.sub(r" @ 0x[0-9a-f]+\]", "]", text)
+
+
+def name_input(text: str, label: str | None) -> str:
+    """``text`` with the stdin playlist's "pipe:0" (and the concat demuxer's quoted URL) named by ``label``, e.g.
+    "rtsp://***@cam:554/live: Connection refused" instead of "pipe:0: Connection refused"."""
+    if not label:
+        return text
+    text = _CONCAT_OPEN.sub(lambda _: f"[concat] Impossible to open '{label}'", text)
+    return _PIPE_INPUT.sub(lambda _: label, text)
 
 
 def is_live_output(text: str) -> bool:

@@ -191,7 +191,11 @@ def _uploader_line(u: dict[str, Any], now: float) -> str:
     if age is not None:
         text += f" (oldest waiting {_ago(float(age))})"
     text += f", done {u.get('uploads_done', 0)} ({_size(u.get('bytes_uploaded', 0))})"
-    text += f", last error: {u['last_error']}" if u.get("last_error") else ""
+    if u.get("last_error"):
+        text += f", last error: {u['last_error']}"
+        text += f" at {_when(u['last_error_at'], now)}" if u.get("last_error_at") is not None else ""
+    elif u.get("recovered_error"):  # an error an upload has since succeeded after: history, not the present
+        text += f", recovered {_ago(now - float(u.get('recovered_at') or now))} ago from: {u['recovered_error']}"
     if u.get("threads_failing"):
         text += f"\n  uploader FAILING ({u.get('worker_errors')} errors): {u.get('worker_last_error')}"
     if u.get("failed_count"):

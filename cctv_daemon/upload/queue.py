@@ -42,6 +42,8 @@ FAILED = "failed"
 ABANDONED = "abandoned"
 WAITING = (PENDING, FAILED)  # rows that still have to be uploaded
 RETRYABLE = (PENDING, FAILED)  # what `uploads retry KEY` accepts
+RETRYING = "retrying"  # shown, never stored: waiting for another automatic attempt after a failed one
+SHOWN_STATES = (PENDING, RETRYING, UPLOADING, UPLOADED, FAILED, ABANDONED)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,17 @@ class MissingSegment:
 
 
 _FIELDS = tuple(UploadRow.__dataclass_fields__)
+
+
+def shown_state(row: UploadRow, max_attempts: int) -> str:
+    """The state a user is shown (`uploads list`), agreeing with `status`: ``failed`` only once given up
+    (``max_attempts`` failures of its own); a row blocked by a store error (stored ``failed``, no failure
+    counted) or backing off after a failed attempt is ``retrying``."""
+    if row.state == FAILED:
+        return FAILED if row.failures >= max_attempts else RETRYING
+    if row.state == PENDING and row.last_error:
+        return RETRYING
+    return row.state
 
 
 def _fault_from_env() -> tuple[str, int] | None:
@@ -313,6 +326,13 @@ class UploadQueue:
         u = self.db.t.uploads
         stmt = self._sel() if state is None else self._sel().where(u.c.state == state)
         return self._rows(stmt.order_by(u.c.start, u.c.path))
+
+    def shown(self, state: str, max_attempts: int) -> list[UploadRow]:
+        """The rows a user is shown in ``state`` (one of SHOWN_STATES, see shown_state), oldest first."""
+        stored = {RETRYING: (PENDING, FAILED), PENDING: (PENDING,), FAILED: (FAILED,)}.get(state, (state,))
+        u = self.db.t.uploads
+        rows = self._rows(self._sel().where(u.c.state.in_(stored)).order_by(u.c.start, u.c.path))
+        return [r for r in rows if shown_state(r, max_attempts) == state]
 
     def _waiting(self, max_attempts: int | None) -> ColumnElement[bool]:
         u = self.db.t.uploads

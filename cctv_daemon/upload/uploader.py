@@ -59,6 +59,7 @@ FAILING = "failing"  # worker threads hit errors outside the transfer (database,
 RECONCILE_PERIOD_S = 5.0  # incremental reconciliation (and the status counts) this often
 RECONCILE_FULL_S = 3600.0  # a full one this often (and at startup)
 HOUSEKEEPING = "uploader-housekeeping"
+RECOVERED_FIELDS = ("recovered_error", "recovered_error_at", "recovered_at")  # status: (error, its time, cleared at)
 
 
 _COUNT_KEYS = ("queue_length", "oldest_queued_at", "failed_count", "failed_oldest_start", "failed_oldest_path",
@@ -108,7 +109,9 @@ class Uploader(SupervisedThreads):
         self._counts: dict[str, Any] | None = None  # refreshed by the housekeeping thread
         self.state = OK
         self._state_code = ""
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # the current error: cleared by the next success
+        self.last_error_at: float | None = None
+        self.recovered: tuple[str, float, float] | None = None  # RECOVERED_FIELDS: the error a success cleared
         self.bytes_uploaded = 0
         self.uploads_done = 0
         self.already_in_bucket = 0
@@ -232,7 +235,8 @@ class Uploader(SupervisedThreads):
             "bytes_uploaded": self.bytes_uploaded,
             "uploads_done": self.uploads_done,
             "in_flight": self._in_flight,
-            "last_error": self.last_error,
+            "last_error": self.last_error, "last_error_at": self.last_error_at,
+            **dict(zip(RECOVERED_FIELDS, self.recovered or (None,) * 3, strict=True)),
             "failed_count": counts["failed_count"],
             "failed_oldest_start": counts["failed_oldest_start"],
             "failed_oldest_path": counts["failed_oldest_path"],
@@ -354,6 +358,9 @@ class Uploader(SupervisedThreads):
             self._resume_at = 0.0
             self._failed_since_success.clear()
             recovering = self.state != OK
+            if self.last_error is not None:  # a recovered uploader shows no stale error as current
+                self.recovered = (self.last_error, self.last_error_at or 0.0, self.clock.time())
+                self.last_error = self.last_error_at = None
         if recovering:
             self.queue.make_due()  # rows that only waited for the store: the backlog drains at full speed
         log.debug("uploaded", camera=row.camera, path=row.path, key=row.s3_key, etag=sent.etag,
@@ -365,7 +372,8 @@ class Uploader(SupervisedThreads):
     def _failed(self, row: q.UploadRow, exc: BaseException) -> None:
         permanent, code, message = classify(exc)
         error = f"{code}: {message}"
-        self.last_error = error
+        with self._lock:
+            self.last_error, self.last_error_at = error, self.clock.time()
         if permanent or unreachable(exc):
             self._store_failed(row, permanent, code, message, error)
         else:

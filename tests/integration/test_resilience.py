@@ -275,3 +275,42 @@ def test_counters_for_status_are_kept(rtsp_server: RtspServer, tmp_path: Path) -
     finally:
         cam.stop()
         wait_for(lambda: (cam.tick(), cam.state == State.STOPPED)[1], 10, "stopped")
+
+
+def test_camera_error_names_its_source_never_pipe0_nor_the_password(
+    rtsp_server: RtspServer, daemon_factory: DaemonFactory
+) -> None:
+    """Acceptance audit: an unreachable camera's last error read "pipe:0: Connection refused" (the URL reaches ffmpeg
+    through the ffconcat playlist on stdin). It names the camera's source now, credentials redacted, in `status` and
+    in the log line: a wrong port (connection refused) and a wrong password (401) against the real RTSP server."""
+    from urllib.parse import quote
+
+    from cctv_daemon.service.status import read_status
+    from tests.support.rtsp import free_port
+
+    user, password = "cam admin", "p@ss:w/rd #5% !x y"  # every URL character, never shown in any form
+    port = free_port()
+    refused = {"cameraName": "door", "url": f"rtsp://127.0.0.1:{port}/cam1", "userName": user,
+               "password": password, "videoDuration": 1}
+    wrong = rtsp_camera(rtsp_server, "gate", "/cam1", duration=1, password=password)
+    d = daemon_factory({"cameras": [refused, wrong], "supervisor": FAST})
+    save = d.save_path
+
+    def errors() -> dict[str, str]:
+        cams = (read_status(save / ".cctv") or {}).get("cameras", {})
+        return {n: str(c.get("last_error") or "") for n, c in cams.items()}
+
+    seen = wait_for(lambda: (e := errors()).get("door") and e.get("gate") and e, 40, "both cameras' errors",
+                    proc=d.proc)
+    assert seen["door"] == f"rtsp://***@127.0.0.1:{port}/cam1: Connection refused", seen
+    assert seen["gate"].startswith(f"rtsp://***@127.0.0.1:{rtsp_server.port}/cam1: Server returned 401"), seen
+    assert d.stop() == 0
+    text = d.output() + "".join(p.read_text() for p in (save / ".cctv" / "logs").glob("*.log*"))
+    from cctv_daemon.service.status import status_path
+    text += status_path(save / ".cctv").read_text()
+    assert "pipe:0" not in text
+    lines = [e["line"] for e in d.events("ffmpeg", camera="door")]
+    assert f"rtsp://***@127.0.0.1:{port}/cam1: Connection refused" in lines, lines
+    assert f"[concat] Impossible to open 'rtsp://***@127.0.0.1:{port}/cam1'" in lines, lines
+    for secret in (password, quote(password, safe=""), quote(password), "p@ss", "w/rd"):
+        assert secret not in text, secret

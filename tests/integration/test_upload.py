@@ -3,6 +3,7 @@ middle of an upload, clearAfterUpload with a missing bucket, wrong credentials; 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -367,7 +368,7 @@ def test_uploads_retry_command_with_daemon_running(
     try:
         wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "failed"], 60, "a failed upload",
                  proc=daemon.proc)
-        listed = run_cli("uploads", "list", "--config", str(cfg))
+        listed = run_cli("uploads", "list", "--state", "retrying", "--config", str(cfg))  # blocked, not given up
         assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr
         keys = [line.split("\t")[0] for line in listed.stdout.splitlines()]
         assert all(k.startswith(f"{PREFIX}/t1/") for k in keys)
@@ -385,3 +386,73 @@ def test_uploads_retry_command_with_daemon_running(
         daemon.close()
     res = run_cli("uploads", "retry", "--all", "--config", str(cfg))  # daemon stopped: works too
     assert res.returncode == 0 and "re-queued" in res.stderr
+
+
+def test_recovered_uploader_shows_no_stale_error_as_current(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Acceptance audit: after the bucket appears and uploads succeed again, `status` (human and --json) kept
+    showing `last error: NoSuchBucket` as if it were current. Now the error is history: `recovered ... from`."""
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server), creds=("testing", "testing")), FAST_BACKOFF)
+    save, cfg = daemon.save_path, daemon.config_path
+    try:
+        failing = wait_for(lambda: "NoSuchBucket" in str((u := _uploader_status(save)).get("last_error")) and u,
+                           60, "status: last error NoSuchBucket", proc=daemon.proc)
+        assert isinstance(failing["last_error_at"], float) and failing["recovered_error"] is None
+        human = run_cli("status", "--config", str(cfg))
+        assert human.returncode == 0 and "last error: NoSuchBucket" in human.stdout, human.stderr
+        moto_server.client().create_bucket(Bucket=BUCKET)
+        before = len(uploaded(save))
+        wait_for(lambda: len(uploaded(save)) > before + 1, 60, "uploads after the bucket appeared", proc=daemon.proc)
+        ok = wait_for(lambda: (u := _uploader_status(save)).get("state") == "ok" and u, 30, "status: ok again",
+                      proc=daemon.proc)
+        assert ok["last_error"] is None and ok["last_error_at"] is None, ok
+        assert "NoSuchBucket" in ok["recovered_error"] and ok["recovered_at"] >= ok["recovered_error_at"] > 0
+        as_json = run_cli("status", "--json", "--config", str(cfg))
+        assert as_json.returncode == 0, as_json.stderr
+        u = json.loads(as_json.stdout)["components"]["uploader"]
+        assert u["last_error"] is None and "NoSuchBucket" in u["recovered_error"]
+        human = run_cli("status", "--config", str(cfg))
+        line = next(x for x in human.stdout.splitlines() if x.startswith("uploads:"))
+        assert "last error" not in line and "recovered" in line and "NoSuchBucket" in line, line
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+
+
+def test_uploads_list_and_status_agree_on_failed(
+    moto_server: MotoServer, daemon_factory: DaemonFactory
+) -> None:
+    """Acceptance audit: rows blocked by a store error (a missing bucket) were listed by `uploads list` as
+    "N upload(s) failed" while `status` said failed_count 0. Failed means given up after s3Config.maxAttempts;
+    the blocked rows are `retrying`. With maxAttempts 1, an object that fails on its own (its path made a
+    directory, unreadable as a file even as root, while the bucket works) is given up: `failed` in both."""
+    daemon = daemon_factory(upload_config(s3_cfg(moto_server, maxAttempts=1), creds=("testing", "testing")),
+                            FAST_BACKOFF)
+    save, cfg = daemon.save_path, daemon.config_path
+    try:
+        wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "failed"], 60,
+                 "a row blocked by NoSuchBucket", proc=daemon.proc)
+        wait_for(lambda: _uploader_status(save).get("state") == "error", 30, "status: error", proc=daemon.proc)
+        assert _uploader_status(save)["failed_count"] == 0
+        listed = run_cli("uploads", "list", "--config", str(cfg))
+        assert listed.returncode == 0 and listed.stdout == "", listed.stdout
+        assert "0 upload(s) failed" in listed.stderr and "more retrying" in listed.stderr, listed.stderr
+        retrying = run_cli("uploads", "list", "--state", "retrying", "--json", "--config", str(cfg))
+        assert retrying.returncode == 0, retrying.stderr
+        shown = json.loads(retrying.stdout)
+        assert shown and {r["state"] for r in shown} == {"retrying"}
+        assert all("NoSuchBucket" in r["last_error"] and r["failures"] == 0 for r in shown)
+        # now one object of its own fails once (maxAttempts 1): given up, in status and in the list alike
+        victim = save / shown[0]["path"]
+        victim.unlink()
+        victim.mkdir()
+        moto_server.client().create_bucket(Bucket=BUCKET)
+        gave_up = wait_for(lambda: (u := _uploader_status(save)).get("failed_count") == 1 and u, 60,
+                           "status: 1 failed", proc=daemon.proc)
+        assert gave_up["failed_oldest_path"] == shown[0]["path"]
+        failed = json.loads(run_cli("uploads", "list", "--json", "--config", str(cfg)).stdout)
+        assert [(r["path"], r["state"]) for r in failed] == [(shown[0]["path"], "failed")]
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()

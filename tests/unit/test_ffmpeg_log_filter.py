@@ -52,3 +52,30 @@ def test_real_errors_and_warnings_are_kept() -> None:
     # the known harmless warning of live RTSP sources stays at debug (FIELD-NOTES)
     assert log_level_for(*parse_line("[mp4 @ 0x1] [warning] Timestamps are unset in a packet for stream 0.")) \
         == "debug"
+
+
+def test_stdin_playlist_input_is_named_by_the_camera_source_never_its_secrets() -> None:
+    """Acceptance audit: "pipe:0: Connection refused" named ffmpeg's stdin, not the camera. Real ffmpeg output (a
+    refused port through the ffconcat playlist on stdin), rewritten with the camera's source label."""
+    from cctv_daemon.config.model import CameraConfig
+    from cctv_daemon.recording.ffmpeg_command import input_playlist, source_label
+    from cctv_daemon.recording.ffmpeg_process import name_input
+    from tests.support.rtsp import free_port
+
+    port = free_port()
+    cam = CameraConfig(cameraName="door", url=f"rtsp://127.0.0.1:{port}/live?token=t0ken-s3cr3t", userName="u",
+                       password="pa:ss/w@rd", videoDuration=1)
+    label = source_label(cam)
+    assert label == f"rtsp://***@127.0.0.1:{port}/live"
+    playlist = input_playlist(cam)
+    assert playlist is not None
+    res = subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "level+info", "-f", "concat",
+                          "-safe", "0", "-protocol_whitelist", "file,pipe,rtsp,rtp,udp,tcp", "-i", "pipe:0",
+                          "-f", "null", "-"], input=playlist, capture_output=True, timeout=60)
+    lines = [name_input(parse_line(x)[1], label) for x in res.stderr.decode().splitlines() if "[error]" in x]
+    assert f"{label}: Connection refused" in lines, lines
+    assert f"[concat] Impossible to open '{label}'" in lines, lines
+    joined = "\n".join(lines)
+    assert "pipe:0" not in joined and "pa:ss" not in joined and "w@rd" not in joined and "t0ken" not in joined
+    assert name_input("pipe:0: Connection refused", None) == "pipe:0: Connection refused"  # not an RTSP camera
+    assert source_label(CameraConfig(cameraName="t", source="test", videoDuration=1)) is None

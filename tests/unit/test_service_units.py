@@ -206,3 +206,21 @@ def test_human_status_says_why_footage_is_over_the_cap_or_short_of_space() -> No
             in lines)
     assert "FOOTAGE LOST: 2 segment(s)" in text
     assert not any("warning: 2 segment(s) deleted before upload" in line for line in lines)  # said once already
+
+
+def test_human_status_shows_a_recovered_uploader_error_as_history() -> None:
+    """Acceptance audit: a recovered uploader kept showing `last error: NoSuchBucket` as if it were current."""
+    now = 1_800_000_100.0
+    base = {"state": "ok", "queue_length": 0, "uploads_done": 5, "bytes_uploaded": 5_000}
+
+    def line(uploader: dict[str, object]) -> str:
+        text = format_human({"pid": 7, "started_at": now - 100, "cameras": {}, "disk": {},
+                             "components": {"uploader": uploader}}, now=now)
+        return next(x for x in text.splitlines() if x.startswith("uploads:"))
+
+    current = line({**base, "state": "error", "last_error": "NoSuchBucket: gone", "last_error_at": now - 10})
+    assert "last error: NoSuchBucket: gone at " in current and "(10s ago)" in current
+    recovered = line({**base, "last_error": None, "last_error_at": None, "recovered_error": "NoSuchBucket: gone",
+                      "recovered_error_at": now - 300, "recovered_at": now - 180})
+    assert "last error" not in recovered and recovered.endswith(", recovered 3m ago from: NoSuchBucket: gone")
+    assert line(dict(base)) == "uploads: ok, queue 0, done 5 (5.0 kB)"  # never failed: nothing said
