@@ -90,7 +90,7 @@ def _profile(target: str, out_file: str) -> None:
     cls_name, meth = qual.split(".")
     cls = getattr(importlib.import_module(mod_name), cls_name)
     orig = getattr(cls, meth)
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.thread_time)  # CPU time of the thread, not waits on the disk
     calls = [0]
 
     def wrapped(*a: object, **kw: object) -> object:
@@ -128,10 +128,15 @@ def main() -> int:
     cfg.chmod(0o600)
     env = child_env({PROBE_ENV: f"{args.warmup},{args.seconds},{out_file}", PROFILE_ENV: args.profile})
     code = "import sys; from bench.threads import run_probed; sys.exit(run_probed())"
+    err = (tmp / "daemon.err").open("wb")  # shown if the daemon exits before the probe's result
     proc = subprocess.Popen([sys.executable, "-c", code, "run", "--config", str(cfg)], cwd=Path.cwd(),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
-        wait_for(out_file.exists, args.warmup + args.seconds + 60, "the probe's result", interval=0.5)
+        wait_for(lambda: out_file.exists() or proc.poll() is not None, args.warmup + args.seconds + 60,
+                 "the probe's result", interval=0.5)
+        if not out_file.exists():
+            sys.stderr.write((tmp / "daemon.err").read_text()[-3000:])
+            return 1
     finally:
         proc.terminate()
         proc.wait(60)
