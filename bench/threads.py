@@ -112,6 +112,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--warmup", type=float, default=25.0, help="seconds after the daemon starts")
     ap.add_argument("--segment", type=int, default=10)
+    ap.add_argument("--live-off", action="store_true", help="live view off (as bench/cpu.py runs the daemon)")
     ap.add_argument("--profile", default="", help="module:Class.method to profile with cProfile (slows it)")
     args = ap.parse_args()
     n = args.cameras
@@ -123,8 +124,11 @@ def main() -> int:
     cams = [{"cameraName": f"cam{i}", "url": server.url(f"/cam{i}"), "userName": USER, "password": PASSWORD,
              "videoDuration": args.segment} for i in range(n)]
     cfg = tmp / "config.json"
-    cfg.write_text(json.dumps({"cameras": cams, "logging": {"file": None},
-                               "storageConfig": {"savePath": str(tmp / "rec")}}))
+    conf: dict[str, object] = {"cameras": cams, "logging": {"file": None},
+                               "storageConfig": {"savePath": str(tmp / "rec")}}
+    if args.live_off:
+        conf["api"] = {"liveView": False}
+    cfg.write_text(json.dumps(conf))
     cfg.chmod(0o600)
     env = child_env({PROBE_ENV: f"{args.warmup},{args.seconds},{out_file}", PROFILE_ENV: args.profile})
     code = "import sys; from bench.threads import run_probed; sys.exit(run_probed())"

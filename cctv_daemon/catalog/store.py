@@ -208,7 +208,7 @@ class Catalog(CatalogReads):
         row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size,
                          media_duration=seg.media_duration)
         # Not fsynced on its own (SQLite): its file is final and durable already, and startup recovery catalogues
-        # a file whose row a power cut lost (docs/segment-lifecycle.md, "Why the segment rows are not fsynced").
+        # a file whose row a power cut lost (docs/segment-lifecycle.md, "Which commits are fsynced").
         self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered, durable=SEGMENT_ROWS_DURABLE)
 
     def add_rows(self, rows: Iterable[SegmentRow], run_id: str | None = None, recovered: bool = False,
