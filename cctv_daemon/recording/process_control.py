@@ -32,8 +32,8 @@ def _own_group_die_with_parent() -> None:  # pragma: no cover - runs in the chil
 def spawn_kwargs() -> dict[str, Any]:
     """Popen keyword arguments so that the child is ours alone to stop: a process group of its own (a Ctrl-C in the
     terminal goes to the foreground group, the daemon's, only), in the daemon's session. Not a session of its own:
-    with the kernel's autogroup scheduling each session is a scheduling group, which made every ffmpeg cost 5-15 %
-    more CPU than the same command started in its parent's session (docs/benchmarks.md, fifth pass)."""
+    with the kernel's autogroup scheduling each session is a scheduling group, and the same ffmpeg command cost 4-17 %
+    more CPU in a session of its own than in its parent's (docs/benchmarks.md, fifth pass: variant runs)."""
     if IS_WINDOWS:
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
     if sys.platform.startswith("linux"):
