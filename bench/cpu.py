@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
@@ -32,6 +32,7 @@ from cctv_daemon.config.model import CameraConfig
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.child_env import ffmpeg_env
 from cctv_daemon.recording.ffmpeg_command import SegmentOutput, build_command, input_playlist
+from cctv_daemon.recording.process_control import _die_with_parent, spawn_kwargs
 from tests.support.daemon import DaemonProc, wait_for
 from tests.support.media import make_h264
 from tests.support.rtsp import RtspServer
@@ -136,6 +137,25 @@ def piped(url: str, out: Path) -> Command:
     return ours(url, out)
 
 
+def session(url: str, out: Path) -> Command:
+    """Ours in a session of its own with the parent-death signal (recording/process_control.py spawn_kwargs),
+    outputs discarded. With the kernel's autogroup scheduling (/proc/sys/kernel/sched_autogroup_enabled) each
+    session is its own scheduling group. Group.launch applies it to names containing "session"."""
+    return ours(url, out)
+
+
+def oldsession(url: str, out: Path) -> Command:
+    """Ours as the daemon started it before the fifth CPU pass: a session of its own (start_new_session) and the
+    parent-death signal, outputs discarded. With the kernel's autogroup scheduling
+    (/proc/sys/kernel/sched_autogroup_enabled) each session is a scheduling group of its own."""
+    return ours(url, out)
+
+
+def pipedsession(url: str, out: Path) -> Command:
+    """Ours exactly as the daemon starts it: pipes read, minimal environment, own session."""
+    return ours(url, out)
+
+
 def threads1(url: str, out: Path) -> Command:
     args, stdin = ours(url, out)
     return [*args[:1], "-threads", "1", *args[1:]], stdin
@@ -144,6 +164,7 @@ def threads1(url: str, out: Path) -> Command:
 VARIANTS: dict[str, Callable[[str, Path], Command]] = {
     "bare": bare, "ours": ours, "direct": direct, "noprogress": noprogress, "noflush": noflush, "nolist": nolist,
     "noautoconvert": noautoconvert, "threads1": threads1, "loginfo": loginfo, "piped": piped,
+    "session": session, "oldsession": oldsession, "pipedsession": pipedsession,
 }
 
 
@@ -167,8 +188,13 @@ class Group:
         argv, stdin = self.make(self.urls[i], self.dirs[i])
         pipe = self.name.startswith("piped")
         out = subprocess.PIPE if pipe else subprocess.DEVNULL
+        extra: dict[str, Any] = {}
+        if self.name.startswith("oldsession"):
+            extra = {"start_new_session": True, "preexec_fn": _die_with_parent}
+        elif "session" in self.name:
+            extra = spawn_kwargs()
         p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, stdout=out, stderr=out,
-                             env=ffmpeg_env() if pipe else None)
+                             env=ffmpeg_env() if pipe else None, **extra)
         if stdin and p.stdin is not None:
             p.stdin.write(stdin)
             p.stdin.close()

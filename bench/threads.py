@@ -90,7 +90,7 @@ def _profile(target: str, out_file: str) -> None:
     cls_name, meth = qual.split(".")
     cls = getattr(importlib.import_module(mod_name), cls_name)
     orig = getattr(cls, meth)
-    prof = cProfile.Profile()
+    prof = cProfile.Profile(time.thread_time)  # CPU time of the thread, not waits on the disk
     calls = [0]
 
     def wrapped(*a: object, **kw: object) -> object:
@@ -112,6 +112,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=40.0)
     ap.add_argument("--warmup", type=float, default=25.0, help="seconds after the daemon starts")
     ap.add_argument("--segment", type=int, default=10)
+    ap.add_argument("--live-off", action="store_true", help="live view off (as bench/cpu.py runs the daemon)")
     ap.add_argument("--profile", default="", help="module:Class.method to profile with cProfile (slows it)")
     args = ap.parse_args()
     n = args.cameras
@@ -123,15 +124,23 @@ def main() -> int:
     cams = [{"cameraName": f"cam{i}", "url": server.url(f"/cam{i}"), "userName": USER, "password": PASSWORD,
              "videoDuration": args.segment} for i in range(n)]
     cfg = tmp / "config.json"
-    cfg.write_text(json.dumps({"cameras": cams, "logging": {"file": None},
-                               "storageConfig": {"savePath": str(tmp / "rec")}}))
+    conf: dict[str, object] = {"cameras": cams, "logging": {"file": None},
+                               "storageConfig": {"savePath": str(tmp / "rec")}}
+    if args.live_off:
+        conf["api"] = {"liveView": False}
+    cfg.write_text(json.dumps(conf))
     cfg.chmod(0o600)
     env = child_env({PROBE_ENV: f"{args.warmup},{args.seconds},{out_file}", PROFILE_ENV: args.profile})
     code = "import sys; from bench.threads import run_probed; sys.exit(run_probed())"
+    err = (tmp / "daemon.err").open("wb")  # shown if the daemon exits before the probe's result
     proc = subprocess.Popen([sys.executable, "-c", code, "run", "--config", str(cfg)], cwd=Path.cwd(),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, env=env)
     try:
-        wait_for(out_file.exists, args.warmup + args.seconds + 60, "the probe's result", interval=0.5)
+        wait_for(lambda: out_file.exists() or proc.poll() is not None, args.warmup + args.seconds + 60,
+                 "the probe's result", interval=0.5)
+        if not out_file.exists():
+            sys.stderr.write((tmp / "daemon.err").read_text()[-3000:])
+            return 1
     finally:
         proc.terminate()
         proc.wait(60)

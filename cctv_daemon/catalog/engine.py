@@ -1,6 +1,7 @@
 """Where the catalog lives: `catalog.url` turned into a SQLAlchemy engine. The default is the embedded SQLite file
-{stateDir}/catalog.sqlite3, opened through catalog/sqlite_db.py (WAL, synchronous FULL, read-only opening that never
-creates -wal/-shm: the one place for SQLite's connection settings). `postgresql://` runs on psycopg 3,
+{stateDir}/catalog.sqlite3, opened through catalog/sqlite_db.py (WAL, synchronous FULL but for the commits of
+CatalogDb.begin(durable=False), read-only opening that never creates -wal/-shm: the one place for SQLite's
+connection settings). `postgresql://` runs on psycopg 3,
 `mysql://` / `mariadb://` on PyMySQL.
 
 The URL's password is a secret: it is shown only through `safe_url()` / `error_text()` (hidden), and registered for
@@ -8,6 +9,7 @@ redaction with the other secrets of the config (config/model.py Config.secrets).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,8 +82,9 @@ class CatalogDb:
     statement sequence at a time per process (SQLite shares one connection between threads, as before)."""
 
     def __init__(self, engine: Engine, tbl: Tables, node_id: str, *, url: URL, read_only: bool = False,
-                 sqlite_path: Path | None = None) -> None:
+                 sqlite_path: Path | None = None, sqlite_conn: sqlite3.Connection | None = None) -> None:
         self.engine = engine
+        self.sqlite_conn = sqlite_conn  # the writable SQLite file's one connection (begin(durable=False) uses it)
         self.t = tbl
         self.node_id = node_id
         self.url = url
@@ -98,10 +101,23 @@ class CatalogDb:
         return str(self.sqlite_path) if self.sqlite_path is not None else safe_url(self.url)
 
     @contextmanager
-    def begin(self) -> Iterator[Connection]:
-        """One transaction (SQLite: BEGIN IMMEDIATE, as before), committed on leaving, rolled back on an error."""
-        with self.lock, self.engine.begin() as conn:
-            yield conn
+    def begin(self, durable: bool = True) -> Iterator[Connection]:
+        """One transaction (SQLite: BEGIN IMMEDIATE, as before), committed on leaving, rolled back on an error.
+
+        durable=False (a SQLite file; other backends ignore it): the commit is not fsynced (synchronous NORMAL for
+        this transaction only, WAL). A process crash loses nothing; a power cut may lose such commits, but only the
+        last ones: the next durable commit fsyncs the write-ahead log, and with it every commit before it. Only for
+        rows that startup recovery rebuilds from the files (a segment's row: docs/segment-lifecycle.md)."""
+        relax = self.sqlite_conn if not durable else None
+        with self.lock:
+            if relax is not None:
+                relax.execute("PRAGMA synchronous = NORMAL")
+            try:
+                with self.engine.begin() as conn:
+                    yield conn
+            finally:
+                if relax is not None:
+                    relax.execute(f"PRAGMA synchronous = {sqlite_db.SYNCHRONOUS}")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -144,7 +160,7 @@ def sqlite_engine(path: Path | None, *, read_only: bool = False, raw: Any = None
     elif read_only:
         conn = sqlite_db.connect_read_only(path)
     else:
-        conn = sqlite_db.connect(path, synchronous="FULL")  # see docs/segment-lifecycle.md
+        conn = sqlite_db.connect(path)  # synchronous FULL: see docs/segment-lifecycle.md
     engine = create_engine("sqlite://", creator=lambda: conn, poolclass=StaticPool)
     event.listen(engine, "begin", _sqlite_begin(immediate=not read_only))
     return engine
@@ -166,6 +182,9 @@ def open_server(url: URL, node_id: str, prefix: str, read_only: bool = False) ->
 
 def open_sqlite(path: Path, node_id: str, prefix: str, *, read_only: bool = False, memory: bool = False,
                 raw: Any = None) -> CatalogDb:
+    own = None
+    if raw is None and not memory and not read_only:
+        raw = own = sqlite_db.connect(path)  # synchronous FULL: see docs/segment-lifecycle.md
     engine = sqlite_engine(None if memory else path, read_only=read_only and not memory and raw is None, raw=raw)
     return CatalogDb(engine, tables(prefix), node_id, url=make_url(f"sqlite:///{path}"), read_only=read_only,
-                     sqlite_path=path)
+                     sqlite_path=path, sqlite_conn=own)

@@ -30,7 +30,10 @@ def configure(db: sqlite3.Connection) -> sqlite3.Connection:
     return db
 
 
-def connect(path: Path, synchronous: str = "FULL") -> sqlite3.Connection:
+SYNCHRONOUS = "FULL"  # every commit fsynced (catalog/engine.py relaxes it for the rows recovery can rebuild)
+
+
+def connect(path: Path, synchronous: str = SYNCHRONOUS) -> sqlite3.Connection:
     """An autocommit connection in WAL mode. WAL is a property of the file: switch to it only when the file is not
     in WAL yet (the switch needs an exclusive lock and does not wait on busy_timeout, so a reader opening the file
     while the daemon writes must not ask for it)."""

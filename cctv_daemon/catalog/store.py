@@ -1,8 +1,8 @@
 """The segment catalog: one row per finished segment (table `segments`), with `segment_totals`, `uploads` (owned
 by upload/queue.py) and `recordings` (catalog/labels.py), in the database `catalog.url` names: by default the
-embedded SQLite file {stateDir}/catalog.sqlite3 (WAL, synchronous FULL), else PostgreSQL or MySQL/MariaDB
-(catalog/engine.py). Tables: catalog/schema.py; migrations: catalog/migrate.py; reads: catalog/reads.py; writes and
-totals: catalog/writes.py. See docs/segment-lifecycle.md for when rows change."""
+embedded SQLite file {stateDir}/catalog.sqlite3 (WAL, synchronous FULL but for a segment's own row), else
+PostgreSQL or MySQL/MariaDB (catalog/engine.py). Tables: catalog/schema.py; migrations: catalog/migrate.py; reads:
+catalog/reads.py; writes and totals: catalog/writes.py. See docs/segment-lifecycle.md for when rows change."""
 
 from __future__ import annotations
 
@@ -51,6 +51,10 @@ __all__ = ["GAP_TOLERANCE_S", "LIVE_STATES", "STATES", "UPLOADED", "Catalog", "C
            "SegmentRow", "db_path", "is_uploaded", "with_gaps"]
 
 log = structlog.get_logger("cctv_daemon.catalog")
+
+# A finished segment's row is committed without its own fsync on SQLite (a power cut may lose the last ones; startup
+# recovery rebuilds them from their files, which are fsynced before). False since the fifth CPU pass (bench/fsync.py).
+SEGMENT_ROWS_DURABLE = False
 
 SCHEMA_VERSION = 2  # SQLite's catalog_schema: 1 before the migrations (adopted in place), 2 since
 
@@ -251,18 +255,21 @@ class Catalog(CatalogReads):
         crash_point("catalog.before_insert")
         row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size,
                          media_duration=seg.media_duration)
-        self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered)
+        # Not fsynced on its own (SQLite): its file is final and durable already, and startup recovery catalogues
+        # a file whose row a power cut lost (docs/segment-lifecycle.md, "Which commits are fsynced").
+        self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered, durable=SEGMENT_ROWS_DURABLE)
 
-    def add_rows(self, rows: Iterable[SegmentRow], run_id: str | None = None, recovered: bool = False) -> int:
+    def add_rows(self, rows: Iterable[SegmentRow], run_id: str | None = None, recovered: bool = False,
+                 durable: bool = True) -> int:
         """Insert rows (state 'complete'); an existing live row is kept, a 'deleted'/'missing' row whose file
-        is back is revived. Returns how many rows were added or revived."""
+        is back is revived. Returns how many rows were added or revived. durable: see CatalogDb.begin."""
         now = self.clock.time()
         rows = list(rows)
         try:
-            with self.db.begin() as conn:
+            with self.db.begin(durable) as conn:
                 return writes.add_rows(conn, self.db, rows, run_id, recovered, now)
         except exc.IntegrityError:  # another writer added one of these paths meanwhile: now it is seen
-            with self.db.begin() as conn:
+            with self.db.begin(durable) as conn:
                 return writes.add_rows(conn, self.db, rows, run_id, recovered, now)
 
     def set_state(self, rel_path: str, state: str, reason: str | None = None,

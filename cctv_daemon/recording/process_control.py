@@ -20,14 +20,25 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _own_group() -> None:  # pragma: no cover - runs in the child between fork and exec
+    os.setpgid(0, 0)
+
+
+def _own_group_die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    os.setpgid(0, 0)
+    _die_with_parent()
+
+
 def spawn_kwargs() -> dict[str, Any]:
-    """Popen keyword arguments so that the child is ours alone to stop (own session / process group)."""
+    """Popen keyword arguments so that the child is ours alone to stop: a process group of its own (a Ctrl-C in the
+    terminal goes to the foreground group, the daemon's, only), in the daemon's session. Not a session of its own:
+    with the kernel's autogroup scheduling each session is a scheduling group, and the same ffmpeg command cost 4-17 %
+    more CPU in a session of its own than in its parent's (docs/benchmarks.md, fifth pass: variant runs)."""
     if IS_WINDOWS:
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}  # type: ignore[attr-defined]
-    kwargs: dict[str, Any] = {"start_new_session": True}
     if sys.platform.startswith("linux"):
-        kwargs["preexec_fn"] = _die_with_parent
-    return kwargs
+        return {"preexec_fn": _own_group_die_with_parent}
+    return {"preexec_fn": _own_group}
 
 
 def polite_stop(proc: subprocess.Popen[Any]) -> None:

@@ -64,6 +64,72 @@ def test_segment_data_is_fsynced_before_its_row_is_committed(tmp_path: Path, mon
     assert seen == [True], "the segment's data was not fsynced before the catalog saw it"
 
 
+def _levels_at_commits(trace: list[str]) -> list[tuple[str, str]]:
+    """(the write statement a transaction began with, PRAGMA synchronous in force at its COMMIT), from the
+    connection's statement trace."""
+    level, first, out = "FULL", "", []
+    for stmt in trace:
+        up = stmt.strip().upper()
+        if up.startswith("PRAGMA SYNCHRONOUS ="):
+            level = up.split("=")[1].strip()
+        elif up.startswith("BEGIN"):
+            first = ""
+        elif up.startswith(("INSERT", "UPDATE", "DELETE")) and not first:
+            first = " ".join(up.replace("(", " ").split()[:3])
+        elif up == "COMMIT":
+            out.append((first, level))
+    return out
+
+
+def test_segment_row_commit_is_not_fsynced_but_a_deletion_mark_is(tmp_path: Path) -> None:
+    """synchronous NORMAL for a segment's row only (startup recovery rebuilds a lost one from its file); every
+    other write (here the deletion's 'deleting' mark, which must be durable before the unlink) stays FULL."""
+    save = tmp_path / "rec"
+    cat = Catalog.for_state_dir(save / ".cctv", save)
+    try:
+        assert cat.db.sqlite_conn is not None
+        trace: list[str] = []
+        cat.db.sqlite_conn.set_trace_callback(trace.append)
+        row = put_segment(cat, "cam", ANCHOR, catalogue=False)
+        cat.add_segment(FinishedSegment("cam", "main", cat.abs(row.path), row.start, row.end, row.size, RUN))
+        cat.set_state(row.path, "deleting", "test")
+        assert _levels_at_commits(trace) == [("INSERT INTO SEGMENTS", "NORMAL"), ("UPDATE SEGMENTS SET", "FULL")]
+        assert cat.db.sqlite_conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after the row
+    finally:
+        cat.close()
+
+
+def test_segment_data_is_fsynced_before_the_catalogs_commit_of_its_row(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same as above with the real catalog on the bus: the file's fsync comes before the COMMIT of its row."""
+    save = tmp_path / "rec"
+    _cam_dir, [seg] = staged_run(save / ".cctv")
+    events: list[object] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        st = os.fstat(fd)
+        real_fsync(fd)
+        events.append((st.st_dev, st.st_ino))
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    bus = EventBus()
+    cat = Catalog.for_state_dir(save / ".cctv", save)
+    try:
+        assert cat.db.sqlite_conn is not None
+        cat.db.sqlite_conn.set_trace_callback(events.append)
+        bus.subscribe("catalog", cat.add_segment)
+        done = SegmentFinisher(save, save / ".cctv", find_ffmpeg(), bus, SystemClock()).finish(seg)
+        assert done is not None
+        st = done.path.stat()
+        synced_at = events.index((st.st_dev, st.st_ino))
+        insert_at = next(i for i, e in enumerate(events) if isinstance(e, str) and e.startswith("INSERT INTO segments"))
+        commit_at = events.index("COMMIT", insert_at)
+        assert synced_at < insert_at < commit_at
+    finally:
+        cat.close()
+
+
 def test_staging_is_on_save_paths_filesystem_whatever_state_dir_is(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     save, state = tmp_path / "rec", tmp_path / "elsewhere" / "state"
