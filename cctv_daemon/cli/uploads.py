@@ -1,7 +1,8 @@
 """`cctv-daemon uploads list|retry`: the upload queue of the catalog. `retry` re-queues uploads that were given up
 (state `failed`, after s3Config.maxAttempts failures) or blocked by a store error; it works whether or not the
 daemon runs (one transaction on the catalog, under SQLite's busy timeout; a running daemon picks the rows up
-within a second). Registered in cli/main.py by importing this module."""
+within a second). Registered in cli/main.py by importing this module (cheap: the catalog is imported by the
+command itself)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import json
 import sqlite3
 import sys
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from cctv_daemon.catalog.engine import error_text
 from cctv_daemon.cli.common import command, load_or_report
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.redact import redact
-from cctv_daemon.upload import queue as q
+from cctv_daemon.upload import states
+
+if TYPE_CHECKING:
+    from cctv_daemon.upload import queue as q
 
 
 def _err(msg: str) -> None:
@@ -34,8 +36,7 @@ def _args(p: argparse.ArgumentParser) -> None:
     retry.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     ls = sub.add_parser("list", help="list uploads (default: the failed ones)",
                         description="list uploads in a state (default: failed), oldest first")
-    ls.add_argument("--state", default=q.FAILED,
-                    choices=(q.PENDING, q.UPLOADING, q.UPLOADED, q.FAILED, q.ABANDONED))
+    ls.add_argument("--state", default=states.FAILED, choices=states.ALL)
     ls.add_argument("--json", action="store_true", help="one JSON document")
     ls.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -51,8 +52,12 @@ def _open_queue(args: argparse.Namespace) -> q.UploadQueue | int:
     if not config.catalog.url and not db.exists():
         _err(f"no catalog at {db}: the daemon has not run with this config yet, nothing to retry")
         return c.EXIT_USAGE
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cctv_daemon.catalog.engine import error_text
     from cctv_daemon.catalog.store import Catalog
-    from cctv_daemon.service.root import catalog_node_id
+    from cctv_daemon.config.preflight import catalog_node_id
+    from cctv_daemon.upload import queue as q
 
     try:
         catalog = Catalog(db, config.storageConfig.savePath, url=config.catalog.url,
@@ -78,6 +83,9 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     queue = _open_queue(args)
     if isinstance(queue, int):
         return queue
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cctv_daemon.catalog.engine import error_text
     try:
         if args.action == "list":
             return _list(queue, args.state, args.json)

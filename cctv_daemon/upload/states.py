@@ -1,0 +1,11 @@
+"""The states of an upload row (table `uploads`, upload/queue.py), apart so that the CLI can name them without
+importing the catalog (SQLAlchemy)."""
+
+from __future__ import annotations
+
+PENDING = "pending"
+UPLOADING = "uploading"
+UPLOADED = "uploaded"
+FAILED = "failed"
+ABANDONED = "abandoned"
+ALL = (PENDING, UPLOADING, UPLOADED, FAILED, ABANDONED)
