@@ -69,7 +69,7 @@ def test_segments_on_a_catalog_at_head_needs_sqlalchemy_but_not_alembic(tmp_path
 
 
 def test_head_names_the_newest_migration_script() -> None:
-    assert migrate.HEAD == migrate.head()
+    assert migrate.head() == migrate.HEAD
 
 
 def test_a_new_catalog_is_migrated_and_one_at_head_opens_without_alembic(tmp_path: Path) -> None:
@@ -83,6 +83,8 @@ for read_only in (False, True):
 print("ALEMBIC", "alembic" in sys.modules)
 """
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=child_env())
-    assert first.stdout.strip().splitlines()[-1] == "ALEMBIC True", first.stderr  # a new catalog: made by the migrations
+    # a new catalog: made by the migrations
+    assert first.stdout.strip().splitlines()[-1] == "ALEMBIC True", first.stderr
     again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=child_env())
-    assert again.stdout.strip().splitlines()[-1] == "ALEMBIC False", again.stderr  # at HEAD: nothing to migrate, Alembic not loaded
+    # at HEAD: nothing to migrate, Alembic not loaded
+    assert again.stdout.strip().splitlines()[-1] == "ALEMBIC False", again.stderr
