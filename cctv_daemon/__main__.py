@@ -1,3 +1,3 @@
-from cctv_daemon.cli.main import main
+from cctv_daemon.cli.main import entry
 
-raise SystemExit(main())
+raise SystemExit(entry())

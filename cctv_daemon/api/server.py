@@ -60,6 +60,7 @@ class ApiServer:
         self.port: int | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self._catalog: Any = None  # its own Catalog, closed at stop() once the server thread has ended
 
     def start(self) -> None:
         if not self.config.api.enabled:
@@ -91,7 +92,8 @@ class ApiServer:
         tls = api.tlsCert is not None
         host = f"[{api.host.strip('[]')}]" if ":" in api.host else api.host
         self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
-        catalog = Catalog.from_config(self.config, self.node_id, wait_for_database=True)  # 503 until it answers
+        # wait_for_database: the API answers 503 for catalog reads until the database answers
+        catalog = self._catalog = Catalog.from_config(self.config, self.node_id, wait_for_database=True)
         labels.ensure_table(catalog)
         ctx = ApiContext(config=self.config, ffmpeg_exe=self.ffmpeg_exe, tokens=tokens, snapshot=self.snapshot,
                          commands=self.commands, catalog=catalog, broker=self.broker,
@@ -162,6 +164,9 @@ class ApiServer:
         if self.state == "listening":
             self.state = "stopped"
             info_path(self.state_dir).unlink(missing_ok=True)
+        if self._catalog is not None and not (self._thread is not None and self._thread.is_alive()):
+            self._catalog.close()  # nothing serves requests any more (a SQLite catalog checkpoints its WAL)
+            self._catalog = None
 
     def status(self) -> dict[str, Any]:
         return {"state": self.state, "url": self.url, "port": self.port, "error": self.error,

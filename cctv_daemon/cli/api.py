@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from cctv_daemon.api import auth
-from cctv_daemon.api.server import read_info
 from cctv_daemon.cli.common import command
 from cctv_daemon.cli.service import state_dir_for
 from cctv_daemon.core import constants as c
@@ -23,6 +22,8 @@ def cmd_ui_url(args: argparse.Namespace) -> int:
     if dirs is None:
         return c.EXIT_USAGE
     _save, state_dir = dirs
+    from cctv_daemon.api.server import read_info
+
     info = read_info(state_dir)
     if info is None or not isinstance(info.get("url"), str):
         print("cctv-daemon: the HTTP API is not running (is the daemon running with api.enabled?)", file=sys.stderr)

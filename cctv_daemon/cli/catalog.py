@@ -1,5 +1,6 @@
 """Commands over the catalog: `segments` (query footage and gaps), `check` (reconcile catalog and disk),
-`export` (camera + time range → one MP4). Registered in cli.py by importing this module."""
+`export` (camera + time range → one MP4). Registered in cli.py by importing this module, which stays cheap: the
+catalog (SQLAlchemy) is imported by the commands that open it, not by every `cctv-daemon` call."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cctv_daemon.catalog import check as catalog_check
-from cctv_daemon.catalog import overlaps
-from cctv_daemon.catalog.export_remote import RemoteFiles
-from cctv_daemon.catalog.store import Catalog, Gap, SegmentRow, db_path, with_gaps
+from cctv_daemon.catalog.rows import Gap, SegmentRow, with_gaps
 from cctv_daemon.cli.common import command, load_or_report, load_with_ffmpeg
-from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.segments import names as segment_names
+
+if TYPE_CHECKING:
+    from cctv_daemon.catalog.export_remote import RemoteFiles
+    from cctv_daemon.catalog.store import Catalog
+    from cctv_daemon.config.model import Config
 
 JSON_VERSION = 1
 CHECK_WAIT_S = 3600.0  # a rebuild of a very large catalog inside the daemon
@@ -76,7 +78,8 @@ def _open_catalog(config: Config, read_only: bool = True) -> Catalog:
     """Read commands open the catalog read-only and never create it (nor the state folder): run as root before the
     service's first start, they must not leave root-owned files that the service user then cannot use."""
     sc = config.storageConfig
-    from cctv_daemon.service.root import catalog_node_id
+    from cctv_daemon.catalog.store import Catalog, db_path
+    from cctv_daemon.config.preflight import catalog_node_id
 
     return Catalog(db_path(sc.state_dir), sc.savePath, read_only=read_only, url=config.catalog.url,
                    node_id=catalog_node_id(config), prefix=config.catalog.tablePrefix)
@@ -140,6 +143,8 @@ def cmd_segments(args: argparse.Namespace) -> int:
         return c.EXIT_USAGE
     rows = catalog.segments(camera=args.camera, start=args.start, end=args.end)
     gaps = with_gaps(rows, args.start, args.end)
+    from cctv_daemon.catalog import overlaps
+
     doubles = overlaps.find(catalog, args.camera, args.start, args.end)  # a double recording after a partition
     other = {r: overlaps.other_node(r.camera, r.node_id, r.start, r.end, doubles) for r in rows} if doubles else {}
     uploads = catalog.has_uploads_table()
@@ -207,6 +212,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         if report is None:
             return c.EXIT_RUNTIME
     else:  # read-only: nothing is written or created
+        from cctv_daemon.catalog import check as catalog_check
+
         report = catalog_check.run_check(_open_catalog(config), state_dir, repair_found=False, rebuild=False,
                                          ffmpeg_exe=None)
     found, left = list(report["found"]), list(report["remaining"])
@@ -230,6 +237,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _repair(config: Config, args: argparse.Namespace) -> dict[str, Any] | None:
     """Repairs run inside the daemon (its "check" command) when one runs, else here under the instance lock, so
     that a daemon cannot start in the middle of them."""
+    from cctv_daemon.catalog import check as catalog_check
     from cctv_daemon.service import instance_lock
     from cctv_daemon.service.control import send_command
 
@@ -311,7 +319,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
     sc = config.storageConfig
     # nothing recorded yet: do not create a catalog just to say so
-    if not config.catalog.url and not db_path(sc.state_dir).exists():
+    if not config.catalog.url and not (sc.state_dir / c.CATALOG_FILENAME).exists():
         known = sorted(cam.cameraName for cam in config.cameras)
         if args.camera in known:
             print(f"cctv-daemon: no footage of camera {args.camera!r} (no catalog in {sc.state_dir})",
@@ -327,6 +335,7 @@ def cmd_export(args: argparse.Namespace) -> int:
               f"{', '.join(known) if known else '(none: no camera in the config or the catalog)'}",
               file=sys.stderr)
         return c.EXIT_USAGE
+    from cctv_daemon.catalog.export_remote import RemoteFiles
     from cctv_daemon.upload.s3_client import downloader
 
     # another node's uploaded footage is fetched next to the output (removed when done, also on errors and ^C)

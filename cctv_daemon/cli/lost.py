@@ -9,7 +9,6 @@ import argparse
 import sys
 import time
 
-from cctv_daemon.catalog.retention import write_ack
 from cctv_daemon.cli.common import command, load_or_report
 from cctv_daemon.core import constants as c
 from cctv_daemon.service import instance_lock
@@ -45,6 +44,8 @@ def cmd_ack_lost(args: argparse.Namespace) -> int:
         else:
             print(f"acknowledged {seen['count']} lost segment(s) ({seen['bytes']} bytes)")
         return c.EXIT_OK
+    from cctv_daemon.catalog.retention import write_ack
+
     try:
         write_ack(state_dir / c.LOST_ACK_FILENAME, time.time())
     except OSError as exc:

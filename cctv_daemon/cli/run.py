@@ -16,7 +16,10 @@ from cctv_daemon.core import constants as c
 from cctv_daemon.core.log_setup import setup_logging
 
 if TYPE_CHECKING:
+    from cctv_daemon.catalog.store import Catalog
     from cctv_daemon.recording.ffmpeg_caps import FfmpegChoice
+
+CLOSE_WAIT_S = 2.0
 
 
 @command("check-config", "validate the config file and everything `run` needs (folders, log file, ffmpeg)")
@@ -86,4 +89,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         return daemon.run()
     finally:
+        close_catalog(daemon.storage.catalog)
         lock.release()
+
+
+def close_catalog(catalog: Catalog) -> None:
+    """Close the daemon's catalog once it has stopped, before the lock goes: the last connection to a SQLite
+    catalog checkpoints its WAL (no -wal file is left beside it). Not if a straggling thread still holds it."""
+    if catalog.db.lock.acquire(timeout=CLOSE_WAIT_S):
+        try:
+            catalog.close()
+        finally:
+            catalog.db.lock.release()

@@ -20,7 +20,6 @@ from cctv_daemon.core import constants as c
 from cctv_daemon.core import winapi
 from cctv_daemon.service import install as service_install
 from cctv_daemon.service import instance_lock
-from cctv_daemon.service import status as status_report
 from cctv_daemon.service.commands import CommandFailed, CommandTimeout
 from cctv_daemon.service.control import ControlUnavailable, send_command
 from cctv_daemon.service.instance_lock import AlreadyRunning, InstanceLock, Owner
@@ -94,6 +93,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if dirs is None:
         return c.EXIT_USAGE
     save_path, state_dir = dirs
+    from cctv_daemon.service import status as status_report
+
     owner = instance_lock.running_owner(state_dir)
     if owner is None:
         return _not_running(args, f"no daemon holds {instance_lock.lock_path(state_dir)}", save_path)

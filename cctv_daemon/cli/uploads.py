@@ -1,7 +1,8 @@
 """`cctv-daemon uploads list|retry`: the upload queue of the catalog. `retry` re-queues uploads that were given up
 (state `failed`, after s3Config.maxAttempts failures) or blocked by a store error; it works whether or not the
 daemon runs (one transaction on the catalog, under SQLite's busy timeout; a running daemon picks the rows up
-within a second). Registered in cli/main.py by importing this module."""
+within a second). Registered in cli/main.py by importing this module (cheap: the catalog is imported by the
+command itself)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import json
 import sqlite3
 import sys
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from cctv_daemon.catalog.engine import error_text
 from cctv_daemon.cli.common import command, load_or_report
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.redact import redact
-from cctv_daemon.upload import queue as q
+from cctv_daemon.upload import states
+
+if TYPE_CHECKING:
+    from cctv_daemon.upload import queue as q
 
 
 def _err(msg: str) -> None:
@@ -36,7 +38,7 @@ def _args(p: argparse.ArgumentParser) -> None:
                         description="list uploads in a state (default: failed = given up after "
                                     "s3Config.maxAttempts failures; retrying = waiting for another automatic "
                                     "attempt after a failed one, or for the store), oldest first")
-    ls.add_argument("--state", default=q.FAILED, choices=q.SHOWN_STATES)
+    ls.add_argument("--state", default=states.FAILED, choices=states.SHOWN_STATES)
     ls.add_argument("--json", action="store_true", help="one JSON document")
     ls.add_argument("--config", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
@@ -53,8 +55,12 @@ def _open_queue(args: argparse.Namespace) -> tuple[q.UploadQueue, int] | int:
     if not config.catalog.url and not db.exists():
         _err(f"no catalog at {db}: the daemon has not run with this config yet, nothing to retry")
         return c.EXIT_USAGE
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cctv_daemon.catalog.engine import error_text
     from cctv_daemon.catalog.store import Catalog
-    from cctv_daemon.service.root import catalog_node_id
+    from cctv_daemon.config.preflight import catalog_node_id
+    from cctv_daemon.upload import queue as q
 
     try:  # `list` reads: it never writes, never migrates, never moves a damaged catalog aside (read commands)
         catalog = Catalog(db, config.storageConfig.savePath, url=config.catalog.url, read_only=args.action == "list",
@@ -81,6 +87,9 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     if isinstance(opened, int):
         return opened
     queue, max_attempts = opened
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cctv_daemon.catalog.engine import error_text
     try:
         if args.action == "list":
             return _list(queue, args.state, args.json, max_attempts)
@@ -98,7 +107,7 @@ def _list(queue: q.UploadQueue, state: str, as_json: bool, max_attempts: int) ->
     if as_json:
         out = [{"key": r.s3_key, "path": r.path, "camera": r.camera, "start": r.start, "size": r.size,
                 "state": state, "attempts": r.attempts, "failures": r.failures,
-                "next_attempt_at": r.next_attempt_at if state == q.RETRYING else None,
+                "next_attempt_at": r.next_attempt_at if state == states.RETRYING else None,
                 "last_error": redact(r.last_error) if r.last_error else None} for r in rows]
         sys.stdout.write(json.dumps(out, indent=1) + "\n")
         return c.EXIT_OK
@@ -106,8 +115,8 @@ def _list(queue: q.UploadQueue, state: str, as_json: bool, max_attempts: int) ->
         error = redact(r.last_error) if r.last_error else "-"
         print(f"{r.s3_key}\t{r.camera}\t{_when(r.start)}\t{r.size}\tfailures={r.failures}\t{error}")
     summary = f"{len(rows)} upload(s) {state}"
-    summary += f" (given up after s3Config.maxAttempts={max_attempts} failures)" if state == q.FAILED else ""
-    if state == q.FAILED and (retrying := len(queue.shown(q.RETRYING, max_attempts))):
+    summary += f" (given up after s3Config.maxAttempts={max_attempts} failures)" if state == states.FAILED else ""
+    if state == states.FAILED and (retrying := len(queue.shown(states.RETRYING, max_attempts))):
         summary += f"; {retrying} more retrying automatically (`uploads list --state retrying`)"
     print(summary, file=sys.stderr)
     return c.EXIT_OK

@@ -17,7 +17,7 @@ from pathlib import Path
 from cctv_daemon.config.disk_floor import floor_problems
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
-from cctv_daemon.fleet.identity import FleetConfigError, FleetIdentity, identify
+from cctv_daemon.fleet.identity import FleetConfigError, FleetIdentity, identify, pod_name
 
 _PROBE = ".cctv-check-"
 
@@ -55,6 +55,16 @@ def node_identity(config: Config) -> FleetIdentity:
     """This node's shard and id from ``fleet`` (fleet/identity.py); FleetConfigError names the key."""
     fc = config.fleet
     return identify(fc.shards, fc.shard, fc.nodeId)
+
+
+def catalog_node_id(config: Config) -> str:
+    """The node id every catalog row of this daemon carries and its leases name: `fleet.nodeId`, else the pod
+    name or host name (cctv_daemon/fleet/identity.py). The one place the node id is chosen. A shard that cannot
+    be resolved is `run`'s config error (preflight); other commands only need the id."""
+    try:
+        return node_identity(config).node_id
+    except FleetConfigError:
+        return config.fleet.nodeId or pod_name()
 
 
 def folder_problem(path: Path) -> str | None:

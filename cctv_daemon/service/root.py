@@ -21,11 +21,10 @@ from typing import TYPE_CHECKING
 
 from cctv_daemon.catalog.services import CatalogServices
 from cctv_daemon.config.model import Config
-from cctv_daemon.config.preflight import node_identity
+from cctv_daemon.config.preflight import catalog_node_id, node_identity
 from cctv_daemon.config.rules import shared_catalog
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.events import CameraStateChanged, EventBus
-from cctv_daemon.fleet.identity import FleetConfigError, pod_name
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
 from cctv_daemon.service.catalog_commands import CheckJobs
@@ -49,16 +48,6 @@ def shared_catalog_url(config: Config) -> str | None:
     None for the SQLite catalog (single-node: no leases)."""
     url = config.catalog.url
     return url if url is not None and shared_catalog(url) else None
-
-
-def catalog_node_id(config: Config) -> str:
-    """The node id every catalog row of this daemon carries and its leases name: `fleet.nodeId`, else the pod
-    name or host name (cctv_daemon/fleet/identity.py). The one place the node id is chosen. A shard that cannot
-    be resolved is `run`'s config error (preflight); other commands only need the id."""
-    try:
-        return node_identity(config).node_id
-    except FleetConfigError:
-        return config.fleet.nodeId or pod_name()
 
 
 def build_daemon(config: Config, ffmpeg_exe: str, clock: Clock | None = None, *, service: bool = True,

@@ -13,13 +13,15 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cctv_daemon import __version__
 from cctv_daemon.config.model import Config
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.redact import redact
-from cctv_daemon.recording.camera import Camera
+
+if TYPE_CHECKING:  # the CLI reads snapshots (status) without the recording machinery
+    from cctv_daemon.recording.camera import Camera
 
 COMPONENTS_PERIOD_S = 2.0
 PHASES = ("starting", "running", "stopping", "stopped")

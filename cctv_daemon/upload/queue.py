@@ -31,19 +31,17 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, tru
 
 from cctv_daemon.catalog import migrate
 from cctv_daemon.catalog.engine import CatalogDb, open_sqlite
+from cctv_daemon.upload.states import ABANDONED, FAILED, PENDING, RETRYING, SHOWN_STATES, UPLOADED, UPLOADING
+
+__all__ = ["ABANDONED", "FAILED", "PENDING", "RETRYABLE", "RETRYING", "SHOWN_STATES", "UPLOADED", "UPLOADING",
+           "WAITING", "UploadQueue",
+           "UploadRow"]
 
 FAULT_ENV = "CCTV_UPLOAD_QUEUE_FAULT"
 _NO_LIMIT = 2**31 - 1  # "no max_attempts" (fits a 4-byte INTEGER parameter on every backend)
 
-PENDING = "pending"
-UPLOADING = "uploading"
-UPLOADED = "uploaded"
-FAILED = "failed"
-ABANDONED = "abandoned"
 WAITING = (PENDING, FAILED)  # rows that still have to be uploaded
 RETRYABLE = (PENDING, FAILED)  # what `uploads retry KEY` accepts
-RETRYING = "retrying"  # shown, never stored: waiting for another automatic attempt after a failed one
-SHOWN_STATES = (PENDING, RETRYING, UPLOADING, UPLOADED, FAILED, ABANDONED)
 
 
 @dataclass(frozen=True)

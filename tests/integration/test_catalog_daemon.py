@@ -34,7 +34,7 @@ def catalog_config(cameras: list[str], cap_gb: float | None = None) -> dict[str,
 def count(db: Path, sql: str) -> int:
     if not db.exists():
         return 0
-    cat = Catalog(db, db.parent.parent)
+    cat = Catalog(db, db.parent.parent, read_only=True)  # polled: no migration lock, no write
     try:
         return int(str(cat.query(sql)[0][0] or 0))
     finally:

@@ -90,6 +90,9 @@ class DaemonProc:
         self.out_paths: list[Path] = []  # one per start(), oldest first
         self.proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
+        self._parsed_path: Path | None = None  # events(): the output parsed so far (path, bytes, events)
+        self._parsed_offset = 0
+        self._parsed: list[dict[str, Any]] = []
 
     def write_config(self, config: dict[str, Any]) -> None:
         self.config_path.write_text(json.dumps(config, indent=2))
@@ -127,17 +130,32 @@ class DaemonProc:
 
     def events(self, event: str | None = None, **match: Any) -> list[dict[str, Any]]:
         """The JSON log lines of the latest start(), those named ``event`` with fields equal to ``match``."""
-        out = []
-        for line in self.output().splitlines():
+        return [dict(ev) for ev in self._parsed_events()
+                if (event is None or ev.get("event") == event) and all(ev.get(k) == v for k, v in match.items())]
+
+    def _parsed_events(self) -> list[dict[str, Any]]:
+        """Every JSON object line of the latest start(), parsed once: each call reads only the bytes written since
+        the last one (tests poll this 10 times a second while the output grows for minutes), and a line is taken
+        only once its newline is written."""
+        path = self.out_path
+        if self._parsed_path != path:
+            self._parsed_path, self._parsed_offset, self._parsed = path, 0, []
+        try:
+            with path.open("rb") as f:
+                f.seek(self._parsed_offset)
+                data = f.read()
+        except FileNotFoundError:
+            return self._parsed
+        end = data.rfind(b"\n") + 1
+        self._parsed_offset += end
+        for line in data[:end].decode(errors="replace").splitlines():
             try:
                 ev = json.loads(line)
             except ValueError:
                 continue
-            if not isinstance(ev, dict) or (event is not None and ev.get("event") != event):
-                continue
-            if all(ev.get(k) == v for k, v in match.items()):
-                out.append(ev)
-        return out
+            if isinstance(ev, dict):
+                self._parsed.append(ev)
+        return self._parsed
 
     def segments(self, camera: str) -> list[Path]:
         return sorted((self.save_path / camera).glob("*/*.mp4"))
