@@ -111,3 +111,23 @@ def test_hand_off_and_deletion_use_no_interned_string_slot_per_segment(tmp_path:
     used = free_idle - free_after
     # Before the fix: 3 or more slots per segment (its staging name, its final name, its name when deleted).
     assert used < SEGMENTS // 10, f"{used} interned-string slots used by {SEGMENTS} segments"
+
+
+@pytest.mark.parametrize("rel", ["gate/2026-11-29/gate_main_20261129T100000Z_20261129T100010Z.mp4",
+                                 "a_b/2026-01-01/x~2.mp4", "./gate//2026-11-29/x.mp4", "gate/./x.mp4"])
+def test_str_path_helpers_give_what_pathlib_gives(tmp_path: Path, rel: str) -> None:
+    """The str helpers of the hand-off and the deleter name the same files and rows as the Path forms they replace."""
+    from pathlib import PurePosixPath
+
+    from cctv_daemon.segments import names
+
+    save = tmp_path / "rec"
+    want_abs = save.joinpath(*PurePosixPath(rel).parts)
+    assert names.abs_file(save, rel) == os.fspath(want_abs)
+    want_rel = PurePosixPath(*want_abs.relative_to(save).parts).as_posix()
+    assert names.rel_file(save, names.abs_file(save, rel)) == want_rel
+    assert names.rel_file(save, os.path.join(os.fspath(save), *rel.split("/"))) == want_rel
+    assert names.final_file(os.fspath(save), "gate", "main", 1.8e9, 1.8e9 + 10) == os.fspath(
+        names.final_path(save, "gate", "main", 1.8e9, 1.8e9 + 10))
+    with pytest.raises(ValueError):
+        names.rel_file(save, os.fspath(tmp_path / "elsewhere" / "x.mp4"))
