@@ -5,7 +5,11 @@ arenas (malloc_info), SQLite's own allocator (sqlite3_memory_used), Python's all
 Variants for experiments: RSS_PROBE_ARENA_MAX=n calls mallopt(M_ARENA_MAX, n) here, before any thread starts;
 RSS_PROBE_TRACEMALLOC=s starts tracemalloc (3 frames), takes a first snapshot after s seconds and appends to
 RSS_PROBE_OUT + ".tm" the 15 largest growths since then at every later sample; RSS_PROBE_TRIM=1 calls glibc's
-malloc_trim(0) before every sample (free pages inside the arenas go back to the kernel)."""
+malloc_trim(0) before every sample (free pages inside the arenas go back to the kernel); RSS_PROBE_FRAMES=n
+(default 3) frames for tracemalloc; RSS_PROBE_BIG=bytes appends to RSS_PROBE_OUT + ".big" every new traced block of
+at least that size with its whole traceback (CPython's interned-string table, when it resizes, is one such block);
+RSS_PROBE_INTERN=1 counts calls of sys.intern (pathlib makes one per path part it parses) by the first caller
+outside pathlib, and appends the counts to RSS_PROBE_OUT + ".intern" at every sample."""
 
 from __future__ import annotations
 
@@ -47,6 +51,31 @@ def _arenas(libc: ctypes.CDLL) -> int:
         os.unlink(path)
 
 
+_INTERN_CALLS: dict[str, int] = {}
+
+
+def _counting_intern(text: str, _real=sys.intern) -> str:  # type: ignore[no-untyped-def]
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.endswith(("pathlib.py", "memprobe/sitecustomize.py")):
+        f = f.f_back
+    where = f"{f.f_code.co_filename.split('site-packages/')[-1]}:{f.f_lineno}" if f is not None else "?"
+    _INTERN_CALLS[where] = _INTERN_CALLS.get(where, 0) + 1
+    return _real(text)
+
+
+def _log_big(out: str, big: int, seen: set[tuple[int, str]], t: float) -> None:
+    import tracemalloc
+
+    snap = tracemalloc.take_snapshot()
+    for trace in snap.traces:
+        key = (trace.size, str(trace.traceback))
+        if trace.size >= big and key not in seen:
+            seen.add(key)
+            with open(out, "a") as f:
+                f.write(f"== t={t:.0f} {trace.size} B\n"
+                        + "\n".join(f"  {fr.filename}:{fr.lineno}" for fr in trace.traceback) + "\n")
+
+
 def _loop(out: str, every: float) -> None:
     time.sleep(2)
     if "run" not in sys.argv:
@@ -60,10 +89,14 @@ def _loop(out: str, every: float) -> None:
     lib.sqlite3_memory_used.restype = ctypes.c_int64
     lib.sqlite3_memory_highwater.restype = ctypes.c_int64
     t0 = time.monotonic()
-    tm_after = float(os.environ.get("RSS_PROBE_TRACEMALLOC", "0"))
+    tm_after = float(os.environ.get("RSS_PROBE_TRACEMALLOC", "0") or "0")
     first = None
     trim = os.environ.get("RSS_PROBE_TRIM") == "1"
+    big = int(os.environ.get("RSS_PROBE_BIG", "0"))
+    seen: set[tuple[int, str]] = set()
     while True:
+        if big:
+            _log_big(out + ".big", big, seen, time.monotonic() - t0)
         if trim:
             libc.malloc_trim(0)
         if tm_after and time.monotonic() - t0 >= tm_after:
@@ -80,6 +113,10 @@ def _loop(out: str, every: float) -> None:
                         f.write(f"{stat.size_diff:+d} B {stat.count_diff:+d} blocks: "
                                 + " <- ".join(f"{fr.filename.split('site-packages/')[-1]}:{fr.lineno}"
                                               for fr in stat.traceback) + "\n")
+        if _INTERN_CALLS:
+            with open(out + ".intern", "a") as f:
+                top = sorted(_INTERN_CALLS.items(), key=lambda kv: -kv[1])[:25]
+                f.write(json.dumps({"t": round(time.monotonic() - t0, 1), "calls": dict(top)}) + "\n")
         mi = libc.mallinfo2()
         rec = {"t": round(time.monotonic() - t0, 1), **{f"kb_{k}": v for k, v in _rollup().items()},
                "malloc_arena": mi.arena, "malloc_used": mi.uordblks, "malloc_free": mi.fordblks,
@@ -100,6 +137,8 @@ if _OUT:
     if os.environ.get("RSS_PROBE_TRACEMALLOC"):
         import tracemalloc
 
-        tracemalloc.start(3)
+        tracemalloc.start(int(os.environ.get("RSS_PROBE_FRAMES", "3")))
+    if os.environ.get("RSS_PROBE_INTERN") == "1":
+        sys.intern = _counting_intern
     threading.Thread(target=_loop, args=(_OUT, float(os.environ.get("RSS_PROBE_EVERY", "15"))), daemon=True,
                      name="memprobe").start()

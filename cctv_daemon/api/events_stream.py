@@ -22,7 +22,7 @@ def to_message(event: Event) -> tuple[str, dict[str, Any]]:
     kind = _KIND.get(type(event), type(event).__name__)
     data: dict[str, Any] = {}
     for f in dataclasses.fields(event):
-        if f.name in ("path", "rel_path", "key", "run_id"):
+        if f.name in ("path", "file", "rel_path", "key", "run_id"):
             continue  # paths and keys stay inside: segments are named by their opaque id
         data[f.name] = getattr(event, f.name)
     if isinstance(event, (FinishedSegment, SegmentUploaded, SegmentDeleted)):

@@ -62,19 +62,20 @@ class SegmentDeleter:
         """The disk is full to the last byte (the space reserve is gone too): the catalog cannot even record the
         intent. Free the file's blocks first, then record the deletion. A crash in between leaves a 'complete' row
         without its file, which `check --repair` marks missing; never a file that nothing knows about."""
-        path = self.catalog.abs(rel_path)
+        path = segment_names.abs_file(self.catalog.save_path, rel_path)
         log.warning("deletion_on_full_disk", path=rel_path, detail="file removed before its row is marked")
         _unlink_durably(path)
         self.catalog.set_state(rel_path, "deleted", reason, abandon_upload=True)
-        remove_empty_dirs(path.parent, self.catalog.save_path, self.catalog.clock.time())
+        remove_empty_dirs(os.path.dirname(path), self.catalog.save_path, self.catalog.clock.time())
 
     def finish(self, rel_path: str) -> None:
         """Steps after the 'deleting' mark; also what startup recovery runs for a crashed deletion."""
-        path = self.catalog.abs(rel_path)
+        # Plain str paths: a Path per deleted segment would intern its name (see core/events.py FinishedSegment).
+        path = segment_names.abs_file(self.catalog.save_path, rel_path)
         _unlink_durably(path)
         crash_point("deletion.after_unlink")
         self.catalog.set_state(rel_path, "deleted")
-        remove_empty_dirs(path.parent, self.catalog.save_path, self.catalog.clock.time())
+        remove_empty_dirs(os.path.dirname(path), self.catalog.save_path, self.catalog.clock.time())
 
     def finish_all(self) -> int:
         """Startup: finish every deletion a crash interrupted."""
@@ -86,29 +87,33 @@ class SegmentDeleter:
         return len(pending)
 
 
-def remove_empty_dirs(date_dir: Path, save_path: Path, now: float | None = None) -> None:
+def remove_empty_dirs(date_dir: Path | str, save_path: Path, now: float | None = None) -> None:
     """Remove a date folder of ours (YYYY-MM-DD under a camera folder) if empty, then its camera folder if
     empty. rmdir only removes empty folders, so nothing that is not ours can be lost. With `now`, folders of
     today and yesterday (UTC) are kept: the finisher may be about to move a segment into them (another
     thread)."""
-    if date_dir.parent.parent != save_path or not _DATE_DIR.match(date_dir.name):
+    date_dir = os.path.normpath(date_dir)
+    cam_dir = os.path.dirname(date_dir)
+    name = os.path.basename(date_dir)
+    if (os.path.normcase(os.path.dirname(cam_dir)) != os.path.normcase(os.path.normpath(save_path))
+            or not _DATE_DIR.match(name)):
         return
-    if now is not None and date_dir.name >= segment_names.date_dir(now - 86400):
+    if now is not None and name >= segment_names.date_dir(now - 86400):
         return
-    for d in (date_dir, date_dir.parent):
+    for d in (date_dir, cam_dir):
         try:
-            d.rmdir()
+            os.rmdir(d)
         except OSError:
             return  # not empty (or already gone)
-        log.debug("empty_folder_removed", path=str(d))
+        log.debug("empty_folder_removed", path=d)
     if os.name == "posix":
         staging.fsync_dir(save_path)
 
 
-def _unlink_durably(path: Path) -> None:
+def _unlink_durably(path: str) -> None:
     """Remove the file (gone already is fine) and make its removal durable (its folder fsynced)."""
     try:
-        path.unlink()
+        os.unlink(path)
     except FileNotFoundError:
         return
-    staging.fsync_dir(path.parent)
+    staging.fsync_dir(os.path.dirname(path))

@@ -119,7 +119,7 @@ class CatalogServices:
     def _hold(self, seg: FinishedSegment) -> None:
         if len(self._held) >= MAX_HELD:
             self.dropped += 1
-            log.error("catalog_row_not_held", path=str(seg.path), held=len(self._held),
+            log.error("catalog_row_not_held", path=seg.file, held=len(self._held),
                       action="the file stays; startup recovery or `check --repair` catalogues it")
             return
         self._held.append(seg)
@@ -178,7 +178,7 @@ class CatalogServices:
                 if is_connection_error(exc):
                     self.db_error = error_text(exc, self.catalog.db.url)
                     return False
-                log.exception("catalog_held_row_failed", path=str(seg.path))
+                log.exception("catalog_held_row_failed", path=seg.file)
             with self._held_lock:
                 self._held.popleft()
             added += 1
@@ -211,14 +211,14 @@ class CatalogServices:
             try:
                 self.catalog.add_segment(seg)
                 if attempt:
-                    log.info("catalog_insert_after_disk_full", path=str(seg.path), attempts=attempt + 1)
+                    log.info("catalog_insert_after_disk_full", path=seg.file, attempts=attempt + 1)
                 return
             except Exception as exc:
                 if not is_disk_full(exc) or time.monotonic() > deadline:
                     raise
                 attempt += 1
                 if attempt == 1:
-                    log.warning("catalog_insert_disk_full", path=str(seg.path), error=str(exc),
+                    log.warning("catalog_insert_disk_full", path=seg.file, error=str(exc),
                                 action="making room, then trying again")
                 if not self.retention.wait_for_room(ROOM_WAIT_S):
                     time.sleep(0.2)

@@ -43,6 +43,7 @@ from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.crash_hook import crash_point
 from cctv_daemon.core.events import FinishedSegment
+from cctv_daemon.segments import names as segment_names
 
 if TYPE_CHECKING:
     from cctv_daemon.config.model import Config
@@ -253,8 +254,8 @@ class Catalog(CatalogReads):
     def add_segment(self, seg: FinishedSegment) -> None:
         """Bus subscriber (first one): catalogue a finished segment. Idempotent."""
         crash_point("catalog.before_insert")
-        row = SegmentRow(self.rel(seg.path), seg.camera, seg.feed_id, seg.start, seg.end, seg.size,
-                         media_duration=seg.media_duration)
+        rel = segment_names.rel_file(self.save_path, seg.file)  # no Path per segment: see core/events.py
+        row = SegmentRow(rel, seg.camera, seg.feed_id, seg.start, seg.end, seg.size, media_duration=seg.media_duration)
         # Not fsynced on its own (SQLite): its file is final and durable already, and startup recovery catalogues
         # a file whose row a power cut lost (docs/segment-lifecycle.md, "Which commits are fsynced").
         self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered, durable=SEGMENT_ROWS_DURABLE)

@@ -4,6 +4,7 @@ event stream, metrics) gets every change as it happens and never polls."""
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,15 +18,27 @@ log = structlog.get_logger("cctv_daemon.events")
 
 @dataclass(frozen=True)
 class FinishedSegment:
+    """`file` is the final place under savePath as a plain str: pathlib interns every part it parses, so a Path
+    built from each new segment name would churn CPython's interned-string table, whose resizes leave RSS steps
+    (docs/benchmarks.md, "Memory for the life of a run"). `path` builds the Path on demand (for rare uses)."""
+
     camera: str
     feed_id: str
-    path: Path  # final place under savePath
+    file: str  # final place under savePath (a Path given here is kept as its str)
     start: float  # UTC epoch seconds: wall-clock time its first frame arrived (docs/segment-lifecycle.md)
     end: float  # wall-clock time its last frame ended (the next segment's first keyframe arrived)
     size: int
     run_id: str
     recovered: bool = False  # finalized by startup recovery after a crash
     media_duration: float | None = None  # seconds of media by the camera's own clock (None: unknown)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.file, str):
+            object.__setattr__(self, "file", os.fspath(self.file))
+
+    @property
+    def path(self) -> Path:
+        return Path(self.file)
 
     @property
     def duration(self) -> float:

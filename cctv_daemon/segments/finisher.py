@@ -28,6 +28,7 @@ class SegmentFinisher:
         self, save_path: Path, state_dir: Path, ffmpeg_exe: str, bus: SegmentBus, clock: Clock
     ) -> None:
         self.save_path = save_path
+        self._save_dir = os.fspath(save_path)
         self.state_dir = state_dir
         self.spool = staging.spool_dir(save_path)  # savePath's filesystem: the hand-off is one rename
         self.root = staging.staging_root(self.spool)
@@ -43,11 +44,13 @@ class SegmentFinisher:
     # -- normal path: ffmpeg listed the segment as closed --------------------------------------------
     def finish(self, staged: StagedSegment, recovered: bool = False, media_duration: float | None = None,
                closed_at: float | None = None) -> FinishedSegment | None:
-        src = staged.path
-        if not src.exists():
-            log.debug("segment_already_handled", camera=staged.camera, staging=str(src))
+        # Plain str paths (os.path) from here to the bus: a Path per segment name would intern it (see
+        # core/events.py FinishedSegment).
+        src = staged.file
+        if not os.path.exists(src):
+            log.debug("segment_already_handled", camera=staged.camera, staging=src)
             return None
-        meta = self._run_meta(src.parent, staged.run_id, staged.camera,
+        meta = self._run_meta(os.path.dirname(src), staged.run_id, staged.camera,
                               fresh=staged.start_s < FIRST_OF_RUN_MAX_S)
         media = staged.end_s - staged.start_s if media_duration is None else media_duration
         timeline = self.timeline(meta.camera)
@@ -56,20 +59,20 @@ class SegmentFinisher:
             end = staged.seen.wall
         else:
             # Read late (recovery, safety-net poll): the file's last write happened when it closed.
-            end = closed_at if closed_at is not None else src.stat().st_mtime
+            end = closed_at if closed_at is not None else os.stat(src).st_mtime
         removed, fragments = truncate_incomplete_tail(src)
         if removed:
-            log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=str(src), bytes=removed)
+            log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=src, bytes=removed)
         if fragments == 0:
-            self._quarantine(src, "segment holds no complete fragment")
+            self._quarantine(Path(src), "segment holds no complete fragment")
             return None
         placed = timeline.place(staged.run_id, staged.start_s, end, media, meta.anchor)
         start, end = placed.start, placed.end
         dest = self._free_dest(
-            segment_names.final_path(self.save_path, meta.camera, meta.feed_id, start, end)
+            segment_names.final_file(self._save_dir, meta.camera, meta.feed_id, start, end)
         )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        size = src.stat().st_size
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        size = os.stat(src).st_size
         fsync_file(src)  # durable before catalogued: the row must never name an empty or short file
         _move(src, dest)
         seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered,
@@ -77,7 +80,7 @@ class SegmentFinisher:
         log.info(
             "segment_finished",
             camera=seg.camera,
-            path=str(dest),
+            path=dest,
             start=segment_names.stamp(start),
             end=segment_names.stamp(end),
             start_at=round(start, 3),
@@ -118,7 +121,7 @@ class SegmentFinisher:
                 done.append(seg)
         listed_end = max((s.end_s for s in listed), default=0.0)
         first = min(listed, key=lambda s: s.start_s, default=None)
-        first_index = staging.segment_index(first.path.name) if first is not None else None
+        first_index = staging.segment_index(os.path.basename(first.file)) if first is not None else None
         older: list[Path] = []  # complete segments that dropped out of the list's window unseen (daemon was down)
         later: list[Path] = []
         for partial in sorted(cam_dir.glob(f"{run_id}_*.mp4")):
@@ -173,7 +176,7 @@ class SegmentFinisher:
             return None
         if backwards:
             start_s = max(0.0, start_s - probe.duration)
-        staged = StagedSegment(path.parent.name, run_id, path, start_s, start_s + probe.duration)
+        staged = StagedSegment(path.parent.name, run_id, os.fspath(path), start_s, start_s + probe.duration)
         meta = self._run_meta(path.parent, run_id, path.parent.name)
         log.warning(
             "partial_segment_finalized",
@@ -189,8 +192,8 @@ class SegmentFinisher:
         """Never delete recorded bytes: an unreadable file is moved aside for a human to look at."""
         dest_dir = staging.damaged_dir(self.spool) / path.parent.name
         dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = self._free_dest(dest_dir / path.name)
-        _move(path, dest)
+        dest = Path(self._free_dest(os.fspath(dest_dir / path.name)))
+        _move(os.fspath(path), os.fspath(dest))
         log.error(
             "segment_quarantined",
             camera=path.parent.name,
@@ -199,13 +202,14 @@ class SegmentFinisher:
             bytes=dest.stat().st_size,
         )
 
-    def _run_meta(self, cam_dir: Path, run_id: str, camera: str, fresh: bool = False) -> staging.RunMeta:
+    def _run_meta(self, cam_dir: Path | str, run_id: str, camera: str, fresh: bool = False) -> staging.RunMeta:
         """The run's camera, feed and anchor; `fresh`: re-read (the camera refines the anchor for a while)."""
-        key = (cam_dir.name, run_id)
+        key = (os.path.basename(cam_dir), run_id)
         meta = self._meta.get(key)
         if meta is None or meta.anchor is None or fresh:
             # A kill while the metadata was written leaves only its .tmp (complete, as it was fsynced before the
             # rename that did not happen, or cut short: then it does not parse and the camera's name stands in).
+            cam_dir = Path(cam_dir)
             meta = (staging.read_meta(cam_dir, run_id)
                     or staging.read_meta_file(staging.meta_tmp_path(cam_dir, run_id))
                     or staging.RunMeta(camera, camera))
@@ -213,11 +217,12 @@ class SegmentFinisher:
         return meta
 
     @staticmethod
-    def _free_dest(dest: Path) -> Path:
+    def _free_dest(dest: str) -> str:
         n = 1
         candidate = dest
-        while candidate.exists():
-            candidate = dest.with_name(f"{dest.stem}~{n}{dest.suffix}")
+        stem, suffix = os.path.splitext(dest)
+        while os.path.exists(candidate):
+            candidate = f"{stem}~{n}{suffix}"
             n += 1
         return candidate
 
@@ -232,7 +237,7 @@ def runs_in(cam_dir: Path) -> list[str]:
     return sorted(runs)
 
 
-def fsync_file(path: Path) -> None:
+def fsync_file(path: Path | str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -240,20 +245,21 @@ def fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _move(src: Path, dest: Path) -> None:
+def _move(src: Path | str, dest: Path | str) -> None:
     """Rename (atomic: staging is on savePath's filesystem) and make the rename durable. Across filesystems (a
     legacy staging folder under another stateDir): copy to a hidden temporary name, fsync, rename, then unlink, so
     that a crash never leaves a truncated file under a final name."""
+    dest_dir = os.path.dirname(dest)
     try:
         os.replace(src, dest)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        tmp = dest.with_name(f".{dest.name}.partial")
+        tmp = os.path.join(dest_dir, f".{os.path.basename(dest)}.partial")
         shutil.copyfile(src, tmp)
         fsync_file(tmp)
         os.replace(tmp, dest)
-        staging.fsync_dir(dest.parent)
-        src.unlink()
-    staging.fsync_dir(dest.parent)
-    staging.fsync_dir(src.parent)
+        staging.fsync_dir(dest_dir)
+        os.unlink(src)
+    staging.fsync_dir(dest_dir)
+    staging.fsync_dir(os.path.dirname(src))

@@ -8,13 +8,13 @@ import struct
 from pathlib import Path
 
 
-def complete_length(path: Path) -> tuple[int, int]:
+def complete_length(path: Path | str) -> tuple[int, int]:
     """(bytes that form complete boxes ending on a whole fragment, number of media fragments in them)."""
-    size = path.stat().st_size
+    size = os.stat(path).st_size
     good = 0
     fragments = 0
     pending_moof = False
-    with path.open("rb") as f:
+    with open(path, "rb") as f:
         pos = 0
         while pos + 8 <= size:
             f.seek(pos)
@@ -43,12 +43,12 @@ def complete_length(path: Path) -> tuple[int, int]:
     return good, fragments
 
 
-def truncate_incomplete_tail(path: Path) -> tuple[int, int]:
+def truncate_incomplete_tail(path: Path | str) -> tuple[int, int]:
     """Cut the file after its last complete fragment. Returns (bytes removed, media fragments kept)."""
     good, fragments = complete_length(path)
-    size = path.stat().st_size
+    size = os.stat(path).st_size
     if good < size:
-        with path.open("rb+") as f:
+        with open(path, "rb+") as f:
             f.truncate(good)
             f.flush()
             os.fsync(f.fileno())

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from cctv_daemon.core import constants as c
 
@@ -32,6 +33,31 @@ def file_name(camera: str, feed_id: str, start: float, end: float) -> str:
 
 def final_path(save_path: Path, camera: str, feed_id: str, start: float, end: float) -> Path:
     return save_path / camera / date_dir(start) / file_name(camera, feed_id, start, end)
+
+
+def final_file(save_dir: str, camera: str, feed_id: str, start: float, end: float) -> str:
+    """final_path as a plain str (the hand-off's: pathlib would intern every new segment name)."""
+    return os.path.join(save_dir, camera, date_dir(start), file_name(camera, feed_id, start, end))
+
+
+def rel_file(save_path: Path, file: str) -> str:
+    """`file` relative to savePath with POSIX separators, as the catalog and the upload queue name it: the result of
+    PurePosixPath(*Path(file).relative_to(save_path).parts).as_posix(), which that is also the fallback, but without
+    a Path per segment on the hand-off (pathlib interns every part it parses; see core/events.py)."""
+    root = os.path.join(os.fspath(save_path), "")
+    rel = file[len(root):] if file.startswith(root) else ""
+    if not rel or any(p in ("", ".") for p in rel.split(os.sep)) or (os.altsep and os.altsep in rel):
+        return PurePosixPath(*Path(file).relative_to(save_path).parts).as_posix()
+    return rel.replace(os.sep, "/")
+
+
+def abs_file(save_path: Path, rel: str) -> str:
+    """A catalogued (POSIX, relative) path under savePath as a plain str: save_path.joinpath(*PurePosixPath(rel)
+    .parts) (also the fallback), without interning the segment's name (see rel_file)."""
+    parts = rel.split("/")
+    if rel.startswith("/") or any(p in ("", ".") for p in parts):
+        return os.fspath(save_path.joinpath(*PurePosixPath(rel).parts))
+    return os.path.join(os.fspath(save_path), *parts)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def parse_meta(raw: bytes) -> RunMeta | None:
     return RunMeta(camera, feed, float(anchor) if anchor is not None else None)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path | str) -> None:
     if os.name != "posix":
         return
     fd = os.open(path, os.O_RDONLY)

@@ -5,6 +5,7 @@ finished" signal. The list holds the run's last staging.LIST_SIZE entries (rewri
 from __future__ import annotations
 
 import math
+import os
 import sys
 import threading
 import time
@@ -29,11 +30,21 @@ WAKE_FILE = ".stop"  # touched in the lists folder to wake the emitter thread at
 class StagedSegment:
     camera: str
     run_id: str
-    path: Path  # the closed segment file in staging
+    file: str  # the closed segment file in staging, a plain str (a Path given here is kept as its str): see path
     start_s: float  # media seconds since the run's start
     end_s: float
     # When the daemon saw the list line (its wall time is the segment's end); None when read late (recovery).
     seen: Observed | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.file, str):
+            object.__setattr__(self, "file", os.fspath(self.file))
+
+    @property
+    def path(self) -> Path:
+        """Built on demand: pathlib interns every part it parses, and a Path made from every new segment name
+        churns CPython's interned-string table (its resizes are RSS steps); the hand-off itself uses `file`."""
+        return Path(self.file)
 
 
 class _ListReader:
@@ -44,6 +55,8 @@ class _ListReader:
     def __init__(self, path: Path, segment_dir: Path) -> None:
         self.path = path
         self.segment_dir = segment_dir
+        self._dir = os.fspath(segment_dir)
+        self._camera = segment_dir.name
         self.run_id = path.stem
         self.last_index = -1
 
@@ -73,7 +86,7 @@ class _ListReader:
                 out.append(seg)
         if out and seen is not None:
             last = out[-1]
-            out[-1] = StagedSegment(last.camera, last.run_id, last.path, last.start_s, last.end_s, seen)
+            out[-1] = StagedSegment(last.camera, last.run_id, last.file, last.start_s, last.end_s, seen)
         return out
 
     def _parse_line(self, raw: str) -> StagedSegment | None:
@@ -97,7 +110,7 @@ class _ListReader:
             log.warning("bad_segment_list_line", list=str(self.path), line=raw[:200])
             return None
         self.last_index = index
-        return StagedSegment(self.segment_dir.name, self.run_id, self.segment_dir / name, start, end_s)
+        return StagedSegment(self._camera, self.run_id, os.path.join(self._dir, name), start, end_s)
 
 
 MAX_LIST_BYTES = 64 * 1024 * 1024  # a list left by an older version (no size limit) is read whole, up to this

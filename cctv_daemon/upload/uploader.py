@@ -32,6 +32,7 @@ from cctv_daemon.core.backoff import Backoff
 from cctv_daemon.core.clock import Clock, SystemClock
 from cctv_daemon.core.events import Event, FinishedSegment, SegmentUploaded
 from cctv_daemon.core.redact import redact
+from cctv_daemon.segments import names as segment_names
 from cctv_daemon.upload import queue as q
 from cctv_daemon.upload.errors import UploadCancelled, classify, unreachable
 from cctv_daemon.upload.errors import VerificationFailed as VerificationFailed
@@ -148,8 +149,8 @@ class Uploader(SupervisedThreads):
     def enqueue_segment(self, seg: FinishedSegment) -> None:
         if self.catalog_waiting():
             return  # no queue yet: the reconciler queues this segment once its row is catalogued
-        rel = seg.path.relative_to(self.save_path).as_posix()
-        key = object_key(self.s3.s3Path, seg.camera, seg.start, seg.path.name)
+        rel = segment_names.rel_file(self.save_path, seg.file)  # no Path per segment: see core/events.py
+        key = object_key(self.s3.s3Path, seg.camera, seg.start, rel.rsplit("/", 1)[-1])
         if self.queue.enqueue(rel, seg.camera, seg.start, seg.size, key, self.clock.time()):
             log.debug("upload_queued", camera=seg.camera, path=rel, key=key)
         with self._wake:

@@ -135,6 +135,7 @@ def test_live_output_errors_are_not_the_recordings(line: str) -> None:
     proc.camera, proc.pid, proc.failure, proc.last_error, proc.audio_codec = "c", 1, None, None, None
     proc._lock = __import__("threading").Lock()
     proc._on_line = None
+    proc.source_label = None
     proc._stderr_line(line)
     assert proc.failure is None and proc.last_error is None
     proc._stderr_line("[tee @ 0x1] [error] Slave muxer #0 failed: No space left on device, aborting.")
