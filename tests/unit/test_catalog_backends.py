@@ -4,10 +4,13 @@ URL's password never shown (errors, check-config)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
+from collections.abc import Iterator, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import text
@@ -171,26 +174,34 @@ def test_check_config_reports_an_unusable_catalog_url(tmp_path: Path) -> None:
         assert secret not in res.stderr + res.stdout and "Traceback" not in res.stderr
 
 
-def test_table_prefix_on_an_unprefixed_sqlite_catalog_warns(tmp_path: Path) -> None:
+def test_table_prefix_on_an_unprefixed_sqlite_catalog_warns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """catalog.tablePrefix set on an install whose SQLite file has the old unprefixed tables: the catalog starts
     empty (nothing is moved), and a warning says so, naming both and what to do."""
     import structlog
+
+    @contextlib.contextmanager
+    def captured() -> Iterator[list[MutableMapping[str, Any]]]:
+        """capture_logs with a fresh (lazy) logger in migrate: log_setup caches loggers on first use, and one
+        cached under an earlier test's configuration (another processors list) would bypass the capture."""
+        with structlog.testing.capture_logs() as logs:
+            monkeypatch.setattr(migrate, "log", structlog.get_logger("cctv_daemon.catalog"))
+            yield logs
 
     save = tmp_path / "rec"
     db = save / ".cctv" / c.CATALOG_FILENAME
     old = Catalog(db, save, node_id="n")
     old.add_rows([SegmentRow("t/1.mp4", "t", "main", 0.0, 10.0, 5), SegmentRow("t/2.mp4", "t", "main", 10.0, 20.0, 5)])
     old.close()
-    with structlog.testing.capture_logs() as logs:
+    with captured() as logs:
         prefixed = Catalog(db, save, node_id="n", prefix="site_")
     assert prefixed.segments() == []
     (warning,) = [e for e in logs if e["event"] == "catalog_prefix_hides_rows"]
     assert warning["rows"] == 2 and warning["prefix"] == "site_" and "Remove tablePrefix" in warning["action"]
     prefixed.add_rows([SegmentRow("t/3.mp4", "t", "main", 20.0, 30.0, 5)])
     prefixed.close()
-    with structlog.testing.capture_logs() as logs:
+    with captured() as logs:
         Catalog(db, save, node_id="n", prefix="site_").close()  # the prefixed catalog is in use now: no warning
     assert not [e for e in logs if e["event"] == "catalog_prefix_hides_rows"]
-    with structlog.testing.capture_logs() as logs:
+    with captured() as logs:
         Catalog(db, save, node_id="n").close()
     assert not [e for e in logs if e["event"] == "catalog_prefix_hides_rows"]
