@@ -34,6 +34,7 @@ from cctv_daemon.core.events import Event, FinishedSegment, SegmentUploaded
 from cctv_daemon.core.redact import redact
 from cctv_daemon.segments import names as segment_names
 from cctv_daemon.upload import queue as q
+from cctv_daemon.upload import report
 from cctv_daemon.upload.errors import UploadCancelled, classify, unreachable
 from cctv_daemon.upload.errors import VerificationFailed as VerificationFailed
 from cctv_daemon.upload.reconcile import Reconciler
@@ -60,11 +61,6 @@ FAILING = "failing"  # worker threads hit errors outside the transfer (database,
 RECONCILE_PERIOD_S = 5.0  # incremental reconciliation (and the status counts) this often
 RECONCILE_FULL_S = 3600.0  # a full one this often (and at startup)
 HOUSEKEEPING = "uploader-housekeeping"
-RECOVERED_FIELDS = ("recovered_error", "recovered_error_at", "recovered_at")  # status: (error, its time, cleared at)
-
-
-_COUNT_KEYS = ("queue_length", "oldest_queued_at", "failed_count", "failed_oldest_start", "failed_oldest_path",
-               "failed_last_error")  # refresh_counts(); all None before the catalog database first answered
 
 
 class Uploader(SupervisedThreads):
@@ -112,7 +108,7 @@ class Uploader(SupervisedThreads):
         self._state_code = ""
         self.last_error: str | None = None  # the current error: cleared by the next success
         self.last_error_at: float | None = None
-        self.recovered: tuple[str, float, float] | None = None  # RECOVERED_FIELDS: the error a success cleared
+        self.recovered: tuple[str, float, float] | None = None  # report.RECOVERED_FIELDS: the error a success cleared
         self.bytes_uploaded = 0
         self.uploads_done = 0
         self.already_in_bucket = 0
@@ -205,13 +201,7 @@ class Uploader(SupervisedThreads):
                  released=released, stuck_threads=stuck)
 
     def refresh_counts(self) -> dict[str, Any]:
-        count, oldest = self.queue.backlog(self.max_attempts)
-        n_failed, oldest_failed, last_failed_error = self.queue.given_up(self.max_attempts)
-        counts: dict[str, Any] = {"queue_length": count, "oldest_queued_at": oldest, "failed_count": n_failed,
-                                  "failed_oldest_start": oldest_failed.start if oldest_failed else None,
-                                  "failed_oldest_path": oldest_failed.path if oldest_failed else None,
-                                  "failed_last_error": last_failed_error}
-        self._counts = counts
+        self._counts = counts = report.queue_counts(self.queue, self.max_attempts)
         return counts
 
     def retry(self, key: str | None) -> list[str]:
@@ -224,32 +214,10 @@ class Uploader(SupervisedThreads):
     def status(self) -> dict[str, Any]:
         """Never waits on SQLite once started: the counts come from the housekeeping thread."""
         counts = (self._counts if self._threads and self._counts is not None
-                  else dict.fromkeys(_COUNT_KEYS) if self._startup_pending else self.refresh_counts())
-        oldest = counts["oldest_queued_at"]
-        age = None if oldest is None else round(max(0.0, self.clock.time() - oldest), 1)
+                  else dict.fromkeys(report.COUNT_KEYS) if self._startup_pending else self.refresh_counts())
         failing = dict(self._failing)
-        alive = sum(t.is_alive() for t in self._threads)
-        return {
-            "state": FAILING if failing else self.state,
-            "queue_length": counts["queue_length"],
-            "oldest_pending_age_s": age,
-            "bytes_uploaded": self.bytes_uploaded,
-            "uploads_done": self.uploads_done,
-            "in_flight": self._in_flight,
-            "last_error": self.last_error, "last_error_at": self.last_error_at,
-            **dict(zip(RECOVERED_FIELDS, self.recovered or (None,) * 3, strict=True)),
-            "failed_count": counts["failed_count"],
-            "failed_oldest_start": counts["failed_oldest_start"],
-            "failed_oldest_path": counts["failed_oldest_path"],
-            "failed_last_error": counts["failed_last_error"],
-            "max_attempts": self.max_attempts,
-            "threads_alive": alive,
-            "threads_failing": sorted(failing),
-            "worker_errors": self.worker_errors,
-            "worker_last_error": self.last_worker_error,
-            "reconciled": self.reconciler.queued_total,
-            "already_in_bucket": self.already_in_bucket,
-        }
+        return report.uploader_status(self, FAILING if failing else self.state, counts, sorted(failing),
+                                      alive=sum(t.is_alive() for t in self._threads), in_flight=self._in_flight)
 
     def _idle_wait(self) -> None:
         with self._wake:
