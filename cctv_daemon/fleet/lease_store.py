@@ -76,8 +76,10 @@ def lease_engine(url: str | URL) -> Engine:
                 "write_timeout": STATEMENT_TIMEOUT_S}
     if backend == "sqlite":
         return sa.create_engine(url, connect_args={"timeout": STATEMENT_TIMEOUT_S})
+    # READ COMMITTED: InnoDB's default REPEATABLE READ takes a gap lock for the UPDATE of a camera never leased,
+    # and two nodes then inserting into that gap deadlock each other (the catalog's engine does the same)
     return sa.create_engine(url, pool_pre_ping=True, pool_size=1, max_overflow=1, pool_recycle=600,
-                            connect_args=args)
+                            isolation_level="READ COMMITTED", connect_args=args)
 
 
 class LeaseStore:
@@ -150,10 +152,25 @@ class LeaseStore:
             return True
         if conn.execute(sa.select(t.c.camera).where(t.c.camera == camera)).first() is not None:
             return False
+        return self._insert_if_absent(conn, dict(camera=camera, node_id=node_id, instance=instance, shard=shard,
+                                                 generation=1, acquired_at=now, expires_at=now + ttl))
+
+    def _insert_if_absent(self, conn: Connection, values: dict[str, Any]) -> bool:
+        """INSERT the lease row unless another node inserted it first (True: ours). One statement that yields to
+        the existing row on every backend, never a savepoint: on MariaDB a lost race could end as a deadlock that
+        rolls the whole transaction back, savepoint included, and ``ROLLBACK TO SAVEPOINT`` then failed."""
+        t = self.leases
+        name = conn.dialect.name
+        if name == "mysql":  # MariaDB too
+            return bool(conn.execute(t.insert().values(**values).prefix_with("IGNORE")).rowcount == 1)
+        if name in ("postgresql", "sqlite"):
+            from sqlalchemy.dialects import postgresql, sqlite
+            insert = postgresql.insert if name == "postgresql" else sqlite.insert
+            stmt = insert(t).values(**values).on_conflict_do_nothing(index_elements=[t.c.camera])
+            return conn.execute(stmt.returning(t.c.camera)).first() is not None  # psycopg's rowcount here is -1
         try:
             with conn.begin_nested():
-                conn.execute(t.insert().values(camera=camera, node_id=node_id, instance=instance, shard=shard,
-                                               generation=1, acquired_at=now, expires_at=now + ttl))
+                conn.execute(t.insert().values(**values))
         except IntegrityError:  # another node inserted it first
             return False
         return True

@@ -102,18 +102,23 @@ def test_two_processes_with_one_node_id_never_share_a_lease(engine: Engine) -> N
 def test_racing_takers_one_wins(engine: Engine) -> None:
     store = store_of(engine)
     won: list[str] = []
+    errors: list[BaseException] = []
     start = threading.Barrier(4)
 
     def racer(i: int) -> None:
         start.wait()
-        if take(store, "gate", f"i-{i}", f"node-{i}"):
-            won.append(f"i-{i}")
+        try:
+            if take(store, "gate", f"i-{i}", f"node-{i}"):
+                won.append(f"i-{i}")
+        except BaseException as exc:  # a loser must lose quietly: CI saw MariaDB deadlock the racing INSERTs
+            errors.append(exc)
 
     threads = [threading.Thread(target=racer, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
+    assert not errors, errors
     assert len(won) == 1, won
     assert lease(store, "gate")[0] == won[0]
 

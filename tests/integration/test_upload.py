@@ -438,10 +438,17 @@ def test_uploads_list_and_status_agree_on_failed(
         listed = run_cli("uploads", "list", "--config", str(cfg))
         assert listed.returncode == 0 and listed.stdout == "", listed.stdout
         assert "0 upload(s) failed" in listed.stderr and "more retrying" in listed.stderr, listed.stderr
-        retrying = run_cli("uploads", "list", "--state", "retrying", "--json", "--config", str(cfg))
-        assert retrying.returncode == 0, retrying.stderr
-        shown = json.loads(retrying.stdout)
-        assert shown and {r["state"] for r in shown} == {"retrying"}
+
+        def listed_retrying() -> list[dict[str, Any]]:
+            # the blocked row is `uploading` while the uploader probes the store with it (every backoff cap):
+            # a list taken during the probe rightly shows no retrying row, so wait for one taken between probes
+            retrying = run_cli("uploads", "list", "--state", "retrying", "--json", "--config", str(cfg))
+            assert retrying.returncode == 0, retrying.stderr
+            rows: list[dict[str, Any]] = json.loads(retrying.stdout)
+            return rows
+
+        shown = wait_for(listed_retrying, 30, "a retrying row in `uploads list`", proc=daemon.proc)
+        assert {r["state"] for r in shown} == {"retrying"}
         assert all("NoSuchBucket" in r["last_error"] and r["failures"] == 0 for r in shown)
         # now one object of its own fails once (maxAttempts 1): given up, in status and in the list alike
         victim = save / shown[0]["path"]
