@@ -45,11 +45,15 @@ def our_files(save: Path) -> dict[str, int]:
     return {p.relative_to(save).as_posix(): p.stat().st_size for p in save.glob("*/*/*.mp4")}
 
 
-def recover_like_startup(cfg: Path) -> None:
-    """What `cctv-daemon run` does before recording: Daemon.prepare() (staging + catalog recovery)."""
+def recover_like_startup(cfg: Path, retention: bool = False) -> None:
+    """What `cctv-daemon run` does before recording: Daemon.prepare() (staging + catalog recovery); with
+    ``retention``, also the retention thread's first pass, which a started daemon runs at once (recovery may
+    catalogue the killed run's last partial segment, which can take the folder over its cap until then)."""
     config = load_config(str(cfg))
     daemon = build_daemon(config, find_ffmpeg(config.ffmpegPath), service=False)
     daemon.prepare()
+    if retention:
+        daemon.storage.retention.enforce()
     daemon.storage.catalog.close()
 
 
@@ -177,7 +181,7 @@ def test_crash_during_deletion_then_startup_recovery_is_clean(daemon_factory: Da
     assert d.wait(60) == -signal.SIGKILL
     assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleting'") == 1
     wait_for(lambda: not catalog_recovery_orphans(save), 10, "ffmpeg of the killed daemon to exit")
-    recover_like_startup(d.config_path)
+    recover_like_startup(d.config_path, retention=True)
     assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleting'") == 0
     assert count(db, "SELECT COUNT(*) FROM segments WHERE state = 'deleted'") >= 1
     res = d.cli("check")

@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -368,11 +369,25 @@ def test_uploads_retry_command_with_daemon_running(
     try:
         wait_for(lambda: [r for r in upload_rows(save) if r["state"] == "failed"], 60, "a failed upload",
                  proc=daemon.proc)
-        listed = run_cli("uploads", "list", "--state", "retrying", "--config", str(cfg))  # blocked, not given up
-        assert listed.returncode == 0 and listed.stdout.strip(), listed.stderr
+
+        def listed_retrying() -> subprocess.CompletedProcess[str] | None:
+            # blocked, not given up; while the uploader probes the store with that row it is `uploading` (every
+            # backoff cap, for the probe's few ms): a list taken then rightly shows none, so wait for one
+            listed = run_cli("uploads", "list", "--state", "retrying", "--config", str(cfg))
+            assert listed.returncode == 0, listed.stderr
+            return listed if listed.stdout.strip() else None
+
+        listed = wait_for(listed_retrying, 30, "a retrying row in `uploads list`", proc=daemon.proc)
         keys = [line.split("\t")[0] for line in listed.stdout.splitlines()]
         assert all(k.startswith(f"{PREFIX}/t1/") for k in keys)
-        res = run_cli("uploads", "retry", keys[0], "--config", str(cfg))
+
+        def retried() -> subprocess.CompletedProcess[str] | None:
+            res = run_cli("uploads", "retry", keys[0], "--config", str(cfg))
+            if res.returncode == 2 and f"{keys[0]} is uploading" in res.stderr:
+                return None  # taken by the uploader's probe at that moment: rightly refused, asked again
+            return res
+
+        res = wait_for(retried, 30, "`uploads retry KEY` between probes", proc=daemon.proc)
         assert res.returncode == 0 and res.stdout.split() == [keys[0]], res.stderr
         bad = run_cli("uploads", "retry", "no/such/key.mp4", "--config", str(cfg))
         assert bad.returncode == 2 and "unknown upload 'no/such/key.mp4'" in bad.stderr and not bad.stdout
@@ -435,13 +450,18 @@ def test_uploads_list_and_status_agree_on_failed(
                  "a row blocked by NoSuchBucket", proc=daemon.proc)
         wait_for(lambda: _uploader_status(save).get("state") == "error", 30, "status: error", proc=daemon.proc)
         assert _uploader_status(save)["failed_count"] == 0
-        listed = run_cli("uploads", "list", "--config", str(cfg))
-        assert listed.returncode == 0 and listed.stdout == "", listed.stdout
-        assert "0 upload(s) failed" in listed.stderr and "more retrying" in listed.stderr, listed.stderr
+
+        # the blocked row is `uploading` while the uploader probes the store with it (every backoff cap, for the
+        # probe's few ms): a list taken during the probe rightly shows no retrying row, so wait for one between
+        def listed_failed() -> subprocess.CompletedProcess[str] | None:
+            listed = run_cli("uploads", "list", "--config", str(cfg))
+            assert listed.returncode == 0 and listed.stdout == "", listed.stdout
+            assert "0 upload(s) failed" in listed.stderr, listed.stderr
+            return listed if "more retrying" in listed.stderr else None
+
+        wait_for(listed_failed, 30, "`uploads list`: 0 failed, more retrying", proc=daemon.proc)
 
         def listed_retrying() -> list[dict[str, Any]]:
-            # the blocked row is `uploading` while the uploader probes the store with it (every backoff cap):
-            # a list taken during the probe rightly shows no retrying row, so wait for one taken between probes
             retrying = run_cli("uploads", "list", "--state", "retrying", "--json", "--config", str(cfg))
             assert retrying.returncode == 0, retrying.stderr
             rows: list[dict[str, Any]] = json.loads(retrying.stdout)
