@@ -10,6 +10,8 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from cctv_daemon.segments import names as segment_names
 from tests.conftest import RTSP_PASSWORD, RTSP_USER, DaemonFactory
 from tests.support.daemon import wait_for
@@ -39,6 +41,7 @@ def assert_contiguous(paths: list[Path], camera: str) -> None:
         assert a.end == b.start, f"segments do not touch: {a} then {b}"
 
 
+@pytest.mark.timing  # coverage >= 0.999 over 14 s allows 14 ms of scheduling jitter: a loaded CI pass broke it (24 ms)
 def test_two_rtsp_cameras_record_contiguous_valid_segments(
     rtsp_server: RtspServer, daemon_factory: DaemonFactory
 ) -> None:
