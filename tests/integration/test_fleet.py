@@ -296,7 +296,7 @@ def test_partition_double_recording_is_kept_and_marked(daemon_factory: DaemonFac
 
     def cfg(url: str, shard: int, node: str, api: bool) -> dict[str, Any]:
         return {"cameras": [{"cameraName": cam, "source": "test", "videoDuration": 1}],
-                "storageConfig": {"savePath": "rec"}, "catalog": {"url": url}, "api": {"enabled": api},
+                "storageConfig": {"savePath": "rec"}, "catalog": {"url": url}, "api": {"enabled": api, "port": 0},
                 "fleet": {"shards": 2, "shard": shard, "nodeId": node, "leaseSeconds": LEASE_S}}
 
     try:
