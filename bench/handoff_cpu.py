@@ -97,8 +97,10 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     daemon = build_daemon(config, "ffmpeg")
     fin = daemon.finisher
     steps = _Steps()
-    for name in ("truncate_incomplete_tail", "fsync_file", "_move"):
-        setattr(fm, name, steps.wrap(name, getattr(fm, name)))
+    for name, step in (("truncate_incomplete_tail", "tail check"), ("check_tail", "tail check"),
+                       ("fsync_file", "fsync of the data"), ("_move", "rename + folder fsyncs")):
+        if hasattr(fm, name):  # the tail check's name differs between versions
+            setattr(fm, name, steps.wrap(step, getattr(fm, name)))
     fm.log = _TimedLog(fm.log, steps)  # type: ignore[assignment]
     bus = fin.bus
     bus._subs = [(name, kind, steps.wrap(f"bus.{name}", fn)) for name, kind, fn in bus._subs]
