@@ -7,7 +7,7 @@ from pathlib import Path
 
 from cctv_daemon.recording.ffmpeg_command import SEGMENT_FORMAT_OPTIONS
 from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
-from cctv_daemon.segments.mp4_tail import complete_length, truncate_incomplete_tail
+from cctv_daemon.segments.mp4_tail import check_tail, complete_length, truncate_incomplete_tail
 from tests.support.media import decode_ok
 
 
@@ -46,3 +46,16 @@ def test_header_only_file_has_no_fragment(tmp_path: Path) -> None:
     with f.open("rb+") as fh:
         fh.truncate(900)
     assert truncate_incomplete_tail(f)[1] == 0
+
+
+def test_check_tail_returns_the_size_it_leaves(tmp_path: Path) -> None:
+    """The hand-off takes the segment's size from the tail check (no stat of its own)."""
+    f = tmp_path / "a.mp4"
+    make_fmp4(f)
+    size = f.stat().st_size
+    assert check_tail(f) == (0, 3, size)
+    with f.open("rb+") as fh:
+        fh.truncate(size - 700)
+    removed, kept, left = check_tail(f)
+    assert (removed, kept) == (size - 700 - left, 2)
+    assert left == f.stat().st_size
