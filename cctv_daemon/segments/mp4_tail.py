@@ -10,7 +10,7 @@ from pathlib import Path
 
 def complete_length(path: Path | str) -> tuple[int, int]:
     """(bytes that form complete boxes ending on a whole fragment, number of media fragments in them)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, _READ)
     try:
         return _complete_length(fd, os.fstat(fd).st_size)
     finally:
@@ -24,7 +24,7 @@ def _complete_length(fd: int, size: int) -> tuple[int, int]:
     pending_moof = False
     pos = 0
     while pos + 8 <= size:
-        header = os.pread(fd, 16, pos)
+        header = _pread(fd, 16, pos)
         if len(header) < 8:
             break
         box_size, kind = _HEADER.unpack_from(header)
@@ -59,7 +59,7 @@ def truncate_incomplete_tail(path: Path | str) -> tuple[int, int]:
 
 def check_tail(path: Path | str) -> tuple[int, int, int]:
     """truncate_incomplete_tail, also returning the file's size after it (one open, one fstat)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = os.open(path, _READ)
     try:
         size = os.fstat(fd).st_size
         good, fragments = _complete_length(fd, size)
@@ -73,5 +73,14 @@ def check_tail(path: Path | str) -> tuple[int, int, int]:
     return size - good, fragments, good
 
 
+_READ = os.O_RDONLY | getattr(os, "O_BINARY", 0)  # Windows: no newline translation
+
+
+def _seek_read(fd: int, n: int, pos: int) -> bytes:
+    os.lseek(fd, pos, os.SEEK_SET)
+    return os.read(fd, n)
+
+
+_pread = getattr(os, "pread", _seek_read)  # Windows has no pread
 _HEADER = struct.Struct(">I4s")
 _LARGE = struct.Struct(">Q")
