@@ -43,11 +43,13 @@ class EventBroker:
         self.published = 0
 
     def publish(self, event: Event) -> None:
-        kind, data = to_message(event)
         self.published += 1
-        text = f"id: {self.published}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
         with self._lock:
             streams = list(self._streams.values())
+        if not streams:
+            return  # nobody listens (the usual case): no message to build for each segment
+        kind, data = to_message(event)
+        text = f"id: {self.published}\nevent: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
         for loop, q in streams:
             try:
                 loop.call_soon_threadsafe(_put, q, text)

@@ -95,6 +95,7 @@ class CatalogDb:
         self.scoped = self.dialect != "sqlite"
         self.lock = threading.RLock()
         self.cache: dict[object, object] = {}  # statements built once (catalog/writes.py, reads.py)
+        self.raw_writes = True  # a segment's row through sqlite3 directly (writes.add_one_sqlite); tests compare
 
     @property
     def shown(self) -> str:
@@ -118,6 +119,21 @@ class CatalogDb:
             finally:
                 if relax is not None:
                     relax.execute(f"PRAGMA synchronous = {sqlite_db.SYNCHRONOUS}")
+
+    @contextmanager
+    def raw(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """The writable SQLite file's sqlite3 connection, under the lock, with begin()'s synchronous setting (the
+        caller runs its own BEGIN IMMEDIATE ... COMMIT: catalog/writes.py add_one_sqlite)."""
+        raw = self.sqlite_conn
+        assert raw is not None
+        with self.lock:
+            if not durable:
+                raw.execute("PRAGMA synchronous = NORMAL")
+            try:
+                yield raw
+            finally:
+                if not durable:
+                    raw.execute(f"PRAGMA synchronous = {sqlite_db.SYNCHRONOUS}")
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

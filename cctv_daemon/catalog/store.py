@@ -258,6 +258,10 @@ class Catalog(CatalogReads):
         row = SegmentRow(rel, seg.camera, seg.feed_id, seg.start, seg.end, seg.size, media_duration=seg.media_duration)
         # Not fsynced on its own (SQLite): its file is final and durable already, and startup recovery catalogues
         # a file whose row a power cut lost (docs/segment-lifecycle.md, "Which commits are fsynced").
+        if self.db.sqlite_conn is not None and self.db.raw_writes:
+            with self.db.raw(SEGMENT_ROWS_DURABLE) as raw:
+                if writes.add_one_sqlite(raw, self.db, row, seg.run_id, seg.recovered, self.clock.time()):
+                    return
         self.add_rows([row], run_id=seg.run_id, recovered=seg.recovered, durable=SEGMENT_ROWS_DURABLE)
 
     def add_rows(self, rows: Iterable[SegmentRow], run_id: str | None = None, recovered: bool = False,

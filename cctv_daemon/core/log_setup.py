@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -36,9 +36,14 @@ def _redact_value(value: Any) -> Any:
 def redact_processor(
     _logger: Any, _name: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    for key, value in list(event_dict.items()):
-        event_dict[key] = _redact_value(value)
+    for key, value in event_dict.items():  # values replaced in place: the keys do not change
+        if type(value) in _PLAIN:
+            continue  # numbers, booleans, None: nothing to hide (the common case, checked first)
+        event_dict[key] = redact(value) if isinstance(value, str) else _redact_value(value)
     return event_dict
+
+
+_PLAIN = frozenset({int, float, bool, type(None)})
 
 
 def is_terminal(stream: Any) -> bool:
@@ -48,8 +53,22 @@ def is_terminal(stream: Any) -> bool:
         return False
 
 
+class _RenderOnce(structlog.stdlib.ProcessorFormatter):
+    """Renders a record once: the stream handler, the file handler and the file's rollover check (the standard
+    library's RotatingFileHandler.shouldRollover formats the record a second time to learn its length) share one
+    formatter and so one rendering (a third of the cost of each log line each, docs/benchmarks.md)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        cached = record.__dict__.get("_cctv_rendered")
+        if cached is not None and cached[0] is self:
+            return cast(str, cached[1])
+        text = super().format(record)
+        record._cctv_rendered = (self, text)  # type: ignore[attr-defined]  # read back just above
+        return text
+
+
 def _formatter(shared: list[Any], renderer: Any) -> logging.Formatter:
-    return structlog.stdlib.ProcessorFormatter(
+    return _RenderOnce(
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -139,6 +158,24 @@ class SafeRotatingFileHandler(_FullDiskTolerant, logging.handlers.RotatingFileHa
     def _target(self) -> str:
         return self.baseFilename
 
+    _regular = True  # the log file is a regular file (not /dev/null, a FIFO): only such files are rotated
+
+    def _open(self) -> Any:
+        stream = super()._open()
+        self._regular = os.path.isfile(self.baseFilename)
+        return stream
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        """The standard library's check without its two stat() calls per line (bpo-45401: never roll over
+        anything but a regular file; checked when the file is opened) and with the line rendered once."""
+        if self.stream is None:  # closed after a full disk, or delay
+            self.stream = self._open()
+        if self.maxBytes <= 0 or not self._regular:
+            return False
+        msg = f"{self.format(record)}\n"
+        self.stream.seek(0, 2)
+        return bool(self.stream.tell() + len(msg) >= self.maxBytes)
+
 
 def dropped_lines() -> int:
     """Log lines dropped on a full disk since logging was set up (all handlers)."""
@@ -185,6 +222,11 @@ def setup_logging(
         fh.setFormatter(json_formatter)
         root.addHandler(fh)
     root.setLevel(getattr(logging, level.upper()))
+    # Neither renderer shows the caller's file/line nor the process: the logging HOWTO's "Optimization" switches
+    # spare each line a walk up the stack and the process lookups (docs/benchmarks.md, sixth CPU pass).
+    logging._srcfile = None  # type: ignore[attr-defined]  # documented there as the way to skip findCaller
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for noisy in ("botocore", "boto3", "urllib3", "s3transfer", "watchdog"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(

@@ -24,11 +24,16 @@ def register_secrets(secrets: Iterable[str]) -> None:
         _secrets = tuple(sorted(merged, key=len, reverse=True))
 
 
+def _hide_password(m: re.Match[str]) -> str:
+    return f"{m['scheme']}{m['user']}:{REDACTED}@"
+
+
 def redact(text: str) -> str:
     """Return ``text`` with URL passwords and every registered secret replaced by ***."""
     if not text:
         return text
-    out = _URL_USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+    # The pattern needs "://" and a later "@": most strings (paths, names) have neither; skip the regex then.
+    out = _URL_USERINFO.sub(_hide_password, text) if "@" in text and "://" in text else text
     for secret in _secrets:
         if secret in out:
             out = out.replace(secret, REDACTED)

@@ -16,7 +16,7 @@ from cctv_daemon.core.events import FinishedSegment, SegmentBus
 from cctv_daemon.segments import names as segment_names
 from cctv_daemon.segments import staging
 from cctv_daemon.segments.media_probe import probe_duration
-from cctv_daemon.segments.mp4_tail import truncate_incomplete_tail
+from cctv_daemon.segments.mp4_tail import check_tail, truncate_incomplete_tail
 from cctv_daemon.segments.timeline import FIRST_OF_RUN_MAX_S, CameraTimeline
 from cctv_daemon.segments.watcher import StagedSegment, _ListReader
 
@@ -60,7 +60,7 @@ class SegmentFinisher:
         else:
             # Read late (recovery, safety-net poll): the file's last write happened when it closed.
             end = closed_at if closed_at is not None else os.stat(src).st_mtime
-        removed, fragments = truncate_incomplete_tail(src)
+        removed, fragments, size = check_tail(src)
         if removed:
             log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=src, bytes=removed)
         if fragments == 0:
@@ -71,8 +71,6 @@ class SegmentFinisher:
         dest = self._free_dest(
             segment_names.final_file(self._save_dir, meta.camera, meta.feed_id, start, end)
         )
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        size = os.stat(src).st_size
         fsync_file(src)  # durable before catalogued: the row must never name an empty or short file
         _move(src, dest)
         seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered,
@@ -251,10 +249,11 @@ def _move(src: Path | str, dest: Path | str) -> None:
     that a crash never leaves a truncated file under a final name."""
     dest_dir = os.path.dirname(dest)
     try:
-        os.replace(src, dest)
+        _replace(os.fspath(src), os.fspath(dest), dest_dir)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
+        os.makedirs(dest_dir, exist_ok=True)
         tmp = os.path.join(dest_dir, f".{os.path.basename(dest)}.partial")
         shutil.copyfile(src, tmp)
         fsync_file(tmp)
@@ -263,3 +262,15 @@ def _move(src: Path | str, dest: Path | str) -> None:
         os.unlink(src)
     staging.fsync_dir(dest_dir)
     staging.fsync_dir(os.path.dirname(src))
+
+
+def _replace(src: str, dest: str, dest_dir: str) -> None:
+    """os.replace; a missing destination folder (a new camera or day) is made on first use, not looked up for
+    every segment."""
+    try:
+        os.replace(src, dest)
+    except FileNotFoundError:
+        if os.path.isdir(dest_dir):
+            raise  # the source is gone
+        os.makedirs(dest_dir, exist_ok=True)
+        os.replace(src, dest)

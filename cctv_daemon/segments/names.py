@@ -6,6 +6,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 from pathlib import Path, PurePosixPath
 
 from cctv_daemon.core import constants as c
@@ -16,7 +17,12 @@ _NAME = re.compile(rf"^(?P<prefix>.+)_(?P<start>{_STAMP})_(?P<end>{_STAMP})(?P<d
 
 def stamp(epoch: float) -> str:
     """UTC, whole seconds (rounded, so two segments that touch get the same stamp at the join)."""
-    return datetime.fromtimestamp(round(epoch), tz=timezone.utc).strftime(c.TIME_FORMAT)
+    return _stamp(round(epoch))
+
+
+@lru_cache(maxsize=256)  # a segment's start is its predecessor's end: each stamp is asked for 2-4 times
+def _stamp(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime(c.TIME_FORMAT)
 
 
 def parse_stamp(text: str) -> float:
@@ -24,7 +30,12 @@ def parse_stamp(text: str) -> float:
 
 
 def date_dir(epoch: float) -> str:
-    return datetime.fromtimestamp(round(epoch), tz=timezone.utc).strftime(c.DATE_DIR_FORMAT)
+    return _date_dir(round(epoch) // 86400)  # UTC days: no leap seconds in epoch time
+
+
+@lru_cache(maxsize=16)
+def _date_dir(day: int) -> str:
+    return datetime.fromtimestamp(day * 86400, tz=timezone.utc).strftime(c.DATE_DIR_FORMAT)
 
 
 def file_name(camera: str, feed_id: str, start: float, end: float) -> str:

@@ -25,9 +25,9 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true, update
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select, true, update
 
 from cctv_daemon.catalog import migrate
 from cctv_daemon.catalog.engine import CatalogDb, open_sqlite
@@ -149,12 +149,21 @@ class UploadQueue:
 
     def _insert(self, conn: Any, values: dict[str, Any]) -> int:
         """INSERT unless the path is queued already (same on every backend: look first, under the write lock)."""
-        u = self.db.t.uploads
-        there = conn.execute(select(u.c.path).where(u.c.path == values["path"], self._own())).first()
-        if there is not None:
+        found, insert = self._insert_statements()
+        if conn.execute(found, {"p": values["path"]}).first() is not None:
             return 0
-        conn.execute(u.insert().values(node_id=self.db.node_id, **values))
+        conn.execute(insert, {"node_id": self.db.node_id, **values})
         return 1
+
+    def _insert_statements(self) -> tuple[Any, Any]:
+        """Built once with bind parameters (building a Core statement per segment cost more than running it:
+        ~0.3 ms of the hand-off's CPU, docs/benchmarks.md sixth pass); SQLAlchemy reuses their compiled form."""
+        cached = self.db.cache.get("uploads_insert")
+        if cached is None:
+            u = self.db.t.uploads
+            cached = self.db.cache["uploads_insert"] = (
+                select(u.c.path).where(u.c.path == bindparam("p"), self._own()), u.insert())
+        return cast("tuple[Any, Any]", cached)
 
     # -- queueing ---------------------------------------------------------------------------------------
     def enqueue(self, path: str, camera: str, start: float, size: int, s3_key: str, now: float) -> bool:

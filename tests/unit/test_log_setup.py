@@ -96,3 +96,43 @@ def test_pipe_gets_json(tmp_path: Path) -> None:
     assert SECRET not in text
     events = [json.loads(line)["event"] for line in text.splitlines()]
     assert events == ["connecting", "boom", "stdlib says ***"]
+
+
+def test_a_line_is_rendered_once_for_the_stream_the_file_and_its_rollover(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """JSON on the stream and in the file: the same line, rendered once (the rollover check used to render it a
+    second time, the file handler a third); rotation still happens at maxBytes; secrets and URL passwords are still
+    hidden in every value, numbers, booleans and None are kept as they are."""
+    register_secrets([SECRET])
+    rendered: list[str] = []
+    real = structlog.processors.JSONRenderer.__call__
+
+    def counting(self: structlog.processors.JSONRenderer, *a: object) -> str:
+        text = str(real(self, *a))  # type: ignore[arg-type]
+        rendered.append(text)
+        return text
+
+    monkeypatch.setattr(structlog.processors.JSONRenderer, "__call__", counting)
+    out = io.StringIO()
+    log_file = tmp_path / "logs" / "d.log"
+    setup_logging("info", log_file, max_bytes=2048, backup_count=2, stream=out)
+    try:
+        log = structlog.get_logger("test.once")
+        for i in range(12):
+            log.info("segment_finished", camera="cam", path=f"/rec/cam/{i}.mp4", start_at=1.5 + i, bytes=10**9,
+                     recovered=False, clamped=None, url=f"rtsp://admin:{SECRET}@cam/1", note=[SECRET, 3])
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    finally:
+        logging.getLogger().handlers.clear()
+    assert len(rendered) == 12  # one rendering per line for both handlers and the rollover check
+    stream_lines = out.getvalue().splitlines()
+    file_lines = [ln for p in sorted(tmp_path.glob("logs/d.log*"), reverse=True) for ln in p.read_text().splitlines()]
+    assert stream_lines == file_lines  # the same text, every line, in order across the rotated files
+    assert (tmp_path / "logs" / "d.log.1").exists()  # rotated at 2 KiB
+    first = json.loads(stream_lines[0])
+    assert first["url"] == "rtsp://admin:***@cam/1" and first["note"] == ["***", 3]
+    assert (first["start_at"], first["bytes"], first["recovered"], first["clamped"]) == (1.5, 10**9, False, None)
+    assert first["level"] == "info" and first["logger"] == "test.once" and "timestamp" in first
+    assert SECRET not in out.getvalue()
