@@ -153,7 +153,7 @@ def test_a_progress_block_is_dated_back_once_reports_are_coalesced() -> None:
 def test_a_demoted_stream_waits_with_the_others_but_its_end_is_seen_at_once() -> None:
     """Past a run's first seconds stderr is demoted: its lines (the live view's two a second) no longer wake the
     hub one by one, they are read with the progress reports; but its end (ffmpeg's exit) still ends the wait."""
-    hub = PipeHub(coalesce_s=5.0)
+    hub = PipeHub(coalesce_s=10.0)
     code = ("import os, sys; os.write(2, b'a'); sys.stdin.read(1); os.write(2, b'b'); sys.stdin.read(1);"
             "os.write(2, b'c')")
     p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -166,7 +166,7 @@ def test_a_demoted_stream_waits_with_the_others_but_its_end_is_seen_at_once() ->
         hub.demote(p.stderr)
         wakeups = hub.wakeups
         p.stdin.write(b"x")
-        p.stdin.flush()  # "b" is written: the hub is in its 5 s wait and does not read it
+        p.stdin.flush()  # "b" is written: the hub is in its 10 s wait and does not read it
         time.sleep(1.0)
         assert got == [b"a"] and hub.wakeups == wakeups, got
         t0 = time.monotonic()
