@@ -1,7 +1,7 @@
 """One running ffmpeg: its pipes read by the process's pipe hub (recording/pipe_hub.py: one thread for every
-ffmpeg; stderr at once, stdout's progress reports at once over the run's first ANCHOR_WINDOW_US of media (the
-camera measures the run's anchor from them) and then at most every PIPE_COALESCE_S), its progress and its errors
-made into facts.
+ffmpeg; both pipes at once over the run's first ANCHOR_WINDOW_US of media (the camera measures the run's anchor
+from the progress reports, and its stream report names the audio codec), then at most every PIPE_COALESCE_S, its
+exit still seen at once), its progress and its errors made into facts.
 
 ffmpeg's exit status means nothing (it exits 0 when the server vanishes), so what went wrong is read from
 its stderr: every line is read (credentials redacted) and known failures are classified. What reaches the log
@@ -54,6 +54,9 @@ _BANNER = re.compile(
     r"(ffmpeg|ffprobe) version |built with |configuration: "
     r"|lib(avutil|avcodec|avformat|avdevice|avfilter|swscale|swresample|postproc)\s+\d+\.\s*\d+"
 )
+# The live view's hls muxer says "Opening '…' for writing" at info twice per fragment (a second): lines that
+# _stderr_line would drop anyway (is_live_output, below info), recognised on the bytes before any decoding.
+_LIVE_CHATTER = re.compile(rb"\[hls @ 0x[0-9a-f]+\] \[(?:info|verbose|debug|trace)\] ")
 # ffmpeg's informational report, for lines that come without a [level] tag: debug, not info.
 _REPORT = re.compile(
     r"(Input|Output) #\d|Stream #\d|Stream mapping:|Duration: |Metadata:|Side data:|encoder\s+:|Press \[q\]"
@@ -134,7 +137,7 @@ class FfmpegProcess:
         self._open_pipes = 2
         self._pipes_done = threading.Event()
         self._hub = hub or shared_hub()
-        self._coalesced = False  # stdout is read at once until media time passes ANCHOR_WINDOW_US
+        self._coalesced = False  # both pipes are read at once until media time passes ANCHOR_WINDOW_US
         self._hub.add(self.proc.stdout, self._on_stdout, urgent=True)
         self._hub.add(self.proc.stderr, self._on_stderr, urgent=True)
 
@@ -209,8 +212,9 @@ class FfmpegProcess:
         seen = now - self._hub.coalesce_s if self._coalesced else now
         if not self._coalesced and out_time > c.ANCHOR_WINDOW_US:
             self._coalesced = True
-            assert self.proc.stdout is not None
+            assert self.proc.stdout is not None and self.proc.stderr is not None
             self._hub.demote(self.proc.stdout)
+            self._hub.demote(self.proc.stderr)  # its lines wait with the reports; its end (the exit) does not
         with self._lock:
             # Media flows when media time OR the frame count grows: a camera whose timestamps jump back keeps
             # media time still for a while (or an hour) although frames keep coming; that is not a stall.
@@ -230,6 +234,8 @@ class FfmpegProcess:
         else:  # end of file: a last line without its newline too
             lines, self._pending_err = [self._pending_err], b""
         for raw in lines:
+            if raw[:1] == b"[" and _LIVE_CHATTER.match(raw):
+                continue
             line = redact(raw.decode("utf-8", "replace").rstrip())
             if line:
                 self._stderr_line(line)

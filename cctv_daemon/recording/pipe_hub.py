@@ -4,11 +4,15 @@ threads per ffmpeg.
 Each ffmpeg writes a `-progress` block a second on stdout and a log line now and then on stderr; with two threads
 per ffmpeg, each block woke its own thread (a third of the daemon's CPU at 16 cameras, docs/benchmarks.md). Here
 one thread waits on all pipes and, after handling what was ready, waits PIPE_COALESCE_S before it reads the
-frequent streams (stdout) again, so that the progress blocks of many cameras are read in one wake-up: at most
+frequent streams again, so that the progress blocks and log lines of many cameras are read in one wake-up: at most
 1/PIPE_COALESCE_S such wake-ups a second whatever the number of cameras. A progress block is therefore up to that
 late; FfmpegProcess dates its advance back by that much, so a stall is never detected late. Streams added as
-`urgent` (stderr: a few lines per segment) are read at once, also during that wait: a log line (an error) is never
-held back, and when one reaches its end (its ffmpeg exited) the wait ends, so an exit is seen at once.
+`urgent` are read at once, also during that wait (FfmpegProcess: both pipes over a run's first seconds, where the
+run's anchor is measured). A `demote`d stream is read with the others, but on Linux its END still wakes the hub at
+once (epoll reports a pipe's hang-up even with no event asked for), so an ffmpeg's exit is seen at once while its
+log lines wait: with the live view each ffmpeg writes two lines a second ("Opening 'live…' for writing"), and
+reading them as they came woke this thread ~2 times a second per camera (4x its cost without the live view;
+docs/benchmarks.md, sixth pass). Elsewhere a demoted stream stays fully urgent.
 
 The hub owns the streams it was given: it closes each at its end of file (or when discarded), always from its own
 thread, so a closed descriptor's number can never be reused under it. Windows cannot select() on pipes: there
@@ -17,11 +21,12 @@ each stream gets a thread of its own (the same callbacks)."""
 from __future__ import annotations
 
 import os
+import select
 import selectors
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Any
 
 import structlog
 
@@ -32,6 +37,53 @@ log = structlog.get_logger("cctv_daemon.pipes")
 OnData = Callable[[bytes], None]  # a chunk of bytes; b"" once, at end of file (the stream is closed then)
 READ_CHUNK = 65536
 _Key = tuple[IO[bytes], OnData]
+_EPOLL = hasattr(select, "epoll")
+
+
+class _UrgentSet:
+    """The streams read during the coalescing wait: each wakes the hub on data (`read`) or, on Linux, only at its
+    end (`end_only`: an epoll entry with an empty event mask, which still reports EPOLLHUP/EPOLLERR)."""
+
+    def __init__(self) -> None:
+        self._data: dict[int, _Key | None] = {}
+        self._ep: Any = select.epoll() if _EPOLL else None
+        self._sel: selectors.BaseSelector | None = None if _EPOLL else selectors.DefaultSelector()
+
+    def register(self, fd: int, data: _Key | None, end_only: bool = False) -> None:
+        if fd in self._data:  # a stale entry (a stream closed behind the hub's back, its number reused), or a demotion
+            self.unregister(fd)
+        if self._ep is not None:
+            self._ep.register(fd, 0 if end_only else select.EPOLLIN)
+        else:
+            assert self._sel is not None
+            self._sel.register(fd, selectors.EVENT_READ, None)
+        self._data[fd] = data
+
+    def unregister(self, fd: int) -> None:
+        if self._data.pop(fd, _MISSING) is _MISSING:
+            return
+        try:
+            if self._ep is not None:
+                self._ep.unregister(fd)
+            else:
+                assert self._sel is not None
+                self._sel.unregister(fd)
+        except (KeyError, ValueError, OSError):
+            pass
+
+    def select(self, timeout: float) -> list[tuple[int, _Key | None]]:
+        if self._ep is not None:
+            try:
+                ready = [fd for fd, _ in self._ep.poll(timeout)]
+            except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
+                ready = []
+        else:
+            assert self._sel is not None
+            ready = [key.fd for key, _ in self._sel.select(timeout)]
+        return [(fd, self._data[fd]) for fd in ready if fd in self._data]
+
+
+_MISSING: Any = object()
 
 
 class PipeHub:
@@ -43,7 +95,7 @@ class PipeHub:
         self._demotes: list[IO[bytes]] = []
         self._thread: threading.Thread | None = None
         self._all: selectors.BaseSelector | None = None  # every stream
-        self._urgent: selectors.BaseSelector | None = None  # the urgent ones, watched during the coalescing wait
+        self._urgent: _UrgentSet | None = None  # the urgent ones and the demoted ones' ends: the coalescing wait
         self._wake_r = self._wake_w = -1
         self.wakeups = 0  # select() returns with data: what the coalescing saves is visible in tests and benches
 
@@ -69,7 +121,8 @@ class PipeHub:
         self._wake()
 
     def demote(self, stream: IO[bytes]) -> None:
-        """From now on read `stream` at most every coalesce_s (it was added urgent); any thread."""
+        """From now on read `stream` at most every coalesce_s (it was added urgent); its end is still seen at once
+        (Linux; elsewhere it stays urgent); any thread."""
         if os.name == "nt":  # pragma: no cover
             return
         with self._lock:
@@ -79,12 +132,12 @@ class PipeHub:
     # -- the hub's thread -----------------------------------------------------------------------------
     def _start(self) -> None:
         self._all = selectors.DefaultSelector()
-        self._urgent = selectors.DefaultSelector()
+        self._urgent = _UrgentSet()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._all.register(self._wake_r, selectors.EVENT_READ, None)
-        self._urgent.register(self._wake_r, selectors.EVENT_READ, None)
+        self._urgent.register(self._wake_r, None)
         self._thread = threading.Thread(target=self._run, name="ffmpeg-pipes", daemon=True)
         self._thread.start()
 
@@ -102,40 +155,50 @@ class PipeHub:
             demotes, self._demotes = self._demotes, []
         for stream in drops:
             self._forget(stream)
-        for stream in demotes:
-            if not stream.closed:
-                try:
-                    self._urgent.unregister(stream.fileno())
-                except (KeyError, ValueError):
-                    pass
         for stream, on_data, urgent in adds:
             if stream.closed:
                 _deliver(on_data, b"")
                 continue
             fd = stream.fileno()
-            for sel in (self._all, self._urgent) if urgent else (self._all,):
-                try:
-                    sel.register(fd, selectors.EVENT_READ, (stream, on_data))
-                except KeyError:  # a stale entry: its stream was closed behind the hub's back, the number reused
-                    sel.unregister(fd)
-                    sel.register(fd, selectors.EVENT_READ, (stream, on_data))
+            try:
+                self._all.register(fd, selectors.EVENT_READ, (stream, on_data))
+            except KeyError:  # a stale entry: its stream was closed behind the hub's back, the number reused
+                self._all.unregister(fd)
+                self._all.register(fd, selectors.EVENT_READ, (stream, on_data))
+            if urgent:
+                self._urgent.register(fd, (stream, on_data))
+        for stream in demotes:  # after the adds: a stream added and demoted in one batch ends up demoted
+            if not stream.closed:
+                fd = stream.fileno()
+                key = self._urgent_key(fd, stream)
+                if key is not None:
+                    self._urgent.register(fd, key, end_only=_EPOLL)
+
+    def _urgent_key(self, fd: int, stream: IO[bytes]) -> _Key | None:
+        assert self._all is not None
+        try:
+            key: _Key = self._all.get_key(fd).data
+        except KeyError:
+            return None
+        return key if key[0] is stream else None
 
     def _forget(self, stream: IO[bytes]) -> None:
         if not stream.closed:
             fd = stream.fileno()
-            for sel in (self._all, self._urgent):
-                try:
-                    if sel is not None:
-                        sel.unregister(fd)
-                except (KeyError, ValueError):
-                    pass
+            if self._urgent is not None:
+                self._urgent.unregister(fd)
+            try:
+                if self._all is not None:
+                    self._all.unregister(fd)
+            except (KeyError, ValueError):
+                pass
         _close(stream)
 
-    def _handle(self, ready: list[tuple[selectors.SelectorKey, int]]) -> bool:
+    def _handle(self, ready: list[tuple[int, _Key | None]]) -> bool:
         """Read what is ready; True when a stream reached its end."""
         ended = False
-        for key, _ in ready:
-            if key.data is None:
+        for fd, data in ready:
+            if data is None:
                 try:
                     while os.read(self._wake_r, 4096):
                         pass
@@ -143,11 +206,11 @@ class PipeHub:
                     pass
                 self._requests()
                 continue
-            stream, on_data = key.data
+            stream, on_data = data
             if stream.closed:
                 continue  # forgotten earlier in this same batch
             try:
-                chunk = os.read(key.fd, READ_CHUNK)
+                chunk = os.read(fd, READ_CHUNK)
             except OSError:
                 chunk = b""
             if not chunk:
@@ -160,7 +223,7 @@ class PipeHub:
         assert self._all is not None and self._urgent is not None
         while True:
             self._requests()
-            self._handle(self._all.select())
+            self._handle([(key.fd, key.data) for key, _ in self._all.select()])
             self.wakeups += 1
             deadline = time.monotonic() + self.coalesce_s
             while (left := deadline - time.monotonic()) > 0:

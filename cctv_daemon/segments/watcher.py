@@ -15,15 +15,22 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from watchdog.events import DirCreatedEvent, FileMovedEvent, FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.segments import staging
+from cctv_daemon.segments.lists_observer import WAKE_NAME, ListsObserver
 from cctv_daemon.segments.timeline import Observed
 
 log = structlog.get_logger("cctv_daemon.watcher")
-WAKE_FILE = ".stop"  # touched in the lists folder to wake the emitter thread at stop (not a .csv: ignored)
+WAKE_FILE = WAKE_NAME.decode()  # ".stop": touched in the lists folder to wake the emitter thread at stop
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class _ListReader:
 
     def __init__(self, path: Path, segment_dir: Path) -> None:
         self.path = path
+        self._path = os.fspath(path)
         self.segment_dir = segment_dir
         self._dir = os.fspath(segment_dir)
         self._camera = segment_dir.name
@@ -63,22 +71,32 @@ class _ListReader:
     def read_new(self, seen: Observed | None = None) -> list[StagedSegment]:
         """New complete lines; only the last one is stamped `seen` (earlier ones were read late)."""
         try:
-            with self.path.open("rb") as f:
+            with open(self._path, "rb") as f:
                 data = f.read(MAX_LIST_BYTES)
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
             return []
         return self.parse(data, seen)
 
     def parse(self, data: bytes, seen: Observed | None = None) -> list[StagedSegment]:
-        """New segments in (the complete lines of) a list's bytes. Never raises: a crash may have left anything."""
+        """New segments in (the complete lines of) a list's bytes. Never raises: a crash may have left anything.
+        Only the list's tail is decoded when an entry handed on already is found there (the usual case: one new
+        entry after each rename); else the whole list. The tail starts right after a newline, so its lines are
+        exactly the whole list's last lines (splitlines' other separators included)."""
         end = data.rfind(b"\n")
-        lines = data[: end + 1].decode("utf-8", "replace").splitlines()
-        first_new = 0
-        for i in range(len(lines) - 1, -1, -1):  # from the end: only the last entry or two are new
-            parsed = staging.segment_index(lines[i].strip().rsplit(",", 2)[0].strip('"'))
-            if parsed is not None and parsed[0] == self.run_id and parsed[1] <= self.last_index:
-                first_new = i + 1
+        cut = end
+        for _ in range(TAIL_LINES):
+            cut = data.rfind(b"\n", 0, cut)
+            if cut < 0:
                 break
+        if cut >= 0:
+            lines = data[cut + 1 : end + 1].decode("utf-8", "replace").splitlines()
+            first_new = self._first_new(lines)
+            if first_new < 0:
+                lines = data[: end + 1].decode("utf-8", "replace").splitlines()
+                first_new = max(0, self._first_new(lines))
+        else:
+            lines = data[: end + 1].decode("utf-8", "replace").splitlines()
+            first_new = max(0, self._first_new(lines))
         out: list[StagedSegment] = []
         for raw in lines[first_new:]:
             seg = self._parse_line(raw)
@@ -88,6 +106,14 @@ class _ListReader:
             last = out[-1]
             out[-1] = StagedSegment(last.camera, last.run_id, last.file, last.start_s, last.end_s, seen)
         return out
+
+    def _first_new(self, lines: list[str]) -> int:
+        """The index of the first line after the last one handed on already; -1 if none of them was."""
+        for i in range(len(lines) - 1, -1, -1):  # from the end: only the last entry or two are new
+            parsed = staging.segment_index(lines[i].strip().rsplit(",", 2)[0].strip('"'))
+            if parsed is not None and parsed[0] == self.run_id and parsed[1] <= self.last_index:
+                return i + 1
+        return -1
 
     def _parse_line(self, raw: str) -> StagedSegment | None:
         parts = raw.strip().rsplit(",", 2)
@@ -113,6 +139,7 @@ class _ListReader:
         return StagedSegment(self._camera, self.run_id, os.path.join(self._dir, name), start, end_s)
 
 
+TAIL_LINES = 4  # a list's last lines decoded first (parse)
 MAX_LIST_BYTES = 64 * 1024 * 1024  # a list left by an older version (no size limit) is read whole, up to this
 MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 
@@ -120,13 +147,13 @@ MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 MAX_LATENESS_S = 1.0  # more than this behind the list's own write time is not an event delay: trust the read
 
 
-def _lateness(list_path: Path) -> float:
+def _lateness(list_path: str) -> float:
     """How long ago ffmpeg renamed the list into place (its mtime, real clock): the time the event took to reach
     us. watchdog holds a rename whose two inotify halves arrive in separate reads for up to 0.5 s (its move-event
     grouper), which made a segment's observed end, and so its name, 0.5 s late under load. Bounded, and 0 when
     the mtime is in the future (a clock step)."""
     try:
-        age = time.time() - list_path.stat().st_mtime
+        age = time.time() - os.stat(list_path).st_mtime
     except OSError:
         return 0.0
     return age if 0.0 < age <= MAX_LATENESS_S else 0.0
@@ -139,14 +166,14 @@ class SegmentWatcher:
         self.root = staging_root
         self.lists = staging.lists_root(staging_root)
         self.on_segment = on_segment
-        self._readers: dict[Path, _ListReader] = {}
+        self._readers: dict[str, _ListReader] = {}  # by the list's path as a str (no Path made per event)
         self._lock = threading.Lock()
         self._observer: Any = None
+        self.fast_path = ListsObserver is not None  # Linux: see start (bench/watcher_cpu.py toggles it)
 
     def start(self) -> None:
         self.lists.mkdir(parents=True, exist_ok=True)
         handler = _Handler(self)
-        self._observer = Observer()
         # Only the lists: the segments' folders see a write per frame, which would wake this thread for nothing.
         # Only renames: ffmpeg writes {run}.csv.tmp and renames it over the list; its create/open/modify/close events
         # (4 more per segment, each a Python call chain in watchdog's threads) are not even asked of inotify.
@@ -154,7 +181,16 @@ class SegmentWatcher:
         # Linux only (inotify, measured); elsewhere every event, as before. The safety-net poll catches any miss.
         # A camera's lists folder made after start: its creation too, so a list renamed into it before watchdog
         # watched it is read at once (the inotify mask is the same: a recursive watch always asks for IN_CREATE).
-        only = [FileMovedEvent, DirCreatedEvent] if sys.platform == "linux" else None
+        # ListsObserver (Linux) goes further: inotify is asked for the rename's arriving half only (IN_MOVED_TO), the
+        # temporary file's creation is dropped, and a list renamed into place is read right in watchdog's inotify
+        # thread (_on_list) instead of through its two queues and two more threads (segments/lists_observer.py;
+        # docs/benchmarks.md, sixth pass). New camera folders still come through the handler (DirCreatedEvent).
+        if self.fast_path and ListsObserver is not None:
+            self._observer = ListsObserver(self._on_list)
+            only: list[type[FileSystemEvent]] | None = [FileCreatedEvent, DirCreatedEvent]
+        else:
+            self._observer = Observer()
+            only = [FileMovedEvent, DirCreatedEvent] if sys.platform == "linux" else None
         self._observer.schedule(handler, str(self.lists), recursive=True, event_filter=only)
         self._observer.daemon = True
         self._observer.start()
@@ -183,16 +219,25 @@ class SegmentWatcher:
         observer.stop()
         observer.join(5)
 
-    def poll(self, list_path: Path, stamp: bool = True) -> None:
+    def _on_list(self, path: bytes) -> None:
+        """A list renamed into place (ListsObserver, on watchdog's inotify thread: an exception must not end it)."""
+        try:
+            self.poll(os.fsdecode(path))
+        except Exception:
+            log.exception("segment_list_read_failed", list=os.fsdecode(path))
+
+    def poll(self, list_path: Path | str, stamp: bool = True) -> None:
         """Read any new complete lines of one list (called on watchdog events; idempotent). `stamp`: the line
         was just written, so now is the segment's end (not so for the safety-net poll)."""
+        key = os.fspath(list_path)
         with self._lock:
-            reader = self._readers.get(list_path)
+            reader = self._readers.get(key)
             if reader is None:
-                reader = self._readers[list_path] = _ListReader(list_path, self.root / list_path.parent.name)
+                path = Path(key)
+                reader = self._readers[key] = _ListReader(path, self.root / path.parent.name)
             seen = None
             if stamp and self.clock:
-                late = _lateness(list_path)
+                late = _lateness(key)
                 seen = Observed(self.clock.time() - late, self.clock.monotonic() - late)
             new = reader.read_new(seen)
         for seg in new:
@@ -205,7 +250,7 @@ class SegmentWatcher:
 
     def forget(self, list_path: Path) -> None:
         with self._lock:
-            self._readers.pop(list_path, None)
+            self._readers.pop(os.fspath(list_path), None)
 
 
 class _Handler(FileSystemEventHandler):
@@ -222,8 +267,9 @@ class _Handler(FileSystemEventHandler):
             return
         if event.event_type not in ("modified", "created", "closed", "moved"):
             return
-        # ffmpeg writes {run}.csv.tmp and renames it over {run}.csv: the rename is the event that matters.
+        # ffmpeg writes {run}.csv.tmp and renames it over {run}.csv: the rename is the event that matters (with
+        # ListsObserver it comes as the list's creation).
         src = event.dest_path if event.event_type == "moved" else event.src_path
-        path = Path(str(src, "utf-8", "replace") if isinstance(src, bytes) else src)
-        if path.suffix == ".csv":
-            self.watcher.poll(path)
+        name = str(src, "utf-8", "replace") if isinstance(src, bytes) else src
+        if name.endswith(".csv"):
+            self.watcher.poll(Path(name))

@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from cctv_daemon.core.clock import FakeClock
 from cctv_daemon.recording.ffmpeg_process import FfmpegProcess
 from cctv_daemon.recording.pipe_hub import PipeHub
@@ -142,6 +144,64 @@ def test_a_progress_block_is_dated_back_once_reports_are_coalesced() -> None:
         assert out_time_us == 12_000_000
         assert last_advance == clock.monotonic() - 0.5
         assert proc.reported_at == clock.monotonic()  # the anchor's bound: when the report was read, not earlier
+    finally:
+        proc.kill()
+        proc.proc.wait(10)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="epoll's end-only watch (elsewhere a demoted stream stays urgent)")
+def test_a_demoted_stream_waits_with_the_others_but_its_end_is_seen_at_once() -> None:
+    """Past a run's first seconds stderr is demoted: its lines (the live view's two a second) no longer wake the
+    hub one by one, they are read with the progress reports; but its end (ffmpeg's exit) still ends the wait."""
+    hub = PipeHub(coalesce_s=10.0)
+    code = ("import os, sys; os.write(2, b'a'); sys.stdin.read(1); os.write(2, b'b'); sys.stdin.read(1);"
+            "os.write(2, b'c')")
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    got: list[bytes] = []
+    first, end = threading.Event(), threading.Event()
+    try:
+        assert p.stderr is not None and p.stdin is not None
+        hub.add(p.stderr, lambda chunk: (got.append(chunk), (end if chunk == b"" else first).set()), urgent=True)
+        assert first.wait(20)  # read at once while urgent
+        hub.demote(p.stderr)
+        wakeups = hub.wakeups
+        p.stdin.write(b"x")
+        p.stdin.flush()  # "b" is written: the hub is in its 10 s wait and does not read it
+        time.sleep(1.0)
+        assert got == [b"a"] and hub.wakeups == wakeups, got
+        t0 = time.monotonic()
+        p.stdin.write(b"y")
+        p.stdin.flush()  # "c", then the child exits: its end ends the wait, everything is read, in order
+        assert end.wait(20)
+        assert time.monotonic() - t0 < 4.0
+        assert b"".join(got) == b"abc" and got[-1] == b""
+        assert p.stderr.closed
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_the_live_views_chatter_is_dropped_before_decoding_and_its_errors_are_kept() -> None:
+    """The hls muxer's "Opening ... for writing" (info, twice a second per camera with the live view) never reaches
+    the line handler; its warnings and errors do (logged as live_view_output, not the recording's failure)."""
+    clock = FakeClock()
+    hub = PipeHub(coalesce_s=0.5)
+    lines: list[tuple[str, str]] = []
+    proc = FfmpegProcess([sys.executable, "-c", "import time; time.sleep(30)"], "cam", clock, hub=hub,
+                         on_line=lambda level, text: lines.append((level, text)))
+    try:
+        handled: list[str] = []
+        real = proc._stderr_line
+        proc._stderr_line = lambda line: (handled.append(line), real(line))  # type: ignore[method-assign]
+        proc._on_stderr(b"[hls @ 0x55c9c8d005c0] [info] Opening '/dev/shm/x/live12.m4s.tmp' for writing\n"
+                        b"[hls @ 0x55c9c8d005c0] [info] Opening '/dev/shm/x/live.m3u8.tmp' for writing\n"
+                        b"[segment @ 0x55c9c8b0] [info] Opening '/rec/r_000003.mp4' for writing\n"
+                        b"[hls @ 0x55c9c8d005c0] [warning] Duplicated segment filename detected: x\n"
+                        b"[hls @ 0x55c9c8d005c0] [error] failed to rename file a.tmp to a: No space left on device\n")
+        assert [h.split("] ", 1)[0] for h in handled] == ["[segment @ 0x55c9c8b0", "[hls @ 0x55c9c8d005c0",
+                                                           "[hls @ 0x55c9c8d005c0"]
+        assert lines == [("debug", "[segment]  Opening '/rec/r_000003.mp4' for writing")]
+        assert proc.failure is None and proc.last_error is None
     finally:
         proc.kill()
         proc.proc.wait(10)

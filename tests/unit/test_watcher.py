@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+import random
+import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from cctv_daemon.segments.watcher import SegmentWatcher, StagedSegment
+from cctv_daemon.segments import watcher as watcher_mod
+from cctv_daemon.segments.lists_observer import ListsObserver
+from cctv_daemon.segments.watcher import SegmentWatcher, StagedSegment, _Handler, _ListReader
 
 
 def test_stop_while_events_flow_logs_no_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -113,3 +117,72 @@ def test_a_list_renamed_into_a_new_folder_before_it_is_watched_is_read(tmp_path:
     finally:
         watcher.stop()
     assert sorted(s.run_id for s in seen) == runs
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="ListsObserver is inotify's (elsewhere the plain observer)")
+def test_renames_are_read_in_watchdogs_inotify_thread_and_nothing_else_reaches_the_handler(tmp_path: Path) -> None:
+    """The fast path (segments/lists_observer.py): a list renamed into place is read in watchdog's inotify thread
+    (no hop through its emitter and observer threads), once per rename; the temporary list's creation and writes
+    reach nothing (the camera folder's watch does not even ask inotify for them); a camera folder made after start
+    is still watched (watchdog's own handling) and a list renamed into it read."""
+    seen: list[tuple[StagedSegment, str]] = []
+    got = threading.Event()
+    dispatched: list[object] = []
+
+    def on_segment(seg: StagedSegment) -> None:
+        seen.append((seg, type(threading.current_thread()).__name__))
+        got.set()
+
+    watcher = SegmentWatcher(tmp_path, on_segment)
+    assert watcher.fast_path and ListsObserver is not None
+    watcher.start()
+    assert isinstance(watcher._observer, ListsObserver)
+    real = _Handler.dispatch
+    _Handler.dispatch = lambda self, event: (dispatched.append(event), real(self, event))[1]  # type: ignore[method-assign]
+    try:
+        run = "r20261129T155600Z-abcdef"
+        lines = ""
+        for cam in ("cam", "cam2"):
+            folder = watcher.lists / cam
+            folder.mkdir(parents=True)
+            deadline = time.monotonic() + 10
+            while not any(getattr(e, "src_path", "").endswith(cam) for e in dispatched):  # watched: created seen
+                assert time.monotonic() < deadline, dispatched
+                time.sleep(0.01)
+            for k in range(3):
+                got.clear()
+                lines += f"{run}_{k:06d}.mp4,{2 * k}.000000,{2 * k + 2}.000000\n"
+                tmp = folder / f"{run}.csv.tmp"
+                tmp.write_text(lines)
+                tmp.rename(folder / f"{run}.csv")
+                assert got.wait(10)
+            lines = ""
+        time.sleep(0.3)  # anything late would show below
+    finally:
+        _Handler.dispatch = real  # type: ignore[method-assign]
+        watcher.stop()
+    assert [(s.camera, Path(s.file).name) for s, _ in seen] == [
+        (cam, f"{run}_{k:06d}.mp4") for cam in ("cam", "cam2") for k in range(3)]
+    assert {thread for _, thread in seen} == {"InotifyFD"}
+    assert all(e.is_directory for e in dispatched), dispatched  # only the folders' creation took watchdog's way
+
+
+def test_a_list_is_parsed_from_its_tail_as_it_would_be_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """parse() decodes the list's last TAIL_LINES lines when an entry handed on already is among them: the same
+    segments as a whole-list parse, whatever the list holds (garbage, other line separators, a torn last line)."""
+    run = "r20261129T155600Z-abcdef"
+    rng = random.Random(7)
+    pieces = [f"{run}_{{k:06d}}.mp4,{{s}}.0,{{e}}.0\n", "garbage\n", "\n", f"{run}_{{k:06d}}.mp4,x,y\n",
+              "\x0c", "\r\n", "\u2028", "r2_{k:06d}.mp4,0,1\n", "\xff"]
+    for trial in range(300):
+        data = "".join(rng.choice(pieces).format(k=k, s=k, e=k + 1) for k in range(rng.randint(0, 40)))
+        raw = data.encode("utf-8", "replace")
+        last = rng.randint(-1, 40)
+        tail_reader = _ListReader(Path(f"/x/.lists/cam/{run}.csv"), Path("/x/cam"))
+        whole_reader = _ListReader(Path(f"/x/.lists/cam/{run}.csv"), Path("/x/cam"))
+        tail_reader.last_index = whole_reader.last_index = last
+        got = tail_reader.parse(raw)
+        with monkeypatch.context() as m:
+            m.setattr(watcher_mod, "TAIL_LINES", 10**9)
+            want = whole_reader.parse(raw)
+        assert got == want and tail_reader.last_index == whole_reader.last_index, (trial, data)
