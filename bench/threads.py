@@ -173,8 +173,8 @@ def main() -> int:
     cfg = tmp / "config.json"
     conf: dict[str, object] = {"cameras": cams, "logging": {"file": None},
                                "storageConfig": {"savePath": str(tmp / "rec")}}
-    if args.live_off:
-        conf["api"] = {"liveView": False}
+    # An ephemeral API port: with the default one taken (another daemon on the machine) the API thread was missing.
+    conf["api"] = {"port": 0, "liveView": not args.live_off}
     cfg.write_text(json.dumps(conf))
     cfg.chmod(0o600)
     env = child_env({PROBE_ENV: f"{args.warmup},{args.seconds},{out_file}", PROFILE_ENV: args.profile,

@@ -3,8 +3,10 @@
 One request per connection, newline-delimited JSON both ways:
     -> {"cmd": "stop", "args": {}, "token": "..."}       (token only on the TCP transport)
     <- {"ok": true, "result": ...}  or  {"ok": false, "error": "..."}
-Commands go through the CommandQueue (service/commands.py) and are executed by the main loop; `status` is answered
-straight from the published snapshot (no lock, no wait on the loop; its `updated_at` tells a stuck loop).
+Commands go through the CommandQueue (service/commands.py) and are executed by the main loop; so does `status` while
+the daemon runs (the loop publishes a snapshot with every part fresh and answers with it), but when the loop does
+not answer within STATUS_FRESH_WAIT_S, or while starting/stopping, it is answered from the published snapshot (no
+lock; its `updated_at` tells a stuck loop).
 
 Transports (written to {stateDir}/control.json, which clients read to find the daemon):
 - unix (Linux, macOS): {stateDir}/control.sock, mode 0600 (0660 when the state folder is group-writable): the file
