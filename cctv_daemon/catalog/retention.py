@@ -2,8 +2,7 @@
 per-camera caps (cameras[i].maxStorageGB) and free disk space (minFreeDiskGB) — reading sizes from the catalog
 (never walking the tree), oldest first across cameras. It runs on its own thread: the main loop and the hand-off
 worker only wake it (tick, finished segment, a camera that hit a full disk), so a prune of any size never delays
-them or readiness. Finished segments wake a check at most every SEGMENT_PACE_S (at 16 cameras and 10 s segments,
-1.6 checks a second were most of this thread's CPU); a full disk, the timer and stop() at once.
+them or readiness.
 
 What goes first, with S3 configured (docs/segment-lifecycle.md, Retention):
 - the age rule and the size caps delete only footage whose upload is verified; not-yet-uploaded footage may exceed
@@ -20,7 +19,6 @@ import json
 import math
 import os
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +38,6 @@ log = structlog.get_logger("cctv_daemon.retention")
 
 GB = 1_000_000_000
 CHECK_PERIOD_S = 60.0
-SEGMENT_PACE_S = 5.0  # finished segments wake a check at most this often (a full disk, the timer: at once)
 STOP_JOIN_S = 10.0
 _BATCH = 100
 LOST_MARK = "(not uploaded)"  # ends the reason of a deletion that lost footage
@@ -126,7 +123,6 @@ class Retention:
         self.trusted = TrustedWallClock(clock)
         self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._urgent = threading.Event()  # the timer, a full disk or stop(): no pacing (which is in real time)
         self._stopping = threading.Event()
         self.waiting_for_db = False  # the catalog database is away (catalog.url outage): retention resumes by itself
         self._room_made = threading.Event()
@@ -156,12 +152,10 @@ class Retention:
     def tick(self) -> None:
         if self.clock.monotonic() >= self._next_check:
             self._next_check = self.clock.monotonic() + self.period_s
-            self._urgent.set()
             self._wake.set()
 
     def stop(self) -> None:
         self._stopping.set()
-        self._urgent.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(STOP_JOIN_S)
@@ -180,7 +174,6 @@ class Retention:
         """The disk is full (ENOSPC seen): prune back to a head room as soon as possible."""
         self._room_made.clear()
         self._room_wanted = True
-        self._urgent.set()
         self._wake.set()
 
     def wait_for_room(self, timeout: float) -> bool:
@@ -195,7 +188,6 @@ class Retention:
         lost_loaded = False
         while not self._stopping.is_set():
             self._wake.clear()
-            self._urgent.clear()
             if self.catalog.waiting is not None:  # the database has not answered since the start: no schema yet
                 self.waiting_for_db = True
                 self._wake.wait(self.period_s)
@@ -222,10 +214,7 @@ class Retention:
                 if self.waiting_for_db:
                     log.info("retention_resumed")
                 self.waiting_for_db = False
-            checked_at = time.monotonic()
             self._wake.wait(self.period_s)
-            if not self._urgent.is_set():  # woken by finished segments alone: paced
-                self._urgent.wait(checked_at + SEGMENT_PACE_S - time.monotonic())
 
     def _load_lost(self) -> None:
         """Footage lost since the last acknowledgement (deletions marked in the catalog survive restarts)."""

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cctv_daemon.catalog.deletion import SegmentDeleter
-from cctv_daemon.catalog.retention import SEGMENT_PACE_S, Limits, Retention
+from cctv_daemon.catalog.retention import Limits, Retention
 from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.core.clock import FakeClock
 from tests.support.daemon import wait_for
@@ -248,37 +248,6 @@ def test_tick_only_wakes_the_retention_thread(cat: Catalog, clock: FakeClock) ->
             assert cat.total_bytes() == 160
         wait_for(lambda: cat.total_bytes() == 80, 10, "timed prune on the retention thread")
         assert r._thread is not None and r._thread.name == "retention"
-    finally:
-        r.stop()
-
-
-def test_finished_segments_wake_a_paced_check_a_full_disk_an_immediate_one(cat: Catalog, clock: FakeClock) -> None:
-    """Segments finishing 1.6 times a second (16 cameras, 10 s segments) woke a check each: now a segment's check
-    comes at most SEGMENT_PACE_S after the previous one (never sooner), a full disk's at once."""
-    r = retention(cat, clock, total_bytes=100)
-    checks: list[float] = []
-    enforce = r.enforce
-
-    def counted(blocking: bool = True) -> int:
-        checks.append(time.monotonic())
-        return enforce(blocking)
-
-    r.enforce = counted  # type: ignore[method-assign]
-    r.start()
-    try:
-        wait_for(lambda: r.last_check_at is not None, 10, "the first check")
-        put_segment(cat, "gate", T0, size=80)
-        put_segment(cat, "gate", T0 + 10, size=80)
-        for _ in range(3):
-            r.on_segment(None)  # type: ignore[arg-type]
-        wait_for(lambda: cat.total_bytes() == 80, 10 + SEGMENT_PACE_S, "the paced check")
-        assert len(checks) == 2 and checks[1] - checks[0] >= SEGMENT_PACE_S - 0.05
-        put_segment(cat, "gate", T0 + 20, size=80)
-        r.on_segment(None)  # type: ignore[arg-type]
-        t0 = time.monotonic()
-        assert r.wait_for_room(10)  # a camera hit a full disk: no pacing
-        wait_for(lambda: cat.total_bytes() == 80, 10, "the check a full disk asked for")
-        assert time.monotonic() - t0 < SEGMENT_PACE_S - 1 and len(checks) == 3
     finally:
         r.stop()
 
