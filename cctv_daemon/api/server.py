@@ -10,7 +10,9 @@ import json
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -177,24 +179,33 @@ def _quiet_server_class() -> type[Any]:
     import uvicorn
 
     class QuietServer(uvicorn.Server):
-        """uvicorn's housekeeping loop wakes 10 times a second; this one once a second (its Date header has
-        1 s resolution anyway), or at once when asked to exit: an idle API costs the daemon next to nothing."""
+        """uvicorn's housekeeping loop wakes 10 times a second (a task and a timeout each time); this one waits
+        for its exit event alone, and a plain timer refreshes the Date header once a second (its resolution):
+        an idle API costs the daemon next to nothing. Nothing else of uvicorn's on_tick applies here (no
+        limit_max_requests, no callback_notify; a thread has no signal handlers: request_exit() stops it)."""
 
         _exit_event: asyncio.Event | None = None
         _loop: asyncio.AbstractEventLoop | None = None
 
         async def main_loop(self) -> None:
-            self._loop = asyncio.get_running_loop()
-            self._exit_event = asyncio.Event()
-            counter = 0
-            should_exit = await self.on_tick(counter)
-            while not should_exit:
-                try:
-                    await asyncio.wait_for(self._exit_event.wait(), HOUSEKEEPING_S)
-                except asyncio.TimeoutError:
-                    pass
-                counter = (counter + 10) % 864000  # on_tick refreshes its Date header when counter % 10 == 0
-                should_exit = await self.on_tick(counter)
+            self._loop = loop = asyncio.get_running_loop()
+            self._exit_event = event = asyncio.Event()
+            if await self.on_tick(0):  # the Date header now; exit if asked already
+                return
+            timer: asyncio.TimerHandle | None = None
+
+            def refresh() -> None:
+                nonlocal timer
+                self.server_state.default_headers = _date_header(self.config) + self.config.encoded_headers
+                if self.should_exit:
+                    event.set()
+                timer = loop.call_later(HOUSEKEEPING_S, refresh)
+
+            timer = loop.call_later(HOUSEKEEPING_S, refresh)
+            try:
+                await event.wait()
+            finally:
+                timer.cancel()
 
         def request_exit(self) -> None:
             self.should_exit = True
@@ -206,6 +217,10 @@ def _quiet_server_class() -> type[Any]:
                     pass  # its loop has already closed
 
     return QuietServer
+
+
+def _date_header(config: Any) -> list[tuple[bytes, bytes]]:
+    return [(b"date", formatdate(time.time(), usegmt=True).encode())] if config.date_header else []
 
 
 def _quiet_server(cfg: Any) -> Any:  # built on first use: uvicorn is imported only when the API is on

@@ -115,8 +115,8 @@ class CatalogReads:
     def totals(self) -> dict[str, tuple[int, int]]:
         """camera -> (segments, bytes) of this node's live segments (kept with every change; O(cameras))."""
         t = self.db.t.segment_totals
-        stmt = (select(t.c.camera, func.sum(t.c.count), func.sum(t.c.bytes)).where(self.own(t.c.node_id))
-                .group_by(t.c.camera))
+        stmt = self.cached("totals", lambda: select(t.c.camera, func.sum(t.c.count), func.sum(t.c.bytes))
+                           .where(self.own(t.c.node_id)).group_by(t.c.camera))  # status reads it every 5 s
         return {str(cam): (int(n), int(b)) for cam, n, b in self.rows_of(stmt) if int(n) > 0}
 
     def total_bytes(self) -> int:

@@ -146,6 +146,9 @@ class Retention:
         self._thread = threading.Thread(target=self._run, name="retention", daemon=True)
         self._thread.start()
 
+    def next_due(self) -> float:  # its periodic check (monotonic): the daemon's loop wakes for it
+        return self._next_check
+
     def tick(self) -> None:
         if self.clock.monotonic() >= self._next_check:
             self._next_check = self.clock.monotonic() + self.period_s

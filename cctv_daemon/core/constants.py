@@ -31,7 +31,8 @@ ANCHOR_WINDOW_US = 10_000_000
 # with the codecs known from the SDP and cuts ~2 s from every (re)connect.
 RTSP_ANALYZE_DURATION_US = 1_000_000
 SUPERVISOR_TICK_S = 0.2  # main loop period while a camera starts or stops
-IDLE_TICK_S = 1.0  # at most this long between ticks when all cameras record (signals, exits wake it sooner)
+IDLE_TICK_S = 2.0  # at most this long between ticks when all cameras record (signals, exits wake it sooner)
+ANCHOR_TICK_S = 1.0  # ... but this often while a run's anchor is being measured (its first seconds of media)
 
 # Transcoding (only when frameRate/resolution are set, or for the test source).
 X264_PRESET = "veryfast"

@@ -3,8 +3,10 @@
 One request per connection, newline-delimited JSON both ways:
     -> {"cmd": "stop", "args": {}, "token": "..."}       (token only on the TCP transport)
     <- {"ok": true, "result": ...}  or  {"ok": false, "error": "..."}
-Commands go through the CommandQueue (service/commands.py) and are executed by the main loop; `status` is answered
-straight from the published snapshot (no lock, no wait on the loop; its `updated_at` tells a stuck loop).
+Commands go through the CommandQueue (service/commands.py) and are executed by the main loop; so does `status` while
+the daemon runs (the loop publishes a snapshot with every part fresh and answers with it), but when the loop does
+not answer within STATUS_FRESH_WAIT_S, or while starting/stopping, it is answered from the published snapshot (no
+lock; its `updated_at` tells a stuck loop).
 
 Transports (written to {stateDir}/control.json, which clients read to find the daemon):
 - unix (Linux, macOS): {stateDir}/control.sock, mode 0600 (0660 when the state folder is group-writable): the file
@@ -47,6 +49,7 @@ MAX_REQUEST = 64 * 1024
 READ_TIMEOUT_S = 5.0
 ACCEPT_TIMEOUT_S = 5.0  # safety net only: stop() wakes accept() at once
 MAX_CONNECTIONS = 16
+STATUS_FRESH_WAIT_S = 0.5  # `status` waits this long for the main loop, then answers from the published snapshot
 
 
 class ControlUnavailable(Exception):
@@ -269,12 +272,24 @@ class ControlServer:
             return {"ok": False, "error": "bad request: args must be an object"}
         self.requests += 1
         cmd: str = req["cmd"]
-        if cmd == "status":  # straight from the published snapshot: answers even while the loop is busy
-            return {"ok": True, "result": self.snapshot().to_dict()}
+        if cmd == "status":
+            return {"ok": True, "result": self._status()}
         try:
             return {"ok": True, "result": self.commands.submit(cmd, args).wait(self.reply_timeout)}
         except CommandFailed as exc:
             return {"ok": False, "error": str(exc)}
+
+    def _status(self) -> dict[str, Any]:
+        """While the daemon runs, through the main loop (a command wakes it at once): the snapshot it publishes
+        then has every part fresh (the disk and component figures are otherwise refreshed every 5 s). Starting
+        (the startup recovery), stopping, or the loop busy for STATUS_FRESH_WAIT_S: the published snapshot."""
+        if self.snapshot().phase == "running":
+            try:
+                result: dict[str, Any] = self.commands.submit("status", {}).wait(STATUS_FRESH_WAIT_S)
+                return result
+            except CommandFailed:  # CommandTimeout included: the loop is busy or stuck
+                pass
+        return self.snapshot().to_dict()
 
 
 def _read_line(conn: socket.socket) -> bytes:

@@ -81,7 +81,7 @@ class Daemon:
         self._force_exit = False
         commands.on_submit = self.waker.wake  # a command is answered within ms, not after a tick
         commands.register("stop", self._cmd_stop)
-        commands.register("status", lambda _args: self.snapshot.to_dict())
+        commands.register("status", lambda _args: self.publish(refresh_all=True).to_dict())  # every part fresh
         register_camera_commands(self)
         register_catalog_commands(self)
 
@@ -223,15 +223,19 @@ class Daemon:
 
     def next_wait(self) -> float:
         """How long the loop may sleep. SUPERVISOR_TICK_S while a camera starts or stops; otherwise until the
-        first deadline (a stall, a retry or reach probe, a component's `next_due()`) but at most IDLE_TICK_S: with
-        every camera recording steadily, ticking 5 times a second was half of the daemon's CPU
-        (docs/benchmarks.md). Signals and ffmpeg exits wake it."""
+        first deadline (a stall, a retry or reach probe, a `record` command's end, a component's `next_due()`:
+        systemd's watchdog ping, status.json, retention's timer) but at most IDLE_TICK_S (2 s: the published
+        snapshot's age stays well under the API health check's 5 s), and ANCHOR_TICK_S while a run's anchor is
+        measured: with every camera recording steadily, each tick costs ~0.5 ms of CPU at 16 cameras
+        (docs/benchmarks.md). Signals, commands and ffmpeg exits wake it at once."""
         now = self.clock.monotonic()
         wait = c.IDLE_TICK_S
         for cam in self.cameras.values():
             if cam.state == State.RECORDING and cam.proc is not None:
-                last_advance, _, _ = cam.proc.snapshot()
+                last_advance, out_us, _ = cam.proc.snapshot()
                 wait = min(wait, last_advance + cam.config.stallTimeout - now + STALL_MARGIN_S)
+                if out_us <= c.ANCHOR_WINDOW_US:  # the run's anchor is refined from the reports tick() samples
+                    wait = min(wait, c.ANCHOR_TICK_S)
             elif cam.state in _RETRYING:
                 wait = min(wait, cam.wake_at() - now)  # its retry, or its reach probe's next step
             elif cam.state != State.STOPPED:

@@ -1,8 +1,9 @@
 """The daemon's published state: an immutable Snapshot the main loop builds and publishes every tick (replacing
 one reference), which any thread (control socket, status.json writer, sd_notify, later the HTTP API) reads without
 a lock. Nothing outside the main loop reads the live cameras or components. Camera rows are rebuilt every tick;
-disk and component statuses (SQL queries, statvfs) at most every COMPONENTS_PERIOD_S (and right after a command or
-signal) and carried over between."""
+disk and component statuses (SQL queries, statvfs) at most every COMPONENTS_PERIOD_S, as often as status.json is
+written, and right after a command or signal (the `status` command of the control socket goes through the command
+queue: it is answered with every part fresh), and carried over between."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from cctv_daemon.core.redact import redact
 if TYPE_CHECKING:  # the CLI reads snapshots (status) without the recording machinery
     from cctv_daemon.recording.camera import Camera
 
-COMPONENTS_PERIOD_S = 2.0
+COMPONENTS_PERIOD_S = c.STATUS_PERIOD_S  # 2 s before: retention's footage totals (SQL) were a third of the loop
 PHASES = ("starting", "running", "stopping", "stopped")
 
 
@@ -129,7 +130,10 @@ def component_name(comp: object) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(comp).__name__).lower()
 
 
-def components_status(components: Iterable[object]) -> dict[str, Any]:
+def components_status(components: Iterable[object],
+                      previous: dict[str, tuple[str, Any]] | None = None) -> dict[str, Any]:
+    """Each component's status() as JSON-like data. With `previous` (name -> (JSON text, frozen value), updated
+    here), a status whose JSON text did not change keeps its earlier frozen value: frozen, not decoded again."""
     out: dict[str, Any] = {}
     for comp in components:
         fn = getattr(comp, "status", None)
@@ -137,9 +141,18 @@ def components_status(components: Iterable[object]) -> dict[str, Any]:
             continue
         name = component_name(comp)
         try:
-            out[name] = json.loads(json.dumps(fn(), default=str))
+            text = json.dumps(fn(), default=str)
         except Exception as exc:  # one broken component must not hide the rest
-            out[name] = {"error": f"status() failed: {redact(str(exc))}"}
+            error = {"error": f"status() failed: {redact(str(exc))}"}
+            out[name] = error if previous is None else freeze(error)
+            continue
+        if previous is None:
+            out[name] = json.loads(text)
+            continue
+        seen = previous.get(name)
+        if seen is None or seen[0] != text:
+            seen = previous[name] = (text, freeze(json.loads(text)))
+        out[name] = seen[1]
     return out
 
 
@@ -165,6 +178,7 @@ class SnapshotPublisher:
                                 config=str(config.path) if config.path else None,
                                 save_path=str(config.storageConfig.savePath))
         self._slow_at = float("-inf")
+        self._seen: dict[str, tuple[str, Any]] = {}  # component -> (its status' JSON text, that status frozen)
         self.published = 0
 
     def publish(self, *, config: Config, now: float, monotonic: float, phase: str,
@@ -175,7 +189,7 @@ class SnapshotPublisher:
         if refresh_all or monotonic >= self._slow_at + COMPONENTS_PERIOD_S:
             self._slow_at = monotonic
             disk = freeze(disk_status(config))
-            comps = freeze(components_status(components))
+            comps = MappingProxyType(components_status(components, self._seen))  # its values frozen already
         snap = Snapshot(pid=prev.pid, started_at=self.started_at, updated_at=now, phase=phase,
                         config=str(config.path) if config.path else None,
                         save_path=str(config.storageConfig.savePath),

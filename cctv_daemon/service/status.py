@@ -57,6 +57,10 @@ class StatusWriter:
     def start(self) -> None:
         self.write()
 
+    def next_due(self) -> float:
+        """The next periodic write (monotonic): the daemon's loop wakes for it, however long its idle tick."""
+        return self._next
+
     def tick(self) -> None:
         if self.clock.monotonic() >= self._next or _states(self.snapshot()) != self._written:
             self.write()

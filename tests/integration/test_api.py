@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,21 @@ def test_viewer_may_read_but_not_act(api: Api) -> None:
             r = c.request(method, path, json=body)
             assert r.status_code == 403, (path, r.status_code)
     assert api.camera("c1")["state"] == "recording"  # nothing was stopped
+
+
+def test_the_date_header_follows_the_clock_though_the_server_wakes_once_a_second(api: Api) -> None:
+    """The API's server refreshes its Date header from a timer once a second instead of uvicorn's 10 Hz
+    housekeeping task: responses still carry the current second (within the header's 1 s resolution)."""
+    def date_lag() -> float:
+        before = time.time()
+        sent = parsedate_to_datetime(api.get("/api/health", None).headers["date"]).timestamp()
+        assert sent <= time.time() + 0.01, "a Date header from the future"
+        return before - sent
+
+    start = time.time()
+    wait_for(lambda: parsedate_to_datetime(api.get("/api/health", None).headers["date"]).timestamp() >= start + 2,
+             10, "the Date header moving on")
+    assert date_lag() < 2.5  # at most the timer's second plus the header's whole-second rounding (and load)
 
 
 def test_status_is_status_json_and_cameras_are_listed(api: Api, daemon: DaemonProc) -> None:
