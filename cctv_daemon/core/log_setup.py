@@ -80,7 +80,8 @@ class _RenderOnce(structlog.stdlib.ProcessorFormatter):
         cached = attrs.get("_cctv_rendered")
         if cached is not None and cached[0] is self:
             return cast(str, cached[1])
-        logger, name, ed = attrs.get("_logger"), attrs.get("_name"), record.msg
+        logger, name = attrs.get("_logger"), attrs.get("_name")
+        ed: Any = record.msg
         if logger is not None and name is not None and type(ed) is dict:
             ed = ed.copy()  # another formatter may render the same event dict
             for proc in self._direct:
