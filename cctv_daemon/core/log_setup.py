@@ -10,6 +10,7 @@ can be written again says how many were dropped (`log_lines_dropped`) and carrie
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import logging.handlers
 import os
@@ -91,6 +92,18 @@ class _RenderOnce(structlog.stdlib.ProcessorFormatter):
             text = super().format(record)
         record._cctv_rendered = (self, text)  # type: ignore[attr-defined]  # read back just above
         return text
+
+
+_ENCODERS: dict[Any, json.JSONEncoder] = {}
+
+
+def _dumps(obj: Any, *, default: Any) -> str:
+    """json.dumps(obj, default=default) with the encoder built once: json.dumps builds a new JSONEncoder for every
+    call given an option, and structlog's JSONRenderer always passes `default` (its fallback). Same text."""
+    encoder = _ENCODERS.get(default)
+    if encoder is None:
+        encoder = _ENCODERS[default] = json.JSONEncoder(default=default)
+    return encoder.encode(obj)
 
 
 def _formatter(shared: list[Any], renderer: Any) -> logging.Formatter:
@@ -250,7 +263,7 @@ def setup_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     out_stream = stream or sys.stdout
-    json_formatter = _formatter(shared, structlog.processors.JSONRenderer())
+    json_formatter = _formatter(shared, structlog.processors.JSONRenderer(serializer=_dumps))
     if console is None:
         console = is_terminal(out_stream)
     if console:
