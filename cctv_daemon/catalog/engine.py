@@ -103,7 +103,8 @@ class CatalogDb:
         self._relaxed = False
         self._relaxing = False
         if sqlite_conn is not None:
-            _BEFORE_BEGIN[engine] = self._before_begin  # called before BEGIN IMMEDIATE is sent (_sqlite_begin)
+            # called before BEGIN IMMEDIATE is sent (_sqlite_begin); a weak reference: the map keeps nothing alive
+            _BEFORE_BEGIN[engine] = weakref.WeakMethod(self._before_begin)
 
     @property
     def shown(self) -> str:
@@ -189,12 +190,14 @@ class CatalogDb:
             self.engine.dispose()
 
 
-_BEFORE_BEGIN: weakref.WeakKeyDictionary[Engine, Callable[[Connection], None]] = weakref.WeakKeyDictionary()
+_BEFORE_BEGIN: weakref.WeakKeyDictionary[Engine, weakref.WeakMethod[Callable[[Connection], None]]] = (
+    weakref.WeakKeyDictionary())
 
 
 def _sqlite_begin(immediate: bool) -> Any:
     def begin(conn: Connection) -> None:
-        before = _BEFORE_BEGIN.get(conn.engine)
+        ref = _BEFORE_BEGIN.get(conn.engine)
+        before = ref() if ref is not None else None
         if before is not None:  # the writable file's CatalogDb: synchronous FULL again (outside the transaction)
             before(conn)
         mode = conn.info.get("begin_mode") or ("IMMEDIATE" if immediate else "DEFERRED")
