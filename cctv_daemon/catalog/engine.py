@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -96,29 +97,58 @@ class CatalogDb:
         self.lock = threading.RLock()
         self.cache: dict[object, object] = {}  # statements built once (catalog/writes.py, reads.py)
         self.raw_writes = True  # a segment's row through sqlite3 directly (writes.add_one_sqlite); tests compare
+        # The writable SQLite file's connection is left at synchronous NORMAL after a segment row's commit (the next
+        # row needs no switch) and set back to FULL before any other transaction on it begins: the engine's
+        # "begin" event (every SQLAlchemy transaction, whoever opens it; only read() is left out) and raw(durable).
+        self._relaxed = False
+        self._relaxing = False
+        if sqlite_conn is not None:
+            # called before BEGIN IMMEDIATE is sent (_sqlite_begin); a weak reference: the map keeps nothing alive
+            _BEFORE_BEGIN[engine] = weakref.WeakMethod(self._before_begin)
 
     @property
     def shown(self) -> str:
         return str(self.sqlite_path) if self.sqlite_path is not None else safe_url(self.url)
+
+    def _relax(self) -> None:
+        """synchronous NORMAL for the segment row's commit about to run (held by self.lock)."""
+        if not self._relaxed:
+            assert self.sqlite_conn is not None
+            self.sqlite_conn.execute("PRAGMA synchronous = NORMAL")
+            self._relaxed = True
+
+    def _durable_again(self) -> None:
+        """synchronous FULL (sqlite_db.SYNCHRONOUS) again for a commit that must be fsynced (held by self.lock)."""
+        if self._relaxed:
+            assert self.sqlite_conn is not None
+            self.sqlite_conn.execute(f"PRAGMA synchronous = {sqlite_db.SYNCHRONOUS}")
+            self._relaxed = False
+
+    def _before_begin(self, conn: Connection) -> None:
+        if not self._relaxing and not conn.info.get("reads_only"):
+            self._durable_again()
 
     @contextmanager
     def begin(self, durable: bool = True) -> Iterator[Connection]:
         """One transaction (SQLite: BEGIN IMMEDIATE, as before), committed on leaving, rolled back on an error.
 
         durable=False (a SQLite file; other backends ignore it): the commit is not fsynced (synchronous NORMAL for
-        this transaction only, WAL). A process crash loses nothing; a power cut may lose such commits, but only the
+        this transaction, WAL). A process crash loses nothing; a power cut may lose such commits, but only the
         last ones: the next durable commit fsyncs the write-ahead log, and with it every commit before it. Only for
-        rows that startup recovery rebuilds from the files (a segment's row: docs/segment-lifecycle.md)."""
-        relax = self.sqlite_conn if not durable else None
+        rows that startup recovery rebuilds from the files (a segment's row: docs/segment-lifecycle.md). The
+        connection stays at NORMAL afterwards until another transaction begins: that one sets FULL again first
+        (_before_begin), so consecutive segment rows switch nothing."""
+        relax = self.sqlite_conn is not None and not durable
         with self.lock:
-            if relax is not None:
-                relax.execute("PRAGMA synchronous = NORMAL")
+            if relax:
+                self._relax()
+            self._relaxing = relax
             try:
                 with self.engine.begin() as conn:
+                    self._relaxing = False
                     yield conn
             finally:
-                if relax is not None:
-                    relax.execute(f"PRAGMA synchronous = {sqlite_db.SYNCHRONOUS}")
+                self._relaxing = False
 
     @contextmanager
     def raw(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
@@ -127,40 +157,49 @@ class CatalogDb:
         raw = self.sqlite_conn
         assert raw is not None
         with self.lock:
-            if not durable:
-                raw.execute("PRAGMA synchronous = NORMAL")
-            try:
-                yield raw
-            finally:
-                if not durable:
-                    raw.execute(f"PRAGMA synchronous = {sqlite_db.SYNCHRONOUS}")
+            if durable:
+                self._durable_again()
+            else:
+                self._relax()
+            yield raw
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """Reads (SQLite: each statement on its own, as before: no transaction to begin and end, no write lock)."""
-        with self.mode("NONE") as conn:
+        with self.mode("NONE", reads_only=True) as conn:
             yield conn
 
     @contextmanager
-    def mode(self, begin_mode: str) -> Iterator[Connection]:
+    def mode(self, begin_mode: str, reads_only: bool = False) -> Iterator[Connection]:
         """A connection whose SQLite transactions begin with BEGIN `begin_mode` ("NONE": autocommit, each
         statement its own: what a PRAGMA such as wal_checkpoint needs). Other backends ignore it."""
         with self.lock, self.engine.connect() as conn:
             conn.info["begin_mode"] = begin_mode
+            if reads_only:  # statements that commit nothing: they leave synchronous as it is
+                conn.info["reads_only"] = True
             try:
                 yield conn
                 if conn.in_transaction():
                     conn.commit()
             finally:
                 conn.info.pop("begin_mode", None)
+                conn.info.pop("reads_only", None)
 
     def close(self) -> None:
         with self.lock:
             self.engine.dispose()
 
 
+_BEFORE_BEGIN: weakref.WeakKeyDictionary[Engine, weakref.WeakMethod[Callable[[Connection], None]]] = (
+    weakref.WeakKeyDictionary())
+
+
 def _sqlite_begin(immediate: bool) -> Any:
     def begin(conn: Connection) -> None:
+        ref = _BEFORE_BEGIN.get(conn.engine)
+        before = ref() if ref is not None else None
+        if before is not None:  # the writable file's CatalogDb: synchronous FULL again (outside the transaction)
+            before(conn)
         mode = conn.info.get("begin_mode") or ("IMMEDIATE" if immediate else "DEFERRED")
         if mode != "NONE":
             conn.exec_driver_sql(f"BEGIN {mode}")

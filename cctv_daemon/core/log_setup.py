@@ -10,6 +10,7 @@ can be written again says how many were dropped (`log_lines_dropped`) and carrie
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import logging.handlers
 import os
@@ -53,25 +54,63 @@ def is_terminal(stream: Any) -> bool:
         return False
 
 
+_META = structlog.stdlib.ProcessorFormatter.remove_processors_meta
+
+
 class _RenderOnce(structlog.stdlib.ProcessorFormatter):
     """Renders a record once: the stream handler, the file handler and the file's rollover check (the standard
     library's RotatingFileHandler.shouldRollover formats the record a second time to learn its length) share one
-    formatter and so one rendering (a third of the cost of each log line each, docs/benchmarks.md)."""
+    formatter and so one rendering (a third of the cost of each log line each, docs/benchmarks.md).
+
+    A structlog line (an event dict wrapped by `wrap_for_formatter`) is rendered here directly: ProcessorFormatter
+    would copy the record (a second LogRecord per line), put `_record`/`_from_structlog` into the event dict for
+    `remove_processors_meta` to take out again, and pass the text through logging.Formatter's "%(message)s",
+    which returns it unchanged (its copy's exception and stack fields are cleared). Same processors, same text
+    (tests/unit/test_log_setup.py compares it with ProcessorFormatter's); other records take ProcessorFormatter's
+    own way."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._direct = tuple(p for p in self.processors if p is not _META)
+        # The direct way reproduces ProcessorFormatter.format only for what _formatter() builds.
+        assert self.logger is None and self._fmt == "%(message)s" and not self.keep_exc_info
+        assert not self.keep_stack_info and len(self._direct) == len(self.processors) - 1
 
     def format(self, record: logging.LogRecord) -> str:
-        cached = record.__dict__.get("_cctv_rendered")
+        attrs = record.__dict__
+        cached = attrs.get("_cctv_rendered")
         if cached is not None and cached[0] is self:
             return cast(str, cached[1])
-        text = super().format(record)
+        logger, name = attrs.get("_logger"), attrs.get("_name")
+        ed: Any = record.msg
+        if logger is not None and name is not None and type(ed) is dict:
+            ed = ed.copy()  # another formatter may render the same event dict
+            for proc in self._direct:
+                ed = proc(logger, name, ed)
+            text = ed if type(ed) is str else super().format(record)
+        else:
+            text = super().format(record)
         record._cctv_rendered = (self, text)  # type: ignore[attr-defined]  # read back just above
         return text
+
+
+_ENCODERS: dict[Any, json.JSONEncoder] = {}
+
+
+def _dumps(obj: Any, *, default: Any) -> str:
+    """json.dumps(obj, default=default) with the encoder built once: json.dumps builds a new JSONEncoder for every
+    call given an option, and structlog's JSONRenderer always passes `default` (its fallback). Same text."""
+    encoder = _ENCODERS.get(default)
+    if encoder is None:
+        encoder = _ENCODERS[default] = json.JSONEncoder(default=default)
+    return encoder.encode(obj)
 
 
 def _formatter(shared: list[Any], renderer: Any) -> logging.Formatter:
     return _RenderOnce(
         foreign_pre_chain=shared,
         processors=[
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _META,
             structlog.processors.format_exc_info,
             redact_processor,  # last before rendering: also covers exception text
             renderer,
@@ -96,10 +135,23 @@ class _FullDiskTolerant(logging.StreamHandler):  # type: ignore[type-arg]
         if self._in_notice and self.dropped:
             return  # our own "dropping" notice is for the other handlers
         self._failed = False
-        super().emit(record)
+        self._write(record)
         if not self._failed and self.dropped:
             n, self.dropped = self.dropped, 0
             self._notice("log_lines_dropped", count=n, detail="the disk had no room; logging resumed")
+
+    def _write(self, record: logging.LogRecord) -> None:
+        """StreamHandler.emit with its flush() inlined (the handler's lock is held already: handle() took it)."""
+        try:
+            stream = self.stream
+            stream.write(self.format(record) + self.terminator)
+            flush = getattr(stream, "flush", None)
+            if flush is not None:
+                flush()
+        except RecursionError:  # as StreamHandler.emit (issue 36272)
+            raise
+        except Exception:
+            self.handleError(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
         exc = sys.exc_info()[1]
@@ -158,6 +210,18 @@ class SafeRotatingFileHandler(_FullDiskTolerant, logging.handlers.RotatingFileHa
     def _target(self) -> str:
         return self.baseFilename
 
+    def _write(self, record: logging.LogRecord) -> None:
+        """BaseRotatingHandler.emit and FileHandler.emit in one (the same steps: rollover, reopen, write)."""
+        try:
+            if self.shouldRollover(record):
+                self.doRollover()
+            if self.stream is None and (self.mode != "w" or not getattr(self, "_closed", False)):
+                self.stream = self._open()
+            if self.stream:
+                super()._write(record)
+        except Exception:
+            self.handleError(record)
+
     _regular = True  # the log file is a regular file (not /dev/null, a FIFO): only such files are rotated
 
     def _open(self) -> Any:
@@ -199,7 +263,7 @@ def setup_logging(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     out_stream = stream or sys.stdout
-    json_formatter = _formatter(shared, structlog.processors.JSONRenderer())
+    json_formatter = _formatter(shared, structlog.processors.JSONRenderer(serializer=_dumps))
     if console is None:
         console = is_terminal(out_stream)
     if console:

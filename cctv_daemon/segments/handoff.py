@@ -33,7 +33,7 @@ class SegmentHandoff:
         self._worker.start()
 
     def poll_all(self) -> None:
-        """Safety net (the loop calls it every few seconds) and the last look at shutdown."""
+        """Safety net (the loop calls it every 30 s: daemon.SAFETY_POLL_S) and the last look at shutdown."""
         self.watcher.poll_all()
 
     def run_ended(self, camera: str, cam_dir: Path, run_id: str) -> None:

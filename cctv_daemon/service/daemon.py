@@ -32,7 +32,13 @@ from cctv_daemon.service.snapshot import CameraSnapshot, Snapshot, SnapshotPubli
 
 log = structlog.get_logger("cctv_daemon.supervisor")
 
-SAFETY_POLL_S = 10.0
+# The hand-off's safety net: read every segment list (1.5-1.7 ms of CPU at 16 cameras, docs/benchmarks.md). Every
+# 30 s misses nothing: a missed rename only delays its lines until the list's next rename (ffmpeg renames it after
+# every segment, and the reader takes every new line of it then), an ffmpeg's exit reads its list at once
+# (run_ended) and shutdown reads them all; the net is for renames lost wholesale (an inotify queue overflow, a
+# failing watch), and with `-segment_list_size 64` and segments of at least 1 s a list still holds every entry
+# 30 s later. A line read late is dated by the file's last write (mtime), so its times stay true.
+SAFETY_POLL_S = 30.0
 STALL_MARGIN_S = 0.01  # a stall is `now - last_advance > stallTimeout`: wake just after it
 _RETRYING = (State.BACKOFF, State.AUTH_FAILED, State.NOT_FOUND, State.TRANSPORT_REFUSED, State.DISK_FULL)
 

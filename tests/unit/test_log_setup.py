@@ -136,3 +136,78 @@ def test_a_line_is_rendered_once_for_the_stream_the_file_and_its_rollover(
     assert (first["start_at"], first["bytes"], first["recovered"], first["clamped"]) == (1.5, 10**9, False, None)
     assert first["level"] == "info" and first["logger"] == "test.once" and "timestamp" in first
     assert SECRET not in out.getvalue()
+
+
+class _StockCopy(logging.Handler):
+    """Renders each record, as it is logged, with structlog's own ProcessorFormatter built from the same chain as
+    the handler `ours`'s formatter: what the lines were before the direct rendering."""
+
+    def __init__(self, ours: logging.Handler) -> None:
+        super().__init__()
+        fmt = ours.formatter
+        assert isinstance(fmt, structlog.stdlib.ProcessorFormatter)
+        processors = list(fmt.processors)
+        if isinstance(processors[-1], structlog.processors.JSONRenderer):
+            processors[-1] = structlog.processors.JSONRenderer()  # structlog's own json.dumps call
+        self.stock = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=fmt.foreign_pre_chain,
+                                                         processors=processors)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.stock.format(record))
+
+
+def _log_a_bit(log_file: Path | None) -> None:
+    log = structlog.get_logger("cctv_daemon.finisher")
+    log.info("segment_finished", camera="cam 1", path="/rec/cam 1/2026-11-30/cam 1_x.mp4", feed="main",
+             start="2026-11-30T00:00:00.000+00:00", end="2026-11-30T00:00:10.000+00:00", duration=10.0,
+             media_duration=9.98, bytes=820_000, recovered=False, clamped=None, late_s=0.0, run="r1",
+             url=f"rtsp://admin:{SECRET}@cam/1", note=[SECRET, 3, {"k": f"x {SECRET}", "n": 1.5}], text="ünï \"q\"")
+    structlog.get_logger("test.bound").bind(camera="c2").warning("stalled", seconds=2.5)
+    try:
+        raise RuntimeError(f"failed for rtsp://admin:{SECRET}@cam/1")
+    except RuntimeError:
+        log.exception("boom", camera="cam")
+    logging.getLogger("foreign").warning("stdlib says %s and %d%%", SECRET, 5)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+@pytest.mark.parametrize("console", [False, True])
+def test_lines_are_byte_identical_to_structlogs_own_formatter_on_every_sink(tmp_path: Path, console: bool) -> None:
+    """The direct rendering of structlog lines (no record copy, no logging.Formatter pass, the JSON encoder built
+    once) writes exactly what structlog's ProcessorFormatter and JSONRenderer wrote, to the stream and to the file,
+    JSON and console format, with an exception and a foreign stdlib line; ProcessorFormatter.format itself runs
+    only for the foreign line."""
+    register_secrets([SECRET])
+    out = io.StringIO()
+    log_file = tmp_path / "logs" / "d.log"
+    setup_logging("info", log_file, stream=out, console=console)
+    root = logging.getLogger()
+    stream_h, file_h = root.handlers
+    stock_stream, stock_file = _StockCopy(stream_h), _StockCopy(file_h)
+    root.handlers[:0] = [stock_stream, stock_file]  # first: each record as it is logged (the exception is current)
+    seen: list[str] = []
+    real = structlog.stdlib.ProcessorFormatter.format
+
+    def counting(self: structlog.stdlib.ProcessorFormatter, record: logging.LogRecord) -> str:
+        if self not in (stock_stream.stock, stock_file.stock):
+            seen.append(record.getMessage())
+        return real(self, record)
+
+    try:
+        structlog.stdlib.ProcessorFormatter.format = counting  # type: ignore[method-assign]
+        _log_a_bit(log_file)
+    finally:
+        structlog.stdlib.ProcessorFormatter.format = real  # type: ignore[method-assign]
+        root.handlers.clear()
+    assert len(stock_stream.lines) == 4
+    # The foreign line is stamped when it is rendered (foreign_pre_chain), so each rendering has its own time:
+    # its stamp aside, it must match too. The structlog lines carry their stamp: every byte must match.
+    stamp = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z")
+    for got, stock in ((out.getvalue(), stock_stream.lines), (log_file.read_text(encoding="utf-8"), stock_file.lines)):
+        assert got.startswith("".join(f"{line}\n" for line in stock[:3]))
+        assert stamp.sub("T", got) == stamp.sub("T", "".join(f"{line}\n" for line in stock))
+    assert SECRET not in out.getvalue() and SECRET not in log_file.read_text(encoding="utf-8")
+    assert "Traceback" in out.getvalue() and ("segment_finished" in stock_stream.lines[0])
+    assert len(seen) == (2 if console else 1)  # the foreign line only, once per formatter (JSON: one for both)

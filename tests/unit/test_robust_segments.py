@@ -99,6 +99,53 @@ def test_segment_row_commit_is_not_fsynced_but_a_deletion_mark_is(tmp_path: Path
         cat.close()
 
 
+def test_consecutive_segment_rows_switch_nothing_and_every_other_commit_is_full(tmp_path: Path) -> None:
+    """The connection stays at NORMAL from one segment row to the next (no PRAGMA between them, reads leave it),
+    and whatever else commits on it is FULL: a deletion mark, a revived row's general path (durable=True), a
+    transaction opened on the engine directly, raw SQL through query(). Startup recovery's rows are durable."""
+    save = tmp_path / "rec"
+    cat = Catalog.for_state_dir(save / ".cctv", save)
+    try:
+        assert cat.db.sqlite_conn is not None
+        trace: list[str] = []
+        cat.db.sqlite_conn.set_trace_callback(trace.append)
+        rows = [put_segment(cat, "cam", ANCHOR + 10 * i, catalogue=False) for i in range(4)]
+
+        def add(i: int) -> None:
+            r = rows[i]
+            cat.add_segment(FinishedSegment("cam", "main", cat.abs(r.path), r.start, r.end, r.size, RUN))
+
+        add(0)
+        add(1)
+        assert cat.totals() == {"cam": (2, 2 * rows[0].size)}  # a read between them
+        add(2)
+        switches = [t for t in trace if t.upper().startswith("PRAGMA SYNCHRONOUS")]
+        assert switches == ["PRAGMA synchronous = NORMAL"]  # once, before the first row
+        cat.set_state(rows[0].path, "deleting")
+        add(3)
+        cat.add_rows([rows[0]])  # durable (revives nothing: 'deleting' is live), through the general path
+        add(3)  # already there: the fast path backs out, the general path (durable=False) keeps it
+        with cat.db.begin() as conn:
+            conn.exec_driver_sql("UPDATE segments SET reason = 'x' WHERE path = ?", (rows[1].path,))
+        cat.query("UPDATE segments SET reason = 'y' WHERE path = ?", (rows[2].path,))
+        with cat.db.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE segments SET reason = 'z' WHERE path = ?", (rows[3].path,))
+        levels = _levels_at_commits(trace)
+        assert levels == [("INSERT INTO SEGMENTS", "NORMAL")] * 3 + [("UPDATE SEGMENTS SET", "FULL"),
+                                                                    ("INSERT INTO SEGMENTS", "NORMAL"),
+                                                                    ("", "FULL"), ("", "NORMAL"),
+                                                                    ("UPDATE SEGMENTS SET", "FULL"),
+                                                                    ("UPDATE SEGMENTS SET", "FULL")], levels
+        # one switch each way per change of kind: NORMAL before rows 0, 3 and the second add(3), FULL after each
+        assert trace.count("PRAGMA synchronous = NORMAL") == trace.count("PRAGMA synchronous = FULL") == 3
+        # query() ran its UPDATE in autocommit (no COMMIT statement): FULL was set before it
+        at = next(i for i, t in enumerate(trace) if "reason = 'y'" in t)
+        assert [t for t in trace[:at] if t.upper().startswith("PRAGMA SYNCHRONOUS")][-1] == "PRAGMA synchronous = FULL"
+        assert cat.db.sqlite_conn.execute("PRAGMA synchronous").fetchone()[0] == 2
+    finally:
+        cat.close()
+
+
 def test_segment_data_is_fsynced_before_the_catalogs_commit_of_its_row(tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """The same as above with the real catalog on the bus: the file's fsync comes before the COMMIT of its row."""
