@@ -24,6 +24,10 @@ BACKOFF_JITTER = 0.2  # +/- fraction of the delay
 RTSP_SOCKET_TIMEOUT_S = 5.0  # ffmpeg gives up on a silent socket after ~2x this
 PROGRESS_PERIOD_S = 1.0
 PIPE_COALESCE_S = 0.5  # the one thread reading every ffmpeg's pipes reads progress reports at most this often
+# ... unless every camera's stallTimeout allows a longer window: stallTimeout / PIPE_WINDOW_STALL_FRACTION, at most
+# PIPE_WINDOW_MAX_S (recording/pipe_hub.py window_for: 1 s, half the wake-ups, at the default 10 s stallTimeout)
+PIPE_WINDOW_STALL_FRACTION = 8
+PIPE_WINDOW_MAX_S = 1.0
 # A run's anchor (wall time of its media time 0) is measured from the progress reports of its first seconds of
 # media (recording/camera.py); over those, ffmpeg's progress is read at once (not coalesced).
 ANCHOR_WINDOW_US = 10_000_000

@@ -1,7 +1,7 @@
 """One running ffmpeg: its pipes read by the process's pipe hub (recording/pipe_hub.py: one thread for every
 ffmpeg; both pipes at once over the run's first ANCHOR_WINDOW_US of media (the camera measures the run's anchor
 from the progress reports, and its stream report names the audio codec), then at most every PIPE_COALESCE_S, its
-exit still seen at once), its progress and its errors made into facts.
+exit still seen at once; or every window_for(stallTimeout)), its progress and its errors made into facts.
 
 ffmpeg's exit status means nothing (it exits 0 when the server vanishes), so what went wrong is read from
 its stderr: every line is read (credentials redacted) and known failures are classified. What reaches the log
@@ -25,7 +25,7 @@ from cctv_daemon.core.child_env import ffmpeg_env
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.redact import redact
 from cctv_daemon.recording import process_control
-from cctv_daemon.recording.pipe_hub import PipeHub, shared_hub
+from cctv_daemon.recording.pipe_hub import PipeHub, shared_hub, window_for
 
 log = structlog.get_logger("cctv_daemon.ffmpeg")
 
@@ -99,8 +99,10 @@ class FfmpegProcess:
         on_exit: Callable[[], None] | None = None,
         hub: PipeHub | None = None,
         source_label: str | None = None,
+        stall_timeout_s: float | None = None,
     ) -> None:
-        """``source_label``: what names the input in ffmpeg's errors instead of "pipe:0" (name_input)."""
+        """``source_label``: what names the input in ffmpeg's errors instead of "pipe:0" (name_input).
+        ``stall_timeout_s``: the camera's stallTimeout; its pipes then let the hub wait window_for(it)."""
         self.args = args
         self.source_label = source_label
         self.camera = camera
@@ -138,8 +140,9 @@ class FfmpegProcess:
         self._pipes_done = threading.Event()
         self._hub = hub or shared_hub()
         self._coalesced = False  # both pipes are read at once until media time passes ANCHOR_WINDOW_US
-        self._hub.add(self.proc.stdout, self._on_stdout, urgent=True)
-        self._hub.add(self.proc.stderr, self._on_stderr, urgent=True)
+        window = None if stall_timeout_s is None else window_for(stall_timeout_s)
+        self._hub.add(self.proc.stdout, self._on_stdout, urgent=True, window=window)
+        self._hub.add(self.proc.stderr, self._on_stderr, urgent=True, window=window)
 
     # -- state read by the camera's state machine --------------------------------------------------
     def poll(self) -> int | None:

@@ -6,7 +6,12 @@ per ffmpeg, each block woke its own thread (a third of the daemon's CPU at 16 ca
 one thread waits on all pipes and, after handling what was ready, waits PIPE_COALESCE_S before it reads the
 frequent streams again, so that the progress blocks and log lines of many cameras are read in one wake-up: at most
 1/PIPE_COALESCE_S such wake-ups a second whatever the number of cameras. A progress block is therefore up to that
-late; FfmpegProcess dates its advance back by that much, so a stall is never detected late. Streams added as
+late; FfmpegProcess dates its advance back by that much, so a stall is never detected late. PIPE_COALESCE_S is the
+default window; a stream added with its own `window` (FfmpegProcess: window_for(its camera's stallTimeout), 1 s at
+the default 10 s) lets the hub wait longer: the hub waits the smallest window of the streams it reads, chosen only
+at the start of each wait, so `coalesce_s` is always the wait the data just read may have sat through (ffmpeg's
+advance is dated back by it: never late; at most that much early, which window_for bounds to stallTimeout/8 once
+it exceeds PIPE_COALESCE_S). Streams added as
 `urgent` are read at once, also during that wait (FfmpegProcess: both pipes over a run's first seconds, where the
 run's anchor is measured). A `demote`d stream is read with the others, but on Linux its END still wakes the hub at
 once (epoll reports a pipe's hang-up even with no event asked for), so an ffmpeg's exit is seen at once while its
@@ -38,6 +43,12 @@ OnData = Callable[[bytes], None]  # a chunk of bytes; b"" once, at end of file (
 READ_CHUNK = 65536
 _Key = tuple[IO[bytes], OnData]
 _EPOLL = hasattr(select, "epoll")
+
+
+def window_for(stall_timeout_s: float) -> float:
+    """The longest coalescing window a camera with this stallTimeout allows: stallTimeout/8 (a stall detected at
+    most that much early, never late), within [PIPE_COALESCE_S, PIPE_WINDOW_MAX_S]."""
+    return min(c.PIPE_WINDOW_MAX_S, max(c.PIPE_COALESCE_S, stall_timeout_s / c.PIPE_WINDOW_STALL_FRACTION))
 
 
 class _UrgentSet:
@@ -88,9 +99,11 @@ _MISSING: Any = object()
 
 class PipeHub:
     def __init__(self, coalesce_s: float = c.PIPE_COALESCE_S) -> None:
-        self.coalesce_s = coalesce_s
+        self.default_window = coalesce_s  # the window of a stream added without its own
+        self.coalesce_s = coalesce_s  # the window of the hub's current (or last) wait: see the module's docstring
+        self._windows: dict[int, float] = {}  # by descriptor: the window each stream read allows (hub's thread)
         self._lock = threading.Lock()
-        self._adds: list[tuple[IO[bytes], OnData, bool]] = []
+        self._adds: list[tuple[IO[bytes], OnData, bool, float | None]] = []
         self._drops: list[IO[bytes]] = []
         self._demotes: list[IO[bytes]] = []
         self._thread: threading.Thread | None = None
@@ -99,16 +112,17 @@ class PipeHub:
         self._wake_r = self._wake_w = -1
         self.wakeups = 0  # select() returns with data: what the coalescing saves is visible in tests and benches
 
-    def add(self, stream: IO[bytes], on_data: OnData, urgent: bool = False) -> None:
+    def add(self, stream: IO[bytes], on_data: OnData, urgent: bool = False, window: float | None = None) -> None:
         """Read `stream` from now on (any thread); on_data is called on the hub's thread. `urgent`: read at
-        once (else at most every coalesce_s)."""
+        once (else at most every coalesce_s). `window`: the longest wait this stream allows (default_window if
+        None); the hub waits the smallest of its streams'."""
         if os.name == "nt":  # pragma: no cover - no select() on Windows pipes
             threading.Thread(target=_read_blocking, args=(stream, on_data), daemon=True).start()
             return
         with self._lock:
             if self._thread is None:
                 self._start()
-            self._adds.append((stream, on_data, urgent))
+            self._adds.append((stream, on_data, urgent, window))
         self._wake()
 
     def discard(self, stream: IO[bytes]) -> None:
@@ -155,7 +169,7 @@ class PipeHub:
             demotes, self._demotes = self._demotes, []
         for stream in drops:
             self._forget(stream)
-        for stream, on_data, urgent in adds:
+        for stream, on_data, urgent, window in adds:
             if stream.closed:
                 _deliver(on_data, b"")
                 continue
@@ -165,6 +179,7 @@ class PipeHub:
             except KeyError:  # a stale entry: its stream was closed behind the hub's back, the number reused
                 self._all.unregister(fd)
                 self._all.register(fd, selectors.EVENT_READ, (stream, on_data))
+            self._windows[fd] = self.default_window if window is None else window
             if urgent:
                 self._urgent.register(fd, (stream, on_data))
         for stream in demotes:  # after the adds: a stream added and demoted in one batch ends up demoted
@@ -185,6 +200,7 @@ class PipeHub:
     def _forget(self, stream: IO[bytes]) -> None:
         if not stream.closed:
             fd = stream.fileno()
+            self._windows.pop(fd, None)
             if self._urgent is not None:
                 self._urgent.unregister(fd)
             try:
@@ -225,6 +241,9 @@ class PipeHub:
             self._requests()
             self._handle([(key.fd, key.data) for key, _ in self._all.select()])
             self.wakeups += 1
+            # The window is chosen here only: until the next wait, coalesce_s is the wait just done (a stale entry
+            # of a stream closed behind the hub's back can only make it shorter).
+            self.coalesce_s = min(self._windows.values(), default=self.default_window)
             deadline = time.monotonic() + self.coalesce_s
             while (left := deadline - time.monotonic()) > 0:
                 ready = self._urgent.select(left)

@@ -68,20 +68,46 @@ class _ListReader:
         self.run_id = path.stem
         self.last_index = -1
 
-    def read_new(self, seen: Observed | None = None) -> list[StagedSegment]:
-        """New complete lines; only the last one is stamped `seen` (earlier ones were read late)."""
+    def read_new(self, clock: Clock | None = None) -> list[StagedSegment]:
+        """New complete lines. With a clock (the list was just renamed into place), the last one is stamped seen
+        now, dated back by how long ago the list was renamed (_lateness; earlier ones were read late).
+        One descriptor, no file object: the list's last TAIL_BYTES are read (one lseek, one read: the usual list
+        holds LIST_SIZE lines, a few kB, of which only the last one or two are new) and the whole list only when
+        no entry handed on already is among its last TAIL_LINES lines. The stamp's mtime is the read version's."""
         try:
-            with open(self._path, "rb") as f:
-                data = f.read(MAX_LIST_BYTES)
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
+            fd = os.open(self._path, _READ)
+        except _GONE:
             return []
-        return self.parse(data, seen)
+        try:
+            try:
+                off = os.lseek(fd, -TAIL_BYTES, os.SEEK_END)
+            except OSError:
+                off = 0  # shorter than TAIL_BYTES (EINVAL, the position stays at 0): it is read whole below
+            data = os.read(fd, TAIL_BYTES)
+            seen = None
+            if clock is not None:
+                late = _lateness(os.fstat(fd).st_mtime)
+                seen = Observed(clock.time() - late, clock.monotonic() - late)
+            out = self._parse(data, seen, partial=off > 0)
+            if out is None:  # the tail did not show where the new entries start: the whole list
+                os.lseek(fd, 0, os.SEEK_SET)
+                out = self._parse(_read_all(fd), seen, partial=False)
+        except _GONE:
+            return []
+        finally:
+            os.close(fd)
+        return out or []
 
     def parse(self, data: bytes, seen: Observed | None = None) -> list[StagedSegment]:
-        """New segments in (the complete lines of) a list's bytes. Never raises: a crash may have left anything.
-        Only the list's tail is decoded when an entry handed on already is found there (the usual case: one new
-        entry after each rename); else the whole list. The tail starts right after a newline, so its lines are
-        exactly the whole list's last lines (splitlines' other separators included)."""
+        """New segments in (the complete lines of) a whole list's bytes. Never raises: a crash may have left
+        anything."""
+        return self._parse(data, seen, partial=False) or []
+
+    def _parse(self, data: bytes, seen: Observed | None, partial: bool) -> list[StagedSegment] | None:
+        """Only the list's tail is decoded when an entry handed on already is found there (the usual case: one new
+        entry after each rename); else the whole list, or None when `data` is only the list's end (`partial`: the
+        caller reads the whole list then). The tail starts right after a newline, so its lines are exactly the
+        whole list's last lines (splitlines' other separators included; a UTF-8 sequence never holds a newline)."""
         end = data.rfind(b"\n")
         cut = end
         for _ in range(TAIL_LINES):
@@ -92,9 +118,13 @@ class _ListReader:
             lines = data[cut + 1 : end + 1].decode("utf-8", "replace").splitlines()
             first_new = self._first_new(lines)
             if first_new < 0:
+                if partial:
+                    return None
                 lines = data[: end + 1].decode("utf-8", "replace").splitlines()
                 first_new = max(0, self._first_new(lines))
         else:
+            if partial:
+                return None
             lines = data[: end + 1].decode("utf-8", "replace").splitlines()
             first_new = max(0, self._first_new(lines))
         out: list[StagedSegment] = []
@@ -140,6 +170,9 @@ class _ListReader:
 
 
 TAIL_LINES = 4  # a list's last lines decoded first (parse)
+TAIL_BYTES = 1024  # what read_new reads first: TAIL_LINES + 1 lines of ~55 bytes, with room for longer ones
+_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
+_GONE = (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 MAX_LIST_BYTES = 64 * 1024 * 1024  # a list left by an older version (no size limit) is read whole, up to this
 MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 
@@ -147,15 +180,25 @@ MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 MAX_LATENESS_S = 1.0  # more than this behind the list's own write time is not an event delay: trust the read
 
 
-def _lateness(list_path: str) -> float:
+def _read_all(fd: int) -> bytes:
+    """The rest of the file from the descriptor's position, up to MAX_LIST_BYTES."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < MAX_LIST_BYTES:
+        chunk = os.read(fd, min(1 << 20, MAX_LIST_BYTES - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _lateness(mtime: float) -> float:
     """How long ago ffmpeg renamed the list into place (its mtime, real clock): the time the event took to reach
     us. watchdog holds a rename whose two inotify halves arrive in separate reads for up to 0.5 s (its move-event
     grouper), which made a segment's observed end, and so its name, 0.5 s late under load. Bounded, and 0 when
     the mtime is in the future (a clock step)."""
-    try:
-        age = time.time() - os.stat(list_path).st_mtime
-    except OSError:
-        return 0.0
+    age = time.time() - mtime
     return age if 0.0 < age <= MAX_LATENESS_S else 0.0
 
 
@@ -235,11 +278,7 @@ class SegmentWatcher:
             if reader is None:
                 path = Path(key)
                 reader = self._readers[key] = _ListReader(path, self.root / path.parent.name)
-            seen = None
-            if stamp and self.clock:
-                late = _lateness(key)
-                seen = Observed(self.clock.time() - late, self.clock.monotonic() - late)
-            new = reader.read_new(seen)
+            new = reader.read_new(self.clock if stamp else None)
         for seg in new:
             self.on_segment(seg)
 

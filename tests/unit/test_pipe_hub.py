@@ -9,9 +9,11 @@ import time
 
 import pytest
 
+from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import FakeClock
 from cctv_daemon.recording.ffmpeg_process import FfmpegProcess
-from cctv_daemon.recording.pipe_hub import PipeHub
+from cctv_daemon.recording.pipe_hub import PipeHub, window_for
+from tests.support.daemon import wait_for
 
 CHUNKS = 10
 WRITER = f"""
@@ -205,3 +207,68 @@ def test_the_live_views_chatter_is_dropped_before_decoding_and_its_errors_are_ke
     finally:
         proc.kill()
         proc.proc.wait(10)
+
+
+def test_the_window_follows_the_smallest_stall_timeout_within_its_bounds() -> None:
+    """window_for: stallTimeout/8 (a stall detected at most that much early), never under PIPE_COALESCE_S (the
+    window every config had before) nor over PIPE_WINDOW_MAX_S."""
+    assert [window_for(t) for t in (2, 4, 8, 10, 60, 3600)] == [0.5, 0.5, 1.0, 1.0, 1.0, 1.0]
+    for t in (2, 3, 4, 5, 8, 10, 30):
+        assert window_for(t) <= max(c.PIPE_COALESCE_S, t / 8)
+
+
+def test_an_advance_read_at_the_windows_end_is_dated_back_to_when_it_was_written() -> None:
+    """At the default stallTimeout (10 s) the hub waits 1 s, not 0.5 s. A block written at t0 is read by t0 + 1 s
+    at the latest: dated back by the window, its advance is t0 exactly at that boundary, so the camera's rule
+    (now - last_advance > stallTimeout) flags the stall exactly stallTimeout after t0, never later; read at once,
+    at most the window (stallTimeout/8) sooner."""
+    stall_timeout = 10.0
+    clock = FakeClock()
+    hub = PipeHub()
+    proc = FfmpegProcess([sys.executable, "-c", "import time; time.sleep(30)"], "cam", clock, hub=hub,
+                         stall_timeout_s=stall_timeout)
+    try:
+        wait_for(lambda: hub.coalesce_s == 1.0, 20, "the hub's window to follow the streams'")
+        clock.advance(10.0)
+        proc._on_stdout(b"frame=250\nout_time_us=11000000\nprogress=continue\n")  # past the anchor's window
+        t0 = clock.monotonic()  # the next block is written now...
+        clock.advance(hub.coalesce_s)  # ...and read at the latest the hub's wait allows
+        proc._on_stdout(b"frame=275\nout_time_us=12000000\nprogress=continue\n")
+        last_advance, _, _ = proc.snapshot()
+        assert last_advance == t0
+        assert not (t0 + stall_timeout) - last_advance > stall_timeout  # not flagged before stallTimeout...
+        assert (t0 + stall_timeout + 0.01) - last_advance > stall_timeout  # ...flagged right after: never late
+        t1 = clock.monotonic()
+        proc._on_stdout(b"frame=300\nout_time_us=13000000\nprogress=continue\n")  # read the moment it is written
+        last_advance, _, _ = proc.snapshot()
+        assert t1 - last_advance == hub.coalesce_s <= stall_timeout / 8  # at most stallTimeout/8 early
+    finally:
+        proc.kill()
+        proc.proc.wait(10)
+
+
+def test_the_hub_waits_its_streams_smallest_window() -> None:
+    """A stream added with window 1.0: the hub waits 1 s between reads (half the wake-ups of 0.5 s); a stream added
+    without one (default 0.5) shortens it while it is read; its end lengthens it again."""
+    hub = PipeHub(coalesce_s=0.5)
+    ticker = "import sys, time\nfor _ in range(60): sys.stdout.write('.'); sys.stdout.flush(); time.sleep(0.05)"
+    slow = subprocess.Popen([sys.executable, "-c", ticker], stdout=subprocess.PIPE)
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(1)"], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE)
+    try:
+        assert slow.stdout is not None and other.stdout is not None and other.stdin is not None
+        hub.add(slow.stdout, lambda chunk: None, window=1.0)
+        wait_for(lambda: hub.coalesce_s == 1.0, 20, "a 1 s window")
+        w0, t0 = hub.wakeups, time.monotonic()
+        time.sleep(2.0)
+        woke, spent = hub.wakeups - w0, time.monotonic() - t0
+        assert woke <= spent / 1.0 + 1, (woke, spent)  # a tick every 0.05 s, read once a second
+        hub.add(other.stdout, lambda chunk: None)
+        wait_for(lambda: hub.coalesce_s == 0.5, 20, "the default window while the other stream is read")
+        other.stdin.write(b"x")
+        other.stdin.flush()  # it exits: its end is read and forgotten
+        wait_for(lambda: hub.coalesce_s == 1.0, 20, "the 1 s window again")
+    finally:
+        for p in (slow, other):
+            p.kill()
+            p.wait()

@@ -186,3 +186,22 @@ def test_a_list_is_parsed_from_its_tail_as_it_would_be_whole(monkeypatch: pytest
             m.setattr(watcher_mod, "TAIL_LINES", 10**9)
             want = whole_reader.parse(raw)
         assert got == want and tail_reader.last_index == whole_reader.last_index, (trial, data)
+
+
+def test_a_list_longer_than_its_tail_read_is_read_whole_when_the_tail_does_not_say_where_new_entries_start(
+        tmp_path: Path) -> None:
+    """read_new reads the list's last TAIL_BYTES first; when more than TAIL_LINES entries are new (or the tail's
+    lines are long), it reads the whole list: the same segments as parse() of the whole file, each handed on once."""
+    run = "r20261129T155600Z-abcdef"
+    lst = tmp_path / ".lists" / "cam" / f"{run}.csv"
+    lst.parent.mkdir(parents=True)
+    data = "".join(f"{run}_{k:06d}.mp4,{k}.000000,{k + 1}.000000\n" for k in range(64)).encode()
+    assert len(data) > watcher_mod.TAIL_BYTES
+    lst.write_bytes(data)
+    for last in (-1, 10, 50, 58, 60, 62, 63):
+        reader = _ListReader(lst, tmp_path / "cam")
+        whole = _ListReader(lst, tmp_path / "cam")
+        reader.last_index = whole.last_index = last
+        got = reader.read_new()
+        assert got == whole.parse(data) and [int(s.start_s) for s in got] == list(range(last + 1, 64)), last
+        assert reader.read_new() == []
