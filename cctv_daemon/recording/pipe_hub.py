@@ -247,6 +247,11 @@ class PipeHub:
             deadline = time.monotonic() + self.coalesce_s
             while (left := deadline - time.monotonic()) > 0:
                 ready = self._urgent.select(left)
+                if any(data is None for _, data in ready):
+                    # Requests first (the wake pipe), then look again: a stream demoted by them must not be read
+                    # in this same batch for the data that happened to arrive with the wake-up.
+                    self._handle([(fd, data) for fd, data in ready if data is None])
+                    ready = self._urgent.select(0)
                 if ready and self._handle(ready):
                     break  # stderr closed: its ffmpeg exited, so read its stdout's end now (exits are never late)
 

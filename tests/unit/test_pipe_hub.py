@@ -249,9 +249,10 @@ def test_an_advance_read_at_the_windows_end_is_dated_back_to_when_it_was_written
 
 def test_the_hub_waits_its_streams_smallest_window() -> None:
     """A stream added with window 1.0: the hub waits 1 s between reads (half the wake-ups of 0.5 s); a stream added
-    without one (default 0.5) shortens it while it is read; its end lengthens it again."""
+    without one (default 0.5) shortens it while it is read; its end lengthens it again. (The ticker runs 60 s and is
+    killed: its own end would take its 1 s window away, so it must outlive the test.)"""
     hub = PipeHub(coalesce_s=0.5)
-    ticker = "import sys, time\nfor _ in range(60): sys.stdout.write('.'); sys.stdout.flush(); time.sleep(0.05)"
+    ticker = "import sys, time\nfor _ in range(1200): sys.stdout.write('.'); sys.stdout.flush(); time.sleep(0.05)"
     slow = subprocess.Popen([sys.executable, "-c", ticker], stdout=subprocess.PIPE)
     other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read(1)"], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE)
