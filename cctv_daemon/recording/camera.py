@@ -295,8 +295,7 @@ class Camera:
                                  self._audio_codec, live_dir=self._live_folder())
             playlist = input_playlist(self.config, rtsp_transport(self.config, self._transport_fallback))
             self.proc = FfmpegProcess(args, self.name, self.clock, stdin_data=playlist, on_exit=self.on_exit,
-                                      source_label=source_label(self.config),
-                                      stall_timeout_s=self.config.stallTimeout)
+                                      source_label=source_label(self.config), stall_timeout_s=self.config.stallTimeout)
         except OSError as exc:
             self.proc = None
             kind = fp.DISK_FULL if exc.errno == 28 else fp.UNWRITABLE if exc.errno in (13, 30) else None
