@@ -23,7 +23,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError
 
 from cctv_daemon.catalog.schema import tables
 
@@ -163,17 +162,11 @@ class LeaseStore:
         name = conn.dialect.name
         if name == "mysql":  # MariaDB too
             return bool(conn.execute(t.insert().values(**values).prefix_with("IGNORE")).rowcount == 1)
-        if name in ("postgresql", "sqlite"):
-            from sqlalchemy.dialects import postgresql, sqlite
-            insert = postgresql.insert if name == "postgresql" else sqlite.insert
-            stmt = insert(t).values(**values).on_conflict_do_nothing(index_elements=[t.c.camera])
-            return conn.execute(stmt.returning(t.c.camera)).first() is not None  # psycopg's rowcount here is -1
-        try:
-            with conn.begin_nested():
-                conn.execute(t.insert().values(**values))
-        except IntegrityError:  # another node inserted it first
-            return False
-        return True
+        from sqlalchemy.dialects import postgresql, sqlite  # the other two backends lease_engine() makes
+
+        insert = postgresql.insert if name == "postgresql" else sqlite.insert
+        stmt = insert(t).values(**values).on_conflict_do_nothing(index_elements=[t.c.camera])
+        return conn.execute(stmt.returning(t.c.camera)).first() is not None  # psycopg's rowcount here is -1
 
     def renew(self, conn: Connection, instance: str, cameras: Iterable[str], ttl: float) -> set[str]:
         """Extend every lease this process still holds among ``cameras`` (one statement; also one that expired

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import time
 import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -81,34 +83,38 @@ def _levels_at_commits(trace: list[str]) -> list[tuple[str, str]]:
     return out
 
 
-def test_segment_row_commit_is_not_fsynced_but_a_deletion_mark_is(tmp_path: Path) -> None:
-    """synchronous NORMAL for a segment's row only (startup recovery rebuilds a lost one from its file); every
-    other write (here the deletion's 'deleting' mark, which must be durable before the unlink) stays FULL."""
+@contextmanager
+def _traced_catalog(tmp_path: Path) -> Iterator[tuple[Catalog, list[str]]]:
+    """A new catalog under tmp_path/rec and the SQL its writable connection runs from now on (closed after)."""
     save = tmp_path / "rec"
     cat = Catalog.for_state_dir(save / ".cctv", save)
     try:
         assert cat.db.sqlite_conn is not None
         trace: list[str] = []
         cat.db.sqlite_conn.set_trace_callback(trace.append)
+        yield cat, trace
+    finally:
+        cat.close()
+
+
+def test_segment_row_commit_is_not_fsynced_but_a_deletion_mark_is(tmp_path: Path) -> None:
+    """synchronous NORMAL for a segment's row only (startup recovery rebuilds a lost one from its file); every
+    other write (here the deletion's 'deleting' mark, which must be durable before the unlink) stays FULL."""
+    with _traced_catalog(tmp_path) as (cat, trace):
+        assert cat.db.sqlite_conn is not None
         row = put_segment(cat, "cam", ANCHOR, catalogue=False)
         cat.add_segment(FinishedSegment("cam", "main", cat.abs(row.path), row.start, row.end, row.size, RUN))
         cat.set_state(row.path, "deleting", "test")
         assert _levels_at_commits(trace) == [("INSERT INTO SEGMENTS", "NORMAL"), ("UPDATE SEGMENTS SET", "FULL")]
         assert cat.db.sqlite_conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL again after the row
-    finally:
-        cat.close()
 
 
 def test_consecutive_segment_rows_switch_nothing_and_every_other_commit_is_full(tmp_path: Path) -> None:
     """The connection stays at NORMAL from one segment row to the next (no PRAGMA between them, reads leave it),
     and whatever else commits on it is FULL: a deletion mark, a revived row's general path (durable=True), a
     transaction opened on the engine directly, raw SQL through query(). Startup recovery's rows are durable."""
-    save = tmp_path / "rec"
-    cat = Catalog.for_state_dir(save / ".cctv", save)
-    try:
+    with _traced_catalog(tmp_path) as (cat, trace):
         assert cat.db.sqlite_conn is not None
-        trace: list[str] = []
-        cat.db.sqlite_conn.set_trace_callback(trace.append)
         rows = [put_segment(cat, "cam", ANCHOR + 10 * i, catalogue=False) for i in range(4)]
 
         def add(i: int) -> None:
@@ -142,8 +148,6 @@ def test_consecutive_segment_rows_switch_nothing_and_every_other_commit_is_full(
         at = next(i for i, t in enumerate(trace) if "reason = 'y'" in t)
         assert [t for t in trace[:at] if t.upper().startswith("PRAGMA SYNCHRONOUS")][-1] == "PRAGMA synchronous = FULL"
         assert cat.db.sqlite_conn.execute("PRAGMA synchronous").fetchone()[0] == 2
-    finally:
-        cat.close()
 
 
 def test_segment_data_is_fsynced_before_the_catalogs_commit_of_its_row(tmp_path: Path,
