@@ -52,11 +52,32 @@ def _group(name: str) -> str:
     return re.sub(r"[-_]?\d+$", "", name)
 
 
+def _gc_meter() -> tuple[dict[int, list[float]], list[float]]:
+    """The garbage collector's collections per generation: [count, CPU seconds of the collecting thread]."""
+    import gc
+
+    per_gen: dict[int, list[float]] = {0: [0, 0.0], 1: [0, 0.0], 2: [0, 0.0]}
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.thread_time()
+        else:
+            slot = per_gen[info["generation"]]
+            slot[0] += 1
+            slot[1] += time.thread_time() - started[0]
+
+    gc.callbacks.append(callback)
+    return per_gen, started
+
+
 def _probe(warmup: float, window: float, out_file: str) -> None:
     time.sleep(warmup)
+    gc_gens, _ = _gc_meter()
     t0, before = time.monotonic(), _runtimes()
     time.sleep(window)
     wall, after = time.monotonic() - t0, _runtimes()
+    gc_seen = {str(g): list(v) for g, v in gc_gens.items()}
     names = {t.native_id: (t.name if type(t) is threading.Thread or t.name == "MainThread"
                            else f"{type(t).__name__}") for t in threading.enumerate()}
     me = threading.get_native_id()
@@ -74,7 +95,7 @@ def _probe(warmup: float, window: float, out_file: str) -> None:
         wakes[g] = wakes.get(g, 0.0) + (vcs - vcs0) / wall
     gone = sum(ns for tid, (ns, _, _) in before.items() if tid not in after)
     Path(out_file).write_text(json.dumps({"wall": wall, "groups": groups, "system": system, "wakes": wakes,
-                                          "gone_ns": gone}))
+                                          "gone_ns": gone, "gc": gc_seen}))
 
 
 def run_probed() -> int:
@@ -131,9 +152,13 @@ def _time(targets: str, out_file: str, warmup: float, window: float) -> None:
     acc: dict[str, list[float]] = {}
     for target in targets.split(","):
         mod_name, qual = target.split(":")
-        cls_name, meth = qual.split(".")
-        cls = getattr(importlib.import_module(mod_name), cls_name)
-        orig = getattr(cls, meth)
+        owner: Any = importlib.import_module(mod_name)
+        if "." in qual:  # Class.method; a bare name is a module-level function (looked up by its callers)
+            cls_name, meth = qual.split(".")
+            owner = getattr(owner, cls_name)
+        else:
+            meth = qual
+        orig = getattr(owner, meth)
         acc[target] = [0, 0.0]
 
         def wrapped(*a: object, _orig: Any = orig, _slot: list[float] = acc[target], **kw: object) -> object:
@@ -146,7 +171,7 @@ def _time(targets: str, out_file: str, warmup: float, window: float) -> None:
                 _slot[0] += 1
                 _slot[1] += time.thread_time() - start
 
-        setattr(cls, meth, wrapped)
+        setattr(owner, meth, wrapped)
 
     atexit.register(lambda: Path(out_file).write_text(json.dumps(acc)))
 
@@ -159,7 +184,8 @@ def main() -> int:
     ap.add_argument("--segment", type=int, default=10)
     ap.add_argument("--live-off", action="store_true", help="live view off (as bench/cpu.py runs the daemon)")
     ap.add_argument("--profile", default="", help="module:Class.method to profile with cProfile (slows it)")
-    ap.add_argument("--time", default="", help="module:Class.method,... to time (CPU time per call, cheap)")
+    ap.add_argument("--time", default="",
+                    help="module:Class.method or module:function,... to time (CPU time per call, cheap)")
     ap.add_argument("--json", default="", help="also write the per-thread figures to this file")
     args = ap.parse_args()
     n = args.cameras
@@ -207,6 +233,9 @@ def main() -> int:
         for target, (calls, cpu) in json.loads(timed.read_text()).items():
             print(f"{target}: {calls:.0f} calls in the window, {1e3 * cpu / max(calls, 1):.3f} ms CPU a call,"
                   f" {100 * cpu / data['wall']:.4f} % of a core")
+    for gen, (count, cpu) in sorted(data.get("gc", {}).items()):
+        print(f"gc generation {gen}: {count / data['wall']:.2f} collections/s, {100 * cpu / data['wall']:.4f} % of a"
+              f" core ({1e3 * cpu / max(count, 1):.2f} ms each)")
     groups = data["groups"]
     total = sum(sum(v) for v in groups.values())
     print(f"cameras={n} window={data['wall']:.1f}s segments={args.segment}s daemon total {100 * total:.3f} % of a core"
