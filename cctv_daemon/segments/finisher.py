@@ -13,8 +13,8 @@ import structlog
 
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import FinishedSegment, SegmentBus
+from cctv_daemon.segments import durable, staging
 from cctv_daemon.segments import names as segment_names
-from cctv_daemon.segments import staging
 from cctv_daemon.segments.media_probe import probe_duration
 from cctv_daemon.segments.mp4_tail import check_tail, truncate_incomplete_tail
 from cctv_daemon.segments.timeline import FIRST_OF_RUN_MAX_S, CameraTimeline
@@ -71,7 +71,7 @@ class SegmentFinisher:
         dest = self._free_dest(
             segment_names.final_file(self._save_dir, meta.camera, meta.feed_id, start, end)
         )
-        fsync_file(src)  # durable before catalogued: the row must never name an empty or short file
+        durable.flush_data(src)  # durable before catalogued: the row must never name an empty or short file
         _move(src, dest)
         seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered,
                               round(media, 3))

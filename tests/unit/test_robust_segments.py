@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,10 +18,11 @@ from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.core.clock import SystemClock
 from cctv_daemon.core.events import EventBus, FinishedSegment
 from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.segments import durable, staging
 from cctv_daemon.segments import finisher as finisher_mod
-from cctv_daemon.segments import staging
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.watcher import StagedSegment, _ListReader
+from tests.support import pagecache
 from tests.unit.catalog_helpers import put_segment
 from tests.unit.test_mp4_tail import make_fmp4
 
@@ -45,25 +46,38 @@ def staged_run(spool: Path, camera: str = "cam", n: int = 1) -> tuple[Path, list
 def test_segment_data_is_fsynced_before_its_row_is_committed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     save = tmp_path / "rec"
     _cam_dir, [seg] = staged_run(save / ".cctv")
-    synced: set[tuple[int, int]] = set()
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        st = os.fstat(fd)
-        real_fsync(fd)
-        synced.add((st.st_dev, st.st_ino))
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    synced: list[object] = []
+    _record_flushes(monkeypatch, synced)
     seen: list[bool] = []
+    pages: list[pagecache.PageCounts | None] = []
 
     def catalog_subscriber(fs: FinishedSegment) -> None:  # stands first on the bus, like the catalog
         st = fs.path.stat()
         seen.append((st.st_dev, st.st_ino) in synced)
+        pages.append(pagecache.page_counts(fs.path))
 
     bus = EventBus()
     bus.subscribe("catalog", catalog_subscriber)
     SegmentFinisher(save, save / ".cctv", find_ffmpeg(), bus, SystemClock()).finish(seg)
     assert seen == [True], "the segment's data was not fsynced before the catalog saw it"
+    if pages[0] is not None:  # what the kernel says (cachestat, Linux >= 6.5): no page left to write
+        assert pages[0].dirty == 0 and pages[0].writeback == 0, pages[0]
+
+
+def _record_flushes(monkeypatch: pytest.MonkeyPatch, sink: list[object]) -> None:
+    """(st_dev, st_ino) of each file whose data was flushed, in order: by fsync(2) on it, or by syncfs(2) on a
+    descriptor of it (segments/durable.py: the whole file system, that file included), after the call returned."""
+    real_fsync, real_syncfs = os.fsync, durable._syncfs
+
+    def recording(real: Callable[[int], None]) -> Callable[[int], None]:
+        def flush(fd: int) -> None:
+            st = os.fstat(fd)
+            real(fd)
+            sink.append((st.st_dev, st.st_ino))
+        return flush
+
+    monkeypatch.setattr(os, "fsync", recording(real_fsync))
+    monkeypatch.setattr(durable, "_syncfs", recording(real_syncfs))
 
 
 def _levels_at_commits(trace: list[str]) -> list[tuple[str, str]]:
@@ -156,14 +170,7 @@ def test_segment_data_is_fsynced_before_the_catalogs_commit_of_its_row(tmp_path:
     save = tmp_path / "rec"
     _cam_dir, [seg] = staged_run(save / ".cctv")
     events: list[object] = []
-    real_fsync = os.fsync
-
-    def recording_fsync(fd: int) -> None:
-        st = os.fstat(fd)
-        real_fsync(fd)
-        events.append((st.st_dev, st.st_ino))
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
+    _record_flushes(monkeypatch, events)
     bus = EventBus()
     cat = Catalog.for_state_dir(save / ".cctv", save)
     try:

@@ -1,0 +1,113 @@
+"""A finished segment's data made durable before it gets its final name and its row (docs/segment-lifecycle.md,
+step 3: "durable before catalogued").
+
+On Linux >= 5.8 the data is flushed with syncfs(2) on the segment's file system instead of fsync(2) on the file.
+Both return once the file's pages are on disk, but with fsync the calling thread writes the pages back itself (on
+the benchmark VM 0.63 ms of the finisher thread's CPU for a 3.5 MB segment, the largest single cost of the daemon,
+issue 10), while syncfs hands the writeback to the kernel's flusher threads, the same threads that write back a
+bare `ffmpeg -f segment`'s files, and waits for them (0.24 ms of the caller's CPU; `bench/fsync_delay.py`,
+docs/benchmarks.md "Ninth pass"). The guarantee is wider, not weaker: every page that was dirty on that file system
+when the call began is written and the journal committed when it returns, and since Linux 5.8 syncfs reports
+write-back errors (EIO, ENOSPC) as fsync does (errors seen since the file was opened, hence the fresh descriptor).
+
+What syncfs also writes is data the kernel would write within dirty_expire_centisecs (30 s) anyway: the other
+cameras' growing segments, the catalog's log. Where another program keeps much dirty data on the same file system
+(a large copy), syncfs would wait for it: a syncfs slower than SLOW_SYNCFS_S switches to fsync for FSYNC_AFTER_SLOW_S,
+with one log line. Without syncfs (Windows, macOS, Linux < 5.8, a libc or seccomp policy without it) it is fsync.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("cctv_daemon.segment")
+
+SLOW_SYNCFS_S = 1.0  # a syncfs this slow waited for someone else's data: fsync for a while
+FSYNC_AFTER_SLOW_S = 600.0
+_NO_SYNCFS = (errno.ENOSYS, errno.EPERM, errno.EACCES, errno.EINVAL, errno.EBADF, errno.ENOTSUP)
+
+
+def _kernel_reports_syncfs_errors(release: str) -> bool:
+    """Linux 5.8 made syncfs(2) return write-back errors; before, it returned 0 even if the pages failed."""
+    try:
+        major, minor = (int(part) for part in release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
+def _load_syncfs() -> Any:
+    if not sys.platform.startswith("linux") or not _kernel_reports_syncfs_errors(os.uname().release):
+        return None
+    try:
+        return getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)  # ctypes releases the GIL while it waits
+    except OSError:
+        return None
+
+
+_libc_syncfs = _load_syncfs()
+
+
+def _syncfs(fd: int) -> None:
+    """syncfs(2) on the file system of `fd`; OSError on failure. Module-level so that tests can watch it."""
+    if _libc_syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"syncfs: {os.strerror(err)}")
+
+
+class _Policy:
+    """Whether syncfs is used now: off for good when the system lacks it, for a while after a slow one."""
+
+    def __init__(self) -> None:
+        self.available = _libc_syncfs is not None
+        self.fsync_until = 0.0
+        self._lock = threading.Lock()
+
+    def use_syncfs(self) -> bool:
+        return self.available and time.monotonic() >= self.fsync_until
+
+    def took(self, seconds: float) -> None:
+        if seconds < SLOW_SYNCFS_S:
+            return
+        with self._lock:
+            self.fsync_until = time.monotonic() + FSYNC_AFTER_SLOW_S
+        log.info("syncfs_slow_using_fsync", seconds=round(seconds, 3), for_s=FSYNC_AFTER_SLOW_S,
+                 detail="another program has much unwritten data on this file system; fsync the segments instead")
+
+    def unavailable(self, exc: OSError) -> None:
+        self.available = False
+        log.info("syncfs_unavailable_using_fsync", error=str(exc))
+
+
+policy = _Policy()
+
+
+def flush_data(path: Path | str) -> str:
+    """Make the file's data and size durable; returns how ("syncfs" or "fsync"). OSError if the write-back failed
+    (the caller keeps the file where it is)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if policy.use_syncfs():
+            began = time.monotonic()
+            try:
+                _syncfs(fd)
+            except OSError as exc:
+                if exc.errno not in _NO_SYNCFS:
+                    raise  # a write-back error (EIO, ENOSPC): as fsync would report it
+                policy.unavailable(exc)
+            else:
+                policy.took(time.monotonic() - began)
+                return "syncfs"
+        os.fsync(fd)
+        return "fsync"
+    finally:
+        os.close(fd)

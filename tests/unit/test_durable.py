@@ -1,0 +1,108 @@
+"""segments/durable.py: a finished segment's data is on disk before it is named and catalogued, written back by
+syncfs(2) (the kernel's flusher threads) where the system has it, by fsync(2) otherwise. Whether the pages really
+were written is read from the kernel (cachestat(2), tests/support/pagecache.py), not inferred from the calls made."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from cctv_daemon.segments import durable
+from tests.support import pagecache
+
+needs_cachestat = pytest.mark.skipif(not pagecache.available(), reason="cachestat(2) needs Linux >= 6.5")
+needs_syncfs = pytest.mark.skipif(durable._libc_syncfs is None, reason="syncfs(2) needs Linux >= 5.8")
+
+
+@pytest.fixture(autouse=True)
+def fresh_policy(monkeypatch: pytest.MonkeyPatch) -> durable._Policy:
+    pol = durable._Policy()
+    monkeypatch.setattr(durable, "policy", pol)
+    return pol
+
+
+def _dirty_file(path: Path, size: int = 4_000_000) -> Path:
+    with path.open("wb") as f:
+        for _ in range(size // 65536):
+            f.write(os.urandom(65536))  # 64 kB writes, as ffmpeg's fragments arrive
+    counts = pagecache.page_counts(path)
+    assert counts is None or counts.dirty > 0, "precondition: the new file's pages are dirty"
+    return path
+
+
+@needs_cachestat
+@needs_syncfs
+def test_syncfs_writes_the_segment_back_before_it_returns(tmp_path: Path) -> None:
+    seg = _dirty_file(tmp_path / "seg.mp4")
+    assert durable.flush_data(seg) == "syncfs"
+    counts = pagecache.page_counts(seg)
+    assert counts is not None and counts.dirty == 0 and counts.writeback == 0, counts
+
+
+@needs_cachestat
+def test_without_syncfs_it_is_fsync_and_the_data_is_written_back(tmp_path: Path,
+                                                                 fresh_policy: durable._Policy) -> None:
+    fresh_policy.available = False  # as on Windows, macOS or Linux < 5.8
+    seg = _dirty_file(tmp_path / "seg.mp4")
+    assert durable.flush_data(seg) == "fsync"
+    counts = pagecache.page_counts(seg)
+    assert counts is not None and counts.dirty == 0 and counts.writeback == 0, counts
+
+
+@needs_syncfs
+def test_a_system_refusing_syncfs_falls_back_to_fsync_for_good(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               fresh_policy: durable._Policy) -> None:
+    """Fault injection: syncfs refused (ENOSYS, as a seccomp policy or an old libc would) cannot be caused here."""
+    calls: list[int] = []
+
+    def refused(fd: int) -> None:
+        calls.append(fd)
+        raise OSError(errno.ENOSYS, "syncfs: Function not implemented")
+
+    monkeypatch.setattr(durable, "_syncfs", refused)
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_ino), real_fsync(fd))[1])
+    seg = _dirty_file(tmp_path / "seg.mp4")
+    assert durable.flush_data(seg) == "fsync"
+    assert synced == [seg.stat().st_ino], "the data was not fsynced after syncfs was refused"
+    assert durable.flush_data(seg) == "fsync"
+    assert len(calls) == 1, "syncfs was tried again after the system refused it"
+    assert not fresh_policy.available
+
+
+@needs_syncfs
+def test_a_write_back_error_is_raised_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: a failing disk cannot be made here; syncfs reporting EIO (Linux >= 5.8 does) must reach the
+    finisher as fsync's would, so that the segment stays in staging instead of being catalogued."""
+
+    def failed(fd: int) -> None:
+        raise OSError(errno.EIO, "syncfs: Input/output error")
+
+    monkeypatch.setattr(durable, "_syncfs", failed)
+    seg = _dirty_file(tmp_path / "seg.mp4", 65536)
+    with pytest.raises(OSError) as caught:
+        durable.flush_data(seg)
+    assert caught.value.errno == errno.EIO
+
+
+@needs_syncfs
+def test_a_slow_syncfs_switches_to_fsync_for_a_while(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      fresh_policy: durable._Policy) -> None:
+    """A syncfs slower than SLOW_SYNCFS_S waited for another program's data: fsync for FSYNC_AFTER_SLOW_S."""
+    seg = _dirty_file(tmp_path / "seg.mp4", 65536)
+    monkeypatch.setattr(durable, "SLOW_SYNCFS_S", 0.0)  # every syncfs counts as slow
+    assert durable.flush_data(seg) == "syncfs"
+    assert fresh_policy.fsync_until > 0
+    assert durable.flush_data(seg) == "fsync"
+    fresh_policy.fsync_until = 0.0  # the while is over
+    assert durable.flush_data(seg) == "syncfs"
+
+
+@pytest.mark.parametrize(("release", "reports"), [("5.7.19", False), ("5.8.0", True), ("6.18.44-fc-v857", True),
+                                                   ("4.19.0-27-amd64", False), ("weird", False), ("10.0", True)])
+def test_syncfs_is_used_only_where_it_reports_write_back_errors(release: str, reports: bool) -> None:
+    assert durable._kernel_reports_syncfs_errors(release) is reports
