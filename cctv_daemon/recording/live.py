@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from cctv_daemon.config.model import CameraConfig, Config
+from cctv_daemon.segments import durable
 
 PLAYLIST = "live.m3u8"
 INIT = "init.mp4"  # ffmpeg's hls muxer default name for the fMP4 init segment, next to the playlist
@@ -65,6 +66,7 @@ def prepare(folder: Path) -> Path:
     elif folder.exists():
         shutil.rmtree(folder)  # the previous run's fragments: a new run starts numbering again
     folder.mkdir(mode=0o700)
+    durable.fsync_only_on(folder)  # on the recording disk, a syncfs per segment would write every fragment
     return folder
 
 

@@ -13,7 +13,8 @@ write-back errors (EIO, ENOSPC) as fsync does (errors seen since the file was op
 What syncfs also writes is data the kernel would write within dirty_expire_centisecs (30 s) anyway: the other
 cameras' growing segments, the catalog's log. Where another program keeps much dirty data on the same file system
 (a large copy), syncfs would wait for it: a syncfs slower than SLOW_SYNCFS_S switches to fsync for FSYNC_AFTER_SLOW_S,
-with one log line. Without syncfs (Windows, macOS, Linux < 5.8, a libc or seccomp policy without it) it is fsync.
+with one log line. A file system holding the live view's short-lived fragments is fsynced per file
+(`fsync_only_on`). Without syncfs (Windows, macOS, Linux < 5.8, a libc or seccomp policy without it): fsync.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class _Policy:
     def __init__(self) -> None:
         self.available = _libc_syncfs is not None
         self.fsync_until = 0.0
+        self.fsync_devices: set[int] = set()  # file systems where syncfs would write what need never be written
         self._lock = threading.Lock()
 
     def use_syncfs(self) -> bool:
@@ -91,12 +93,19 @@ class _Policy:
 policy = _Policy()
 
 
+def fsync_only_on(path: Path | str) -> None:
+    """The file system of `path` holds short-lived files the kernel need never write back (the live view's HLS
+    fragments when `api.liveDir` is on the recording disk; tmpfs by default): a syncfs there would write them at
+    every segment, so segments on it are fsynced instead."""
+    policy.fsync_devices.add(os.stat(path).st_dev)
+
+
 def flush_data(path: Path | str) -> str:
     """Make the file's data and size durable; returns how ("syncfs" or "fsync"). OSError if the write-back failed
     (the caller keeps the file where it is)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        if policy.use_syncfs():
+        if policy.use_syncfs() and (not policy.fsync_devices or os.fstat(fd).st_dev not in policy.fsync_devices):
             began = time.monotonic()
             try:
                 _syncfs(fd)

@@ -106,3 +106,21 @@ def test_a_slow_syncfs_switches_to_fsync_for_a_while(tmp_path: Path, monkeypatch
                                                    ("4.19.0-27-amd64", False), ("weird", False), ("10.0", True)])
 def test_syncfs_is_used_only_where_it_reports_write_back_errors(release: str, reports: bool) -> None:
     assert durable._kernel_reports_syncfs_errors(release) is reports
+
+
+@needs_syncfs
+def test_a_file_system_holding_live_fragments_is_fsynced_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  fresh_policy: durable._Policy) -> None:
+    """The live view's folder on the recording disk (`api.liveDir`): a syncfs per segment would write every HLS
+    fragment the kernel would otherwise drop unwritten, so segments there are fsynced (recording/live.py)."""
+    from cctv_daemon.recording import live
+
+    seg = _dirty_file(tmp_path / "seg.mp4", 65536)
+    assert durable.flush_data(seg) == "syncfs"
+    live.prepare(tmp_path / "live" / "cams" / "cam1")  # the live folder on the same file system
+    assert durable.flush_data(seg) == "fsync"
+    other = Path("/dev/shm")
+    if other.is_dir() and other.stat().st_dev != tmp_path.stat().st_dev:
+        fresh_policy.fsync_devices.clear()
+        durable.fsync_only_on(other)  # the default: live fragments on tmpfs change nothing for the segments
+        assert durable.flush_data(seg) == "syncfs"
