@@ -179,33 +179,49 @@ def _quiet_server_class() -> type[Any]:
     import uvicorn
 
     class QuietServer(uvicorn.Server):
-        """uvicorn's housekeeping loop wakes 10 times a second (a task and a timeout each time); this one waits
-        for its exit event alone, and a plain timer refreshes the Date header once a second (its resolution):
-        an idle API costs the daemon next to nothing. Nothing else of uvicorn's on_tick applies here (no
-        limit_max_requests, no callback_notify; a thread has no signal handlers: request_exit() stops it)."""
+        """uvicorn's housekeeping loop wakes 10 times a second (a task and a timeout each time) to refresh the Date
+        header; this one waits for its exit event alone, and a plain timer refreshes the Date header once a second
+        (its resolution) only while a connection is open: a connection opening refreshes it at once and starts the
+        timer, which stops once none is left. With no client the API's thread sleeps until one connects or
+        request_exit() (its only way out: a thread has no signal handlers). Nothing else of uvicorn's on_tick
+        applies here (no limit_max_requests, no callback_notify)."""
 
         _exit_event: asyncio.Event | None = None
         _loop: asyncio.AbstractEventLoop | None = None
+        _timer: asyncio.TimerHandle | None = None
+
+        def __init__(self, config: Any) -> None:
+            super().__init__(config)
+            # Every protocol adds itself to this set on connection_made (on the loop's thread) and leaves it on
+            # close; uvicorn's own shutdown reads it as a set.
+            self.server_state.connections = _Connections(self._connected)
+
+        def _refresh(self) -> None:
+            """The Date header now; again in HOUSEKEEPING_S while a connection is open."""
+            self.server_state.default_headers = _date_header(self.config) + self.config.encoded_headers
+            if self.should_exit and self._exit_event is not None:
+                self._exit_event.set()
+            loop = self._loop
+            self._timer = (loop.call_later(HOUSEKEEPING_S, self._refresh)
+                           if loop is not None and self.server_state.connections else None)
+
+        def _connected(self) -> None:
+            if self._timer is None:  # idle until now: its Date header may be old
+                self._refresh()
 
         async def main_loop(self) -> None:
-            self._loop = loop = asyncio.get_running_loop()
+            self._loop = asyncio.get_running_loop()
             self._exit_event = event = asyncio.Event()
             if await self.on_tick(0):  # the Date header now; exit if asked already
                 return
-            timer: asyncio.TimerHandle | None = None
-
-            def refresh() -> None:
-                nonlocal timer
-                self.server_state.default_headers = _date_header(self.config) + self.config.encoded_headers
-                if self.should_exit:
-                    event.set()
-                timer = loop.call_later(HOUSEKEEPING_S, refresh)
-
-            timer = loop.call_later(HOUSEKEEPING_S, refresh)
+            if self.server_state.connections:
+                self._refresh()
             try:
                 await event.wait()
             finally:
-                timer.cancel()
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
 
         def request_exit(self) -> None:
             self.should_exit = True
@@ -217,6 +233,18 @@ def _quiet_server_class() -> type[Any]:
                     pass  # its loop has already closed
 
     return QuietServer
+
+
+class _Connections(set[Any]):
+    """uvicorn's set of open connections, calling `on_add` when one opens (before its first request is read)."""
+
+    def __init__(self, on_add: Callable[[], None]) -> None:
+        super().__init__()
+        self._on_add = on_add
+
+    def add(self, item: Any) -> None:
+        super().add(item)
+        self._on_add()
 
 
 def _date_header(config: Any) -> list[tuple[bytes, bytes]]:

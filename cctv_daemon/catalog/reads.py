@@ -4,6 +4,7 @@ rows_in_state, live_sizes, newest_*) sees this node's own rows only (on SQLite e
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -117,7 +118,28 @@ class CatalogReads:
         t = self.db.t.segment_totals
         stmt = self.cached("totals", lambda: select(t.c.camera, func.sum(t.c.count), func.sum(t.c.bytes))
                            .where(self.own(t.c.node_id)).group_by(t.c.camera))  # status reads it every 5 s
-        return {str(cam): (int(n), int(b)) for cam, n, b in self.rows_of(stmt) if int(n) > 0}
+        rows = self._raw_rows("totals", stmt)
+        if rows is None:
+            rows = self.rows_of(stmt)
+        return {str(cam): (int(n), int(b)) for cam, n, b in rows if int(n) > 0}
+
+    def _raw_rows(self, key: str, stmt: Select[Any]) -> list[Any] | None:
+        """A parameterless statement run on the writable SQLite file's sqlite3 connection itself (compiled to SQL
+        text once): SQLAlchemy's per-execution work cost ~0.5 ms of the main loop's CPU for the totals read every
+        5 s (docs/benchmarks.md). None where that does not apply (another backend, a read-only file, the general
+        path chosen, a statement with parameters) or on any SQLite error: the caller runs the general path, which
+        raises what it raised before."""
+        raw = self.db.sqlite_conn
+        if raw is None or not self.db.raw_writes:
+            return None
+        sql = self.cached(("raw", key), lambda: _parameterless_sql(self.db, stmt))
+        if not sql:
+            return None
+        try:
+            with self.db.lock:
+                return raw.execute(sql).fetchall()
+        except sqlite3.Error:
+            return None
 
     def total_bytes(self) -> int:
         return sum(b for _n, b in self.totals().values())
@@ -214,3 +236,9 @@ class CatalogReads:
                 self.rows_of(select(u.c.state, func.count()).where(self.own(u.c.node_id)).group_by(u.c.state))}
 
 
+
+
+def _parameterless_sql(db: CatalogDb, stmt: Select[Any]) -> str:
+    """The statement's SQL text for the sqlite3 connection, or "" when it needs parameters."""
+    compiled = stmt.compile(dialect=db.engine.dialect)
+    return "" if compiled.params or compiled.positiontup else str(compiled.string)

@@ -30,6 +30,7 @@ from cctv_daemon.catalog.deletion import SegmentDeleter
 from cctv_daemon.catalog.disk_space import SpaceReserve, disk_free, headroom
 from cctv_daemon.catalog.engine import error_text, is_connection_error
 from cctv_daemon.catalog.retention_clock import TrustedWallClock
+from cctv_daemon.catalog.retention_gate import CheckGate
 from cctv_daemon.catalog.store import Catalog, SegmentRow, is_uploaded
 from cctv_daemon.core.clock import Clock
 from cctv_daemon.core.events import CameraStateChanged, FinishedSegment
@@ -138,6 +139,7 @@ class Retention:
         self.floor_unreachable = False
         self.pruning = False
         self.warnings: dict[str, str] = {}  # key -> message, while it holds (status)
+        self.gate = CheckGate(limits, self._free, clock.time)  # which finished segments wake a check
 
     # -- Component: the main loop calls these; none of them waits --------------------------------------
     def start(self) -> None:
@@ -163,8 +165,9 @@ class Retention:
                 log.warning("retention_still_running", waited_s=STOP_JOIN_S)
 
     # -- wake-ups from other threads ---------------------------------------------------------------------
-    def on_segment(self, _seg: FinishedSegment) -> None:
-        self._wake.set()
+    def on_segment(self, seg: FinishedSegment) -> None:  # a check only if it could act (retention_gate.py)
+        if self._room_wanted or self.gate.needs_check(seg.camera, seg.start, seg.size):
+            self._wake.set()
 
     def on_camera_state(self, ev: CameraStateChanged) -> None:
         if ev.new == "disk_full":
@@ -236,6 +239,7 @@ class Retention:
         if not self._lock.acquire(blocking=blocking):
             return 0  # another thread is enforcing right now
         self.pruning = True
+        self.gate.begin()
         try:
             n = self._make_room() if self._room_wanted else 0
             n += self._by_age()
@@ -251,6 +255,9 @@ class Retention:
             if self.reserve is not None and (free := self._free()) is not None:
                 self.reserve.ensure(free)
             self.last_check_at = self.clock.time()
+            holding = not (self.warnings or self.short_of_space or self.floor_unreachable or self._room_wanted)
+            self.gate.end(self.catalog.totals, lambda: next((r.start for r in self.catalog.oldest(limit=1)), None),
+                          holding)  # the oldest deletion candidate's start, whatever its upload state
             return n
         finally:
             self.pruning = False

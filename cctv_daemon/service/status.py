@@ -31,9 +31,19 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # No indent: json's C encoder only runs without one; indented, the pure-Python encoder made this file's writes
     # the main loop's largest cost (docs/benchmarks.md). `status --json` prints it indented.
-    tmp.write_text(json.dumps(data, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    if os.name == "posix":
-        os.chmod(tmp, 0o644)  # readable by other users: `status` from anyone's terminal
+    text = (json.dumps(data, sort_keys=True, default=str) + "\n").encode("utf-8")
+    # One descriptor, no file object (a text wrapper, its buffer and encoder, a path lookup for chmod): status.json
+    # is written every 5 s from the main loop.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0),
+                 0o644)
+    try:
+        if os.name == "posix":
+            os.fchmod(fd, 0o644)  # readable by other users whatever the umask: `status` from anyone's terminal
+        view = memoryview(text)
+        while view:
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
 
 
