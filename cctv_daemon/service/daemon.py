@@ -79,6 +79,7 @@ class Daemon:
         self.reload_callbacks: list[Callable[[], object]] = []  # config reload (SIGHUP, reload command)
         self.stopping_callbacks: list[Callable[[], None]] = []  # called as shutdown begins
         self.snapshots = SnapshotPublisher(config, clock.time())
+        self._rows: dict[str, tuple[tuple[Any, ...], CameraSnapshot]] = {}  # each camera's last row (publish)
         self.phase = "starting"
         self._signals: list[int] = []
         self.waker = Waker()  # wait()s of the loop end early on a signal or an ffmpeg exit
@@ -280,9 +281,7 @@ class Daemon:
 
     def publish(self, refresh_all: bool = False) -> Snapshot:
         wall_offset = self.clock.time() - self.clock.monotonic()
-        cams = {name: CameraSnapshot.of(cam, None if (u := self.record_until.get(name)) is None else u + wall_offset,
-                                        self.record_labels.get(name))
-                for name, cam in self.cameras.items()}
+        cams = CameraSnapshot.rows(self.cameras, self.record_until, self.record_labels, wall_offset, self._rows)
         if self.gate is not None:
             cams = self.gate.rows(cams)
         return self.snapshots.publish(config=self.config, now=self.clock.time(), monotonic=self.clock.monotonic(),

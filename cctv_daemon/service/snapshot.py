@@ -76,6 +76,36 @@ class CameraSnapshot:
                    ffmpeg_pid=cam.proc.pid if cam.proc is not None else None, enabled=cam.config.enabled,
                    record_until=record_until, record_label=record_label)
 
+    @classmethod
+    def rows(cls, cameras: Mapping[str, Camera], record_until: Mapping[str, float], labels: Mapping[str, str],
+             wall_offset: float, seen: dict[str, tuple[tuple[Any, ...], CameraSnapshot]]) -> dict[str, CameraSnapshot]:
+        """Every camera's row as of() makes it, the previous row itself when nothing in it changed (`seen`: name ->
+        (what the row was made of, the row), updated here): no new row per camera per tick, and StatusWriter
+        reuses an unchanged row's JSON text. The row is made from the values compared, read once (the hand-off's
+        thread counts segments meanwhile): a row always shows what its key says."""
+        out: dict[str, CameraSnapshot] = {}
+        for name, cam in cameras.items():
+            k, proc = cam.counters, cam.proc
+            until = record_until.get(name)
+            key = (cam.state.value, cam.reason, k.state_since, k.last_segment_at, k.segments, k.starts, k.reconnects,
+                   k.stalls, k.last_error, None if proc is None else proc.pid, cam.config.enabled,
+                   None if until is None else until + wall_offset, labels.get(name))
+            prev = seen.get(name)
+            if prev is not None and prev[0] == key:
+                out[name] = prev[1]
+                continue
+            (state, reason, since, last_at, segments, starts, reconnects, stalls, error, pid, enabled, until_wall,
+             label) = key
+            row = cls(state=state, reason=reason, since=since, last_segment_at=last_at, segments=segments,
+                      starts=starts, reconnects=reconnects, stalls=stalls,
+                      last_error=redact(error) if error else None, ffmpeg_pid=pid, enabled=enabled,
+                      record_until=until_wall, record_label=label)
+            seen[name] = (key, row)
+            out[name] = row
+        for gone in [name for name in seen if name not in out]:
+            del seen[gone]
+        return out
+
     def with_lease(self, lease: Mapping[str, Any] | None) -> CameraSnapshot:
         return replace(self, lease=None if lease is None else freeze(lease))
 
@@ -110,11 +140,16 @@ class Snapshot:
 
     def to_dict(self) -> dict[str, Any]:
         """The status JSON (schema in docs/cli.md): status.json and `status --json`."""
+        out = self.head()
+        out.update(cameras={name: cam.to_dict() for name, cam in self.cameras.items()}, disk=thaw(self.disk),
+                   components=thaw(self.components))
+        return out
+
+    def head(self) -> dict[str, Any]:
+        """to_dict() but its cameras, disk and components."""
         out: dict[str, Any] = {
             "schema": c.STATUS_SCHEMA, "pid": self.pid, "version": self.version, "started_at": self.started_at,
             "updated_at": self.updated_at, "phase": self.phase, "config": self.config, "save_path": self.save_path,
-            "cameras": {name: cam.to_dict() for name, cam in self.cameras.items()},
-            "disk": thaw(self.disk), "components": thaw(self.components),
         }
         if self.phase != "running":
             out[self.phase] = True

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import structlog
 
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock
-from cctv_daemon.service.snapshot import Snapshot, component_name
+from cctv_daemon.service.snapshot import Snapshot, component_name, thaw
 
 __all__ = ["StatusWriter", "component_name", "format_human", "read_status", "status_path", "write_atomic"]
 
@@ -27,11 +27,12 @@ def status_path(state_dir: Path) -> Path:
     return state_dir / c.STATUS_FILENAME
 
 
-def write_atomic(path: Path, data: dict[str, Any]) -> None:
+def write_atomic(path: Path, data: dict[str, Any] | str) -> None:
+    """`data` as JSON (or JSON text already) + a newline in a temporary file, renamed over `path`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     # No indent: json's C encoder only runs without one; indented, the pure-Python encoder made this file's writes
     # the main loop's largest cost (docs/benchmarks.md). `status --json` prints it indented.
-    text = (json.dumps(data, sort_keys=True, default=str) + "\n").encode("utf-8")
+    text = ((data if isinstance(data, str) else _dumps(data)) + "\n").encode("utf-8")
     # One descriptor, no file object (a text wrapper, its buffer and encoder, a path lookup for chmod): status.json
     # is written every 5 s from the main loop.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0),
@@ -45,6 +46,45 @@ def write_atomic(path: Path, data: dict[str, Any]) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, default=str)
+
+
+class StatusText:
+    """status.json's text: json.dumps(snapshot.to_dict(), sort_keys=True, default=str), composed of pieces, the
+    JSON text of a camera row or a component's status kept while the snapshot carries the same object (the main
+    loop republishes an unchanged row, a component status whose JSON did not change). Byte for byte the same text
+    (tests/unit/test_status_text.py)."""
+
+    def __init__(self) -> None:
+        self._cameras: dict[str, tuple[object, str]] = {}
+        self._components: dict[str, tuple[object, str]] = {}
+
+    def text(self, snap: Snapshot) -> str:
+        fields = {key: _dumps(value) for key, value in snap.head().items()}
+        fields["cameras"] = self._object(snap.cameras, self._cameras, lambda row: _dumps(row.to_dict()))
+        fields["components"] = self._object(snap.components, self._components, lambda value: _dumps(thaw(value)))
+        fields["disk"] = _dumps(thaw(snap.disk))
+        return _join(fields)
+
+    @staticmethod
+    def _object(items: Mapping[str, Any], cache: dict[str, tuple[object, str]], dump: Callable[[Any], str]) -> str:
+        fields: dict[str, str] = {}
+        for name, value in items.items():
+            hit = cache.get(name)
+            text = hit[1] if hit is not None and hit[0] is value else dump(value)
+            cache[name] = (value, text)  # holds the object: its id cannot be reused while compared
+            fields[name] = text
+        for gone in [name for name in cache if name not in fields]:
+            del cache[gone]
+        return _join(fields)
+
+
+def _join(fields: dict[str, str]) -> str:
+    """A JSON object of keys and JSON texts, as json.dumps(sort_keys=True) writes it."""
+    return "{" + ", ".join(f"{_dumps(key)}: {fields[key]}" for key in sorted(fields)) + "}"
 
 
 class StatusWriter:
@@ -61,6 +101,7 @@ class StatusWriter:
         self.clock = clock
         self._next = 0.0
         self._written: tuple[object, ...] = ()
+        self._text = StatusText()
         self.writes = 0
         self._failing = False
 
@@ -80,7 +121,7 @@ class StatusWriter:
         snap = self.snapshot()
         self._written = _states(snap)
         try:
-            write_atomic(self.path, snap.to_dict())
+            write_atomic(self.path, self._text.text(snap))
             self.writes += 1
             self._failing = False
         except OSError as exc:
