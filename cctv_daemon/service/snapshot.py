@@ -145,6 +145,15 @@ class Snapshot:
                    components=thaw(self.components))
         return out
 
+    def to_json(self) -> str:
+        """json.dumps(self.to_dict(), sort_keys=True, default=str) (status.json), in one pass of the C encoder
+        over the frozen parts as they are (no thawed copy of them; one encoder built once): the main loop writes it
+        every 5 s (tests/unit/test_status_text.py)."""
+        out = self.head()
+        out.update(cameras={name: cam.to_dict() for name, cam in self.cameras.items()}, disk=self.disk,
+                   components=self.components)
+        return _status_json(out)
+
     def head(self) -> dict[str, Any]:
         """to_dict() but its cameras, disk and components."""
         out: dict[str, Any] = {
@@ -156,6 +165,17 @@ class Snapshot:
         if self.phase == "stopped":
             out["stopping"] = True
         return out
+
+
+_dumps = json.JSONEncoder(default=str).encode  # json.dumps(value, default=str) without an encoder built per call
+
+
+def _thawed(value: Any) -> Any:
+    """What thaw() makes of a frozen mapping, for the encoder (which writes a tuple as a list itself), else str."""
+    return dict(value) if isinstance(value, Mapping) else str(value)
+
+
+_status_json = json.JSONEncoder(sort_keys=True, default=_thawed).encode
 
 
 def component_name(comp: object) -> str:
@@ -176,7 +196,7 @@ def components_status(components: Iterable[object],
             continue
         name = component_name(comp)
         try:
-            text = json.dumps(fn(), default=str)
+            text = _dumps(fn())
         except Exception as exc:  # one broken component must not hide the rest
             error = {"error": f"status() failed: {redact(str(exc))}"}
             out[name] = error if previous is None else freeze(error)

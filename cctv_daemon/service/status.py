@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import structlog
 
 from cctv_daemon.core import constants as c
 from cctv_daemon.core.clock import Clock
-from cctv_daemon.service.snapshot import Snapshot, component_name, thaw
+from cctv_daemon.service.snapshot import Snapshot, component_name
 
 __all__ = ["StatusWriter", "component_name", "format_human", "read_status", "status_path", "write_atomic"]
 
@@ -52,41 +52,6 @@ def _dumps(data: Any) -> str:
     return json.dumps(data, sort_keys=True, default=str)
 
 
-class StatusText:
-    """status.json's text: json.dumps(snapshot.to_dict(), sort_keys=True, default=str), composed of pieces, the
-    JSON text of a camera row or a component's status kept while the snapshot carries the same object (the main
-    loop republishes an unchanged row, a component status whose JSON did not change). Byte for byte the same text
-    (tests/unit/test_status_text.py)."""
-
-    def __init__(self) -> None:
-        self._cameras: dict[str, tuple[object, str]] = {}
-        self._components: dict[str, tuple[object, str]] = {}
-
-    def text(self, snap: Snapshot) -> str:
-        fields = {key: _dumps(value) for key, value in snap.head().items()}
-        fields["cameras"] = self._object(snap.cameras, self._cameras, lambda row: _dumps(row.to_dict()))
-        fields["components"] = self._object(snap.components, self._components, lambda value: _dumps(thaw(value)))
-        fields["disk"] = _dumps(thaw(snap.disk))
-        return _join(fields)
-
-    @staticmethod
-    def _object(items: Mapping[str, Any], cache: dict[str, tuple[object, str]], dump: Callable[[Any], str]) -> str:
-        fields: dict[str, str] = {}
-        for name, value in items.items():
-            hit = cache.get(name)
-            text = hit[1] if hit is not None and hit[0] is value else dump(value)
-            cache[name] = (value, text)  # holds the object: its id cannot be reused while compared
-            fields[name] = text
-        for gone in [name for name in cache if name not in fields]:
-            del cache[gone]
-        return _join(fields)
-
-
-def _join(fields: dict[str, str]) -> str:
-    """A JSON object of keys and JSON texts, as json.dumps(sort_keys=True) writes it."""
-    return "{" + ", ".join(f"{_dumps(key)}: {fields[key]}" for key in sorted(fields)) + "}"
-
-
 class StatusWriter:
     """Daemon component: writes the published snapshot to status.json every STATUS_PERIOD_S (not on every tick),
     at once when a camera's state or reason or the daemon's phase changed, and when asked (start, stopping,
@@ -101,7 +66,6 @@ class StatusWriter:
         self.clock = clock
         self._next = 0.0
         self._written: tuple[object, ...] = ()
-        self._text = StatusText()
         self.writes = 0
         self._failing = False
 
@@ -121,7 +85,7 @@ class StatusWriter:
         snap = self.snapshot()
         self._written = _states(snap)
         try:
-            write_atomic(self.path, self._text.text(snap))
+            write_atomic(self.path, snap.to_json())
             self.writes += 1
             self._failing = False
         except OSError as exc:

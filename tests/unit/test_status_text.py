@@ -1,6 +1,6 @@
-"""status.json's text composed of cached pieces (service/status.py StatusText) is byte for byte
-json.dumps(snapshot.to_dict(), sort_keys=True, default=str), whatever changed between writes; the main loop's camera
-rows are reused while nothing in them changed (CameraSnapshot.rows) and always show what `of()` would."""
+"""status.json's text, encoded from the snapshot's frozen parts without thawing them (Snapshot.to_json), is byte for
+byte json.dumps(snapshot.to_dict(), sort_keys=True, default=str); the main loop's camera rows are reused while
+nothing in them changed (CameraSnapshot.rows) and always show what `of()` would."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from cctv_daemon.recording.camera import CameraCounters, State
 from cctv_daemon.service.snapshot import CameraSnapshot, Snapshot, components_status, freeze
-from cctv_daemon.service.status import StatusText, StatusWriter, read_status
+from cctv_daemon.service.status import StatusWriter, read_status
 
 
 def _row(i: int, **kw: Any) -> CameraSnapshot:
@@ -44,7 +44,7 @@ def _expected(snap: Snapshot) -> str:
 
 
 @pytest.mark.parametrize("phase", ["starting", "running", "stopping", "stopped"])
-def test_the_composed_text_is_json_dumps_of_the_snapshot(phase: str) -> None:
+def test_the_status_text_is_json_dumps_of_the_snapshot(phase: str) -> None:
     seen: dict[str, tuple[str, Any]] = {}
     comps = components_status([_Comp("retention", {"bytes": 10**12, "cameras": {"b": {"x": [1, 2.5]}, "a": {}},
                                                     "warnings": ["\"quoted\" \u00e9"], "path": Path("/x")}),
@@ -53,19 +53,18 @@ def test_the_composed_text_is_json_dumps_of_the_snapshot(phase: str) -> None:
             "lease": _row(3).with_lease({"mine": False, "state": "held", "holder": {"node": "n2"}}),
             "rec": _row(4, record_until=1.8e9 + 600.125, record_label="gate \u2192 door")}
     disk = {"path": "/srv/rec", "free_bytes": 12345678901, "low_space": False, "cap_gb": None}
-    writer = StatusText()
     snap = _snap(phase, cams, comps, disk)
-    assert writer.text(snap) == _expected(snap)
-    # the next write: one row and one component changed, one camera gone, one new; the rest reused
+    assert snap.to_json() == _expected(snap)
+    # the next write: one row and one component changed, one camera gone, one new
     comps2 = components_status([_Comp("retention", {"bytes": 10**12 + 1}),
                                 _Comp("api", {"state": "listening", "url": None, "nan": float("nan")})], seen)
     assert comps2["api"] is comps["api"]
     cams2 = {**cams, "a": _row(2, segments=3), "new": _row(9, ffmpeg_pid=None, state="backoff")}
     del cams2["lease"]
     snap2 = _snap(phase, cams2, comps2, {**disk, "free_bytes": 1}, updated=1.8e9 + 10)
-    assert writer.text(snap2) == _expected(snap2)
+    assert snap2.to_json() == _expected(snap2)
     empty = _snap(phase, {}, {}, {})
-    assert writer.text(empty) == _expected(empty)
+    assert empty.to_json() == _expected(empty)
 
 
 def test_status_json_on_disk_is_the_snapshot(tmp_path: Path) -> None:
