@@ -28,8 +28,13 @@ COMPONENTS_PERIOD_S = c.STATUS_PERIOD_S  # 2 s before: retention's footage total
 PHASES = ("starting", "running", "stopping", "stopped")
 
 
+_LEAVES = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(value: Any) -> Any:
     """JSON-like data made read-only: dicts -> MappingProxyType, lists -> tuples (recursively)."""
+    if type(value) in _LEAVES:  # most of a status: no abstract-class check for them
+        return value
     if isinstance(value, Mapping):
         return MappingProxyType({str(k): freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
