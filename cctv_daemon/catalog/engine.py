@@ -96,7 +96,8 @@ class CatalogDb:
         self.scoped = self.dialect != "sqlite"
         self.lock = threading.RLock()
         self.cache: dict[object, object] = {}  # statements built once (catalog/writes.py, reads.py)
-        self.raw_writes = True  # a segment's row through sqlite3 directly (writes.add_one_sqlite); tests compare
+        self.raw_writes = True  # a segment's row and the totals read through sqlite3 directly (writes.add_one_sqlite,
+        # reads._raw_rows); tests compare
         # The writable SQLite file's connection is left at synchronous NORMAL after a segment row's commit (the next
         # row needs no switch) and set back to FULL before any other transaction on it begins: the engine's
         # "begin" event (every SQLAlchemy transaction, whoever opens it; only read() is left out) and raw(durable).

@@ -122,3 +122,24 @@ def test_every_backend_catalogues_the_same_row(tmp_path: Path, catalog_url: str 
         ("yard/c.mp4", "yard", "sub", T0, T0 + 600.0, 600.0, 7 * 10**9, "complete", "r2", 0, 599.875),
     ]
     cat.close()
+
+
+def test_totals_are_read_on_the_sqlite3_connection_with_the_general_paths_result(tmp_path: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch
+                                                                                 ) -> None:
+    """The totals (status every 5 s, retention) are read on the sqlite3 connection itself; the same answer as the
+    SQLAlchemy path, which still runs where the raw read does not apply or fails."""
+    cat = _catalog(tmp_path, "fast", True)
+    for seg in _segments(cat):
+        cat.add_segment(seg)
+    general_calls: list[object] = []
+    real_rows_of = cat.rows_of
+    monkeypatch.setattr(cat, "rows_of", lambda stmt: general_calls.append(stmt) or real_rows_of(stmt))
+    expected = {"gate": (2, 1333), "yard": (1, 7 * 10**9)}
+    assert cat.totals() == expected and general_calls == []
+    cat.db.raw_writes = False
+    assert cat.totals() == expected and len(general_calls) == 1
+    cat.db.raw_writes = True
+    cat.db.cache[("raw", "totals")] = "SELECT * FROM no_such_table"  # any SQLite error: the general path answers
+    assert cat.totals() == expected and len(general_calls) == 2
+    cat.close()
