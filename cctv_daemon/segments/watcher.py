@@ -71,22 +71,20 @@ class _ListReader:
     def read_new(self, clock: Clock | None = None) -> list[StagedSegment]:
         """New complete lines. With a clock (the list was just renamed into place), the last one is stamped seen
         now, dated back by how long ago the list was renamed (_lateness; earlier ones were read late).
-        One descriptor, no file object: the list's last TAIL_BYTES are read (one lseek, one read: the usual list
-        holds LIST_SIZE lines, a few kB, of which only the last one or two are new) and the whole list only when
-        no entry handed on already is among its last TAIL_LINES lines. The stamp's mtime is the read version's."""
+        One descriptor, no file object: one fstat (the size, and the stamp's mtime: the version read), one pread of
+        the list's last TAIL_BYTES (the usual list holds LIST_SIZE lines, a few kB, of which only the last one or two
+        are new), and the whole list only when no entry handed on already is among its last TAIL_LINES lines."""
         try:
             fd = os.open(self._path, _READ)
         except _GONE:
             return []
         try:
-            try:
-                off = os.lseek(fd, -TAIL_BYTES, os.SEEK_END)
-            except OSError:
-                off = 0  # shorter than TAIL_BYTES (EINVAL, the position stays at 0): it is read whole below
-            data = os.read(fd, TAIL_BYTES)
+            st = os.fstat(fd)
+            off = max(0, st.st_size - TAIL_BYTES)
+            data = _pread(fd, TAIL_BYTES, off)
             seen = None
             if clock is not None:
-                late = _lateness(os.fstat(fd).st_mtime)
+                late = _lateness(st.st_mtime)
                 seen = Observed(clock.time() - late, clock.monotonic() - late)
             out = self._parse(data, seen, partial=off > 0)
             if out is None:  # the tail did not show where the new entries start: the whole list
@@ -178,6 +176,14 @@ MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 
 
 MAX_LATENESS_S = 1.0  # more than this behind the list's own write time is not an event delay: trust the read
+
+
+def _seek_read(fd: int, n: int, pos: int) -> bytes:
+    os.lseek(fd, pos, os.SEEK_SET)
+    return os.read(fd, n)
+
+
+_pread = getattr(os, "pread", _seek_read)  # Windows has no pread
 
 
 def _read_all(fd: int) -> bytes:
