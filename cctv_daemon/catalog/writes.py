@@ -9,7 +9,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import Connection, and_, bindparam, exists, select, true, update
+from sqlalchemy import Connection, and_, bindparam, select, true, update
 
 from cctv_daemon.catalog.engine import CatalogDb
 from cctv_daemon.catalog.rows import LIVE_STATES, SegmentRow
@@ -49,49 +49,46 @@ _ROW_KEYS = ("node_id", "path", "camera", "feed_id", "start", "end", "duration",
              "recovered", "added_at", "state_at", "media_duration")
 
 
-def _raw_sql(db: CatalogDb) -> tuple[str, str]:
-    """(insert of a new row, totals upsert) as SQL text for the sqlite3 connection, compiled once from Core
-    statements like the ones the general path runs (so the table names, the prefix and the columns stay theirs).
-    The insert is the general path's look-up and INSERT in one statement: it adds the row only when no row has its
-    path (INSERT ... SELECT ... WHERE NOT EXISTS), and says which by its row count."""
+def _raw_sql(db: CatalogDb) -> tuple[str, str, str]:
+    """(look-up, insert, totals upsert) of one row as SQL text for the sqlite3 connection, compiled once from the
+    same Core statements the general path runs (so the table names, the prefix and the columns stay theirs)."""
     cached = db.cache.get("writes_raw")
     if cached is not None:
-        return cast("tuple[str, str]", cached)
+        return cast("tuple[str, str, str]", cached)
     s = db.t.segments
     dialect = db.engine.dialect
 
-    def compiled(stmt: Any, order: tuple[str, ...]) -> str:
-        c = stmt.compile(dialect=dialect)
+    def compiled(stmt: Any, order: tuple[str, ...], keys: list[str] | None = None) -> str:
+        c = stmt.compile(dialect=dialect, column_keys=keys)
         assert tuple(c.positiontup or ()) == order, (c.positiontup, order)  # qmark: parameters in this order
         return str(c.string)
 
-    values = select(*(bindparam(k, type_=s.c[k].type) for k in _ROW_KEYS)).where(
-        ~exists().where(s.c.path == bindparam("p")))
-    insert_new = compiled(s.insert().from_select(list(_ROW_KEYS), values), (*_ROW_KEYS, "p"))
+    found = compiled(select(s.c.state).where(s.c.path == bindparam("p")), ("p",))
+    insert = compiled(s.insert(), _ROW_KEYS, list(_ROW_KEYS))
     upsert = compiled(_statements(db)["bump"], ("n", "c", "dc", "db"))
-    db.cache["writes_raw"] = sql = (insert_new, upsert)
+    db.cache["writes_raw"] = sql = (found, insert, upsert)
     return sql
 
 
 def add_one_sqlite(raw: sqlite3.Connection, db: CatalogDb, r: SegmentRow, run_id: str | None, recovered: bool,
                    now: float) -> bool:
     """The hand-off's hot path on a SQLite file (the caller holds db.lock, no transaction open): a NEW row and its
-    totals in one BEGIN IMMEDIATE transaction on the sqlite3 connection itself, what add_rows() does for a new path
-    without SQLAlchemy's per-statement work (~0.3 ms of CPU a segment, docs/benchmarks.md) and with its look-up
-    folded into the INSERT. False, having changed nothing, when the path has a row already (kept or revived:
-    add_rows() decides) or on any SQLite error (add_rows() then runs, and raises it as SQLAlchemy does)."""
-    insert_new, upsert = _raw_sql(db)
+    totals in one BEGIN IMMEDIATE transaction on the sqlite3 connection itself, the same three statements as
+    add_rows() without SQLAlchemy's per-statement work (~0.3 ms of CPU a segment, docs/benchmarks.md). False,
+    having changed nothing, when the path has a row already (kept or revived: add_rows() decides) or on any
+    SQLite error (add_rows() then runs, and raises it as SQLAlchemy does)."""
+    found, insert, upsert = _raw_sql(db)
     try:
         raw.execute("BEGIN IMMEDIATE")
     except sqlite3.Error:
         return False
     try:
-        node = db.node_id
-        if raw.execute(insert_new, (node, r.path, r.camera, r.feed_id, r.start, r.end, r.end - r.start, r.size,
-                                    "complete", run_id, int(recovered), now, now, r.media_duration,
-                                    r.path)).rowcount != 1:
-            raw.execute("ROLLBACK")  # the path has a row
+        if raw.execute(found, (r.path,)).fetchone() is not None:
+            raw.execute("ROLLBACK")
             return False
+        node = db.node_id
+        raw.execute(insert, (node, r.path, r.camera, r.feed_id, r.start, r.end, r.end - r.start, r.size, "complete",
+                             run_id, int(recovered), now, now, r.media_duration))
         raw.execute(upsert, (node, r.camera, 1, r.size))
         raw.execute("COMMIT")
         return True
