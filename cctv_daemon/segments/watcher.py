@@ -64,6 +64,7 @@ class _ListReader:
         self._path = os.fspath(path)
         self.segment_dir = segment_dir
         self._dir = os.fspath(segment_dir)
+        self._prefix = os.path.join(self._dir, "")
         self._camera = segment_dir.name
         self.run_id = path.stem
         self.last_index = -1
@@ -126,11 +127,13 @@ class _ListReader:
             lines = data[: end + 1].decode("utf-8", "replace").splitlines()
             first_new = max(0, self._first_new(lines))
         out: list[StagedSegment] = []
-        for raw in lines[first_new:]:
-            seg = self._parse_line(raw)
+        new = lines[first_new:]
+        final = len(new) - 1
+        for i, raw in enumerate(new):
+            seg = self._parse_line(raw, seen if i == final else None)  # the list's last line: stamped at once
             if seg is not None:
                 out.append(seg)
-        if out and seen is not None:
+        if out and seen is not None and out[-1].seen is None:  # the last line was not a segment: the last one is
             last = out[-1]
             out[-1] = StagedSegment(last.camera, last.run_id, last.file, last.start_s, last.end_s, seen)
         return out
@@ -143,7 +146,7 @@ class _ListReader:
                 return i + 1
         return -1
 
-    def _parse_line(self, raw: str) -> StagedSegment | None:
+    def _parse_line(self, raw: str, seen: Observed | None = None) -> StagedSegment | None:
         parts = raw.strip().rsplit(",", 2)
         if len(parts) != 3:
             return None
@@ -164,7 +167,8 @@ class _ListReader:
             log.warning("bad_segment_list_line", list=str(self.path), line=raw[:200])
             return None
         self.last_index = index
-        return StagedSegment(self._camera, self.run_id, os.path.join(self._dir, name), start, end_s)
+        # os.path.join(self._dir, name): `name` is a bare file name (staging's pattern matched it)
+        return StagedSegment(self._camera, self.run_id, self._prefix + name, start, end_s, seen)
 
 
 TAIL_LINES = 4  # a list's last lines decoded first (parse)
