@@ -75,3 +75,62 @@ def test_the_tail_check_without_pread_reads_the_same(tmp_path: Path, monkeypatch
     monkeypatch.setattr(mp4_tail, "_pread", mp4_tail._seek_read)
     assert complete_length(f) == expected
     assert check_tail(f) == (size - 700 - expected[0], 2, expected[0])
+
+
+def _one_read_per_box(fd: int, size: int) -> tuple[int, int]:
+    """The walk as it was before reads were windowed (16 bytes read at each box): the reference."""
+    good = fragments = pos = 0
+    pending_moof = False
+    while pos + 8 <= size:
+        header = mp4_tail._pread(fd, 16, pos)
+        if len(header) < 8:
+            break
+        box_size, kind = mp4_tail._HEADER.unpack_from(header)
+        header_len = 8
+        if box_size == 1:
+            if len(header) < 16:
+                break
+            box_size, header_len = mp4_tail._LARGE.unpack_from(header, 8)[0], 16
+        elif box_size == 0:
+            box_size = size - pos
+        if box_size < header_len or pos + box_size > size:
+            break
+        if kind == b"moof":
+            pending_moof = True
+        elif kind == b"mdat":
+            pending_moof, fragments, good = False, fragments + 1, pos + box_size
+        elif not pending_moof:
+            good = pos + box_size
+        pos += box_size
+    return good, fragments
+
+
+def test_windowed_header_reads_find_what_one_read_per_box_finds(tmp_path: Path) -> None:
+    """Headers taken from the last read (ninth pass) when they lie wholly in it: the same result as a read at each
+    box, for boxes of every size around the window (a header cut by its end, 64-bit sizes, size 0, a torn tail)."""
+    import os
+    import random
+    import struct
+
+    rng = random.Random(9)
+    win = mp4_tail._WINDOW
+    for case in range(400):
+        data = bytearray()
+        for _ in range(rng.randint(0, 12)):
+            kind = rng.choice([b"ftyp", b"moov", b"moof", b"mdat", b"free"])
+            body = rng.choice([0, 1, 7, 8, win - 24, win - 16, win - 9, win - 8, win, rng.randint(0, 3 * win)])
+            if rng.random() < 0.15:
+                data += struct.pack(">I4sQ", 1, kind, 16 + body) + bytes(body)  # a 64-bit size
+            else:
+                data += struct.pack(">I4s", 8 + body, kind) + bytes(body)
+        if rng.random() < 0.1:
+            data += struct.pack(">I4s", 0, b"mdat") + bytes(rng.randint(0, 50))  # "to the end of the file"
+        if data and rng.random() < 0.5:
+            del data[rng.randint(0, len(data) - 1):]  # torn anywhere, a header included
+        f = tmp_path / f"{case}.mp4"
+        f.write_bytes(bytes(data))
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            assert mp4_tail._complete_length(fd, len(data)) == _one_read_per_box(fd, len(data)), case
+        finally:
+            os.close(fd)
