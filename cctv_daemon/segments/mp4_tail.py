@@ -18,29 +18,21 @@ def complete_length(path: Path | str) -> tuple[int, int]:
 
 
 def _complete_length(fd: int, size: int) -> tuple[int, int]:
-    """Walks the top-level box headers. Each pread takes _WINDOW bytes, and a header that lies wholly in what was
-    read last is taken from there: ftyp and moov's headers come in one read, and each fragment's moof (a few hundred
-    bytes) with the next mdat's header in one, so a segment costs about one read per fragment, not two (its
-    headers' bytes are the same as reading 16 at each box)."""
+    """Walks the top-level box headers (one pread each: the hand-off's tail check reads 16 bytes per box)."""
     good = 0
     fragments = 0
     pending_moof = False
     pos = 0
-    buf = b""  # the file's bytes from buf_at on, as read last
-    buf_at = 0
     while pos + 8 <= size:
-        off = pos - buf_at
-        if off + 16 > len(buf):  # not wholly in the last read (or the file ends there: read again)
-            buf, buf_at, off = _pread(fd, _WINDOW, pos), pos, 0
-        avail = len(buf) - off  # the header's bytes: min(16, what the file holds from pos)
-        if avail < 8:
+        header = _pread(fd, 16, pos)
+        if len(header) < 8:
             break
-        box_size, kind = _HEADER.unpack_from(buf, off)
+        box_size, kind = _HEADER.unpack_from(header)
         header_len = 8
         if box_size == 1:
-            if avail < 16:
+            if len(header) < 16:
                 break
-            box_size = _LARGE.unpack_from(buf, off + 8)[0]
+            box_size = _LARGE.unpack_from(header, 8)[0]
             header_len = 16
         elif box_size == 0:
             box_size = size - pos  # "to the end of the file"
@@ -91,5 +83,4 @@ def _seek_read(fd: int, n: int, pos: int) -> bytes:
 
 _pread = getattr(os, "pread", _seek_read)  # Windows has no pread
 _HEADER = struct.Struct(">I4s")
-_WINDOW = 1024  # bytes read per header look-up (a moof of a 1-2 s fragment is ~200-600 bytes)
 _LARGE = struct.Struct(">Q")
