@@ -104,6 +104,8 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     fm.log = _TimedLog(fm.log, steps)  # type: ignore[assignment]
     bus = fin.bus
     bus._subs = [(name, kind, steps.wrap(f"bus.{name}", fn)) for name, kind, fn in bus._subs]
+    if hasattr(bus, "_by_type"):
+        bus._by_type = {}  # its per-type cache of the subscribers (ninth pass) must see the wrapped ones
     retention = daemon.storage.retention
     base_wall, base_mono = time.time() - 86400, time.monotonic()
     cam_dirs = []

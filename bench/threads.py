@@ -146,6 +146,10 @@ def _time(targets: str, out_file: str, warmup: float, window: float) -> None:
     count their own calls' whole CPU time."""
     import atexit
     import importlib
+    import resource
+
+    def nvcsw() -> int:  # the calling thread's voluntary context switches: how often it slept and was woken
+        return resource.getrusage(resource.RUSAGE_THREAD).ru_nvcsw
 
     t0 = time.monotonic() + warmup
     t1 = t0 + window
@@ -159,17 +163,19 @@ def _time(targets: str, out_file: str, warmup: float, window: float) -> None:
         else:
             meth = qual
         orig = getattr(owner, meth)
-        acc[target] = [0, 0.0]
+        acc[target] = [0, 0.0, 0]
 
         def wrapped(*a: object, _orig: Any = orig, _slot: list[float] = acc[target], **kw: object) -> object:
             if not t0 <= time.monotonic() < t1:
                 return _orig(*a, **kw)
+            switches = nvcsw()
             start = time.thread_time()
             try:
                 return _orig(*a, **kw)
             finally:
-                _slot[0] += 1
                 _slot[1] += time.thread_time() - start
+                _slot[0] += 1
+                _slot[2] += nvcsw() - switches
 
         setattr(owner, meth, wrapped)
 
@@ -230,9 +236,9 @@ def main() -> int:
         pstats.Stats(str(prof)).sort_stats("cumulative").print_stats(35)
     timed = Path(f"{out_file}.time")
     if args.time and timed.exists():
-        for target, (calls, cpu) in json.loads(timed.read_text()).items():
+        for target, (calls, cpu, switches) in json.loads(timed.read_text()).items():
             print(f"{target}: {calls:.0f} calls in the window, {1e3 * cpu / max(calls, 1):.3f} ms CPU a call,"
-                  f" {100 * cpu / data['wall']:.4f} % of a core")
+                  f" {100 * cpu / data['wall']:.4f} % of a core, {switches / max(calls, 1):.2f} wake-ups a call")
     for gen, (count, cpu) in sorted(data.get("gc", {}).items()):
         print(f"gc generation {gen}: {count / data['wall']:.2f} collections/s, {100 * cpu / data['wall']:.4f} % of a"
               f" core ({1e3 * cpu / max(count, 1):.2f} ms each)")

@@ -104,6 +104,9 @@ class EventBus:
     def __init__(self) -> None:
         self._subs: list[tuple[str, type[Event] | None, Callable[[Event], None]]] = []
         self._lock = threading.Lock()
+        # Per event type: its subscribers in order, built on first publish and dropped on any subscription (a
+        # finished segment's publish was a lock, a list and an isinstance per subscriber each time).
+        self._by_type: dict[type, tuple[tuple[str, Callable[[Event], None]], ...]] = {}
 
     def subscribe(self, name: str, fn: Subscriber) -> None:
         """Finished segments only (catalog, retention, uploader...)."""
@@ -112,18 +115,23 @@ class EventBus:
     def on(self, kind: type[E], name: str, fn: Callable[[E], None]) -> None:
         with self._lock:
             self._subs.append((name, kind, fn))  # type: ignore[arg-type]  # dispatched by kind below
+            self._by_type = {}
 
     def subscribe_all(self, name: str, fn: Callable[[Event], None]) -> None:
         with self._lock:
             self._subs.append((name, None, fn))
+            self._by_type = {}
 
     def subscribers(self) -> list[str]:
         with self._lock:
             return [name for name, _, _ in self._subs]
 
     def publish(self, event: Event) -> None:
-        with self._lock:
-            subs = [(name, fn) for name, kind, fn in self._subs if kind is None or isinstance(event, kind)]
+        subs = self._by_type.get(type(event))
+        if subs is None:
+            with self._lock:
+                subs = tuple((name, fn) for name, kind, fn in self._subs if kind is None or isinstance(event, kind))
+                self._by_type[type(event)] = subs
         for name, fn in subs:
             try:
                 fn(event)

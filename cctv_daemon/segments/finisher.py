@@ -47,7 +47,12 @@ class SegmentFinisher:
         # Plain str paths (os.path) from here to the bus: a Path per segment name would intern it (see
         # core/events.py FinishedSegment).
         src = staged.file
-        if not os.path.exists(src):
+        try:
+            if staged.seen is None and closed_at is None:
+                # Read late (recovery, safety-net poll): the file's last write happened when it closed.
+                closed_at = os.stat(src).st_mtime
+            removed, fragments, size = check_tail(src)  # also the look for the file (no stat of its own)
+        except FileNotFoundError:
             log.debug("segment_already_handled", camera=staged.camera, staging=src)
             return None
         meta = self._run_meta(os.path.dirname(src), staged.run_id, staged.camera,
@@ -58,9 +63,8 @@ class SegmentFinisher:
             timeline.check_step(staged.seen)
             end = staged.seen.wall
         else:
-            # Read late (recovery, safety-net poll): the file's last write happened when it closed.
-            end = closed_at if closed_at is not None else os.stat(src).st_mtime
-        removed, fragments, size = check_tail(src)
+            assert closed_at is not None
+            end = closed_at
         if removed:
             log.warning("incomplete_fragment_dropped", camera=meta.camera, staging=src, bytes=removed)
         if fragments == 0:

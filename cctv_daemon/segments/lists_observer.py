@@ -14,7 +14,13 @@ file) is handed to `on_list` right there, and a file's creation (the temporary l
 (a new camera's folder: watchdog watches it and reports DirCreatedEvent; the stop wake-up file; a folder deleted)
 takes watchdog's usual way to the observer's handler. So watchdog still reads inotify, parses its events and keeps
 the recursive watches (new folders, deleted ones, queue overflows); only the hand-off of a rename skips its two
-queues and two threads, and nothing waits in the move grouper."""
+queues and two threads, and nothing waits in the move grouper.
+
+The reading thread's loop is watchdog's (InotifyFD.run: read the buffer, then each event in order) with one short
+cut: an event that is exactly IN_MOVED_TO of a `*.csv` name goes from the parsed buffer to the watch group by its
+watch descriptor and name, without the InotifyEvent object, InotifyFD.handle_event's lock and callback list and the
+event's property look-ups (docs/benchmarks.md, ninth pass); every other event, and a rename the group does not take
+(a watch it does not know, or inactive), is built and handled exactly as watchdog does."""
 
 from __future__ import annotations
 
@@ -31,7 +37,14 @@ if sys.platform == "linux":
     try:
         from watchdog.observers.api import BaseObserver
         from watchdog.observers.inotify import InotifyEmitter, InotifyWatchGroup
-        from watchdog.observers.inotify_c import InotifyConstants, InotifyEvent, InotifyFD, Mask
+        from watchdog.observers.inotify_c import (
+            DEFAULT_EVENT_BUFFER_SIZE,
+            InotifyConstants,
+            InotifyEvent,
+            InotifyFD,
+            Mask,
+            WatchDescriptor,
+        )
     except ImportError:  # pragma: no cover - a watchdog without these: the plain observer is used
         pass
     else:
@@ -41,20 +54,33 @@ if sys.platform == "linux":
         _SUB_MASK = Mask(InotifyConstants.IN_MOVED_TO | InotifyConstants.IN_DELETE_SELF
                          | InotifyConstants.IN_DONT_FOLLOW)
 
+        _MOVED_TO = int(InotifyConstants.IN_MOVED_TO)
+        _OVERFLOW = int(InotifyConstants.IN_Q_OVERFLOW)
+
         class _ListsWatchGroup(InotifyWatchGroup):
             on_list: OnList | None = None  # set right after construction; until then events go watchdog's way
 
             def on_event(self, event: InotifyEvent) -> None:
                 if not event.is_directory and self.on_list is not None:
                     if event.is_moved_to and event.name.endswith(b".csv"):
-                        with self._lock:
-                            folder = self._active_callbacks_by_watch.get(event.wd) if self.is_active else None
-                        if folder is not None:
-                            self.on_list(os.path.join(folder, event.name))
+                        self.moved_list(event.wd, event.name)
                         return
                     if event.is_create and event.name != WAKE_NAME:
                         return  # a temporary list being created: only its rename into place matters
                 super().on_event(event)
+
+            def moved_list(self, wd: WatchDescriptor, name: bytes) -> bool:
+                """A `*.csv` renamed into the folder of watch `wd`: handed to on_list. False (nothing done) when
+                this group has no such watch or is not active (or on_list is not set yet)."""
+                on_list = self.on_list
+                if on_list is None:
+                    return False
+                with self._lock:
+                    folder = self._active_callbacks_by_watch.get(wd) if self.is_active else None
+                if folder is None:
+                    return False
+                on_list(os.path.join(folder, name))
+                return True
 
             def _add_callback(self, path: bytes) -> None:  # called with self._lock held (watchdog's)
                 if path == self.path:
@@ -65,6 +91,25 @@ if sys.platform == "linux":
                     super()._add_callback(path)
                 finally:
                     self.event_mask = mask
+
+        class _ListsInotifyFD(InotifyFD):
+            """watchdog's inotify reader with the short cut for list renames described in the module's text (its
+            class keeps watchdog's name: the thread is told apart by it, bench/threads.py and tests)."""
+
+            moved_list: Callable[[WatchDescriptor, bytes], bool] | None = None  # the watch group's, set by its emitter
+
+            def run(self) -> None:
+                parse = InotifyFD._parse_event_buffer
+                while self.should_keep_running():
+                    for wd, mask, cookie, name in parse(self._read_event_buffer(DEFAULT_EVENT_BUFFER_SIZE)):
+                        if mask == _MOVED_TO and name.endswith(b".csv"):
+                            moved = self.moved_list
+                            if moved is not None and moved(wd, name):
+                                continue
+                        if wd != -1 or mask & _OVERFLOW:  # as InotifyFD.read_events: the other global events dropped
+                            self.handle_event(InotifyEvent(wd, mask, cookie, name))
+
+        _ListsInotifyFD.__name__ = _ListsInotifyFD.__qualname__ = "InotifyFD"
 
         class _ListsEmitter(InotifyEmitter):
             def __init__(self, *args: Any, on_list: OnList, **kwargs: Any) -> None:
@@ -84,12 +129,14 @@ if sys.platform == "linux":
                 )
                 group.on_list = self._on_list
                 self._inotify = group
+                if isinstance(self._inotify_fd, _ListsInotifyFD):
+                    self._inotify_fd.moved_list = group.moved_list
 
         class _ListsObserver(BaseObserver):
             """watchdog's InotifyObserver with the emitter above (one inotify reading thread, as there)."""
 
             def __init__(self, on_list: OnList) -> None:
-                self._inotify_fd = InotifyFD()
+                self._inotify_fd = _ListsInotifyFD()
                 self._inotify_fd.start()
                 super().__init__(_ListsEmitter, inotify_fd=self._inotify_fd, on_list=on_list)
 

@@ -64,6 +64,7 @@ class _ListReader:
         self._path = os.fspath(path)
         self.segment_dir = segment_dir
         self._dir = os.fspath(segment_dir)
+        self._prefix = os.path.join(self._dir, "")
         self._camera = segment_dir.name
         self.run_id = path.stem
         self.last_index = -1
@@ -71,22 +72,20 @@ class _ListReader:
     def read_new(self, clock: Clock | None = None) -> list[StagedSegment]:
         """New complete lines. With a clock (the list was just renamed into place), the last one is stamped seen
         now, dated back by how long ago the list was renamed (_lateness; earlier ones were read late).
-        One descriptor, no file object: the list's last TAIL_BYTES are read (one lseek, one read: the usual list
-        holds LIST_SIZE lines, a few kB, of which only the last one or two are new) and the whole list only when
-        no entry handed on already is among its last TAIL_LINES lines. The stamp's mtime is the read version's."""
+        One descriptor, no file object: one fstat (the size, and the stamp's mtime: the version read), one pread of
+        the list's last TAIL_BYTES (the usual list holds LIST_SIZE lines, a few kB, of which only the last one or two
+        are new), and the whole list only when no entry handed on already is among its last TAIL_LINES lines."""
         try:
             fd = os.open(self._path, _READ)
         except _GONE:
             return []
         try:
-            try:
-                off = os.lseek(fd, -TAIL_BYTES, os.SEEK_END)
-            except OSError:
-                off = 0  # shorter than TAIL_BYTES (EINVAL, the position stays at 0): it is read whole below
-            data = os.read(fd, TAIL_BYTES)
+            st = os.fstat(fd)
+            off = max(0, st.st_size - TAIL_BYTES)
+            data = _pread(fd, TAIL_BYTES, off)
             seen = None
             if clock is not None:
-                late = _lateness(os.fstat(fd).st_mtime)
+                late = _lateness(st.st_mtime)
                 seen = Observed(clock.time() - late, clock.monotonic() - late)
             out = self._parse(data, seen, partial=off > 0)
             if out is None:  # the tail did not show where the new entries start: the whole list
@@ -128,11 +127,13 @@ class _ListReader:
             lines = data[: end + 1].decode("utf-8", "replace").splitlines()
             first_new = max(0, self._first_new(lines))
         out: list[StagedSegment] = []
-        for raw in lines[first_new:]:
-            seg = self._parse_line(raw)
+        new = lines[first_new:]
+        final = len(new) - 1
+        for i, raw in enumerate(new):
+            seg = self._parse_line(raw, seen if i == final else None)  # the list's last line: stamped at once
             if seg is not None:
                 out.append(seg)
-        if out and seen is not None:
+        if out and seen is not None and out[-1].seen is None:  # the last line was not a segment: the last one is
             last = out[-1]
             out[-1] = StagedSegment(last.camera, last.run_id, last.file, last.start_s, last.end_s, seen)
         return out
@@ -145,7 +146,7 @@ class _ListReader:
                 return i + 1
         return -1
 
-    def _parse_line(self, raw: str) -> StagedSegment | None:
+    def _parse_line(self, raw: str, seen: Observed | None = None) -> StagedSegment | None:
         parts = raw.strip().rsplit(",", 2)
         if len(parts) != 3:
             return None
@@ -166,7 +167,8 @@ class _ListReader:
             log.warning("bad_segment_list_line", list=str(self.path), line=raw[:200])
             return None
         self.last_index = index
-        return StagedSegment(self._camera, self.run_id, os.path.join(self._dir, name), start, end_s)
+        # os.path.join(self._dir, name): `name` is a bare file name (staging's pattern matched it)
+        return StagedSegment(self._camera, self.run_id, self._prefix + name, start, end_s, seen)
 
 
 TAIL_LINES = 4  # a list's last lines decoded first (parse)
@@ -178,6 +180,14 @@ MAX_MEDIA_S = 10 * 366 * 86400.0  # media offsets beyond ten years are garbage
 
 
 MAX_LATENESS_S = 1.0  # more than this behind the list's own write time is not an event delay: trust the read
+
+
+def _seek_read(fd: int, n: int, pos: int) -> bytes:
+    os.lseek(fd, pos, os.SEEK_SET)
+    return os.read(fd, n)
+
+
+_pread = getattr(os, "pread", _seek_read)  # Windows has no pread
 
 
 def _read_all(fd: int) -> bytes:

@@ -56,3 +56,45 @@ def test_event_broker_counts_events_nobody_listens_to_and_sends_the_next_one() -
     assert text.startswith("id: 3\nevent: segment_finished\n")
     data = json.loads(text.split("data: ", 1)[1])
     assert data["camera"] == "cam" and data["size"] == 100 and "file" not in data and data["id"]
+
+
+def test_a_segment_finished_already_is_skipped_without_a_stat_of_its_own(tmp_path: Path) -> None:
+    """The finisher finds a missing staging file by the tail check's open (ninth pass: no exists() first), for a
+    segment seen at once and for one read late (its end from the file's mtime): None, nothing published."""
+    from cctv_daemon.core.clock import SystemClock
+    from cctv_daemon.core.events import EventBus
+    from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+    from cctv_daemon.segments.timeline import Observed
+    from tests.unit.test_robust_segments import ANCHOR, staged_run
+
+    save = tmp_path / "rec"
+    _cam_dir, [first, second] = staged_run(save / ".cctv", n=2)
+    published: list[FinishedSegment] = []
+    bus = EventBus()
+    bus.subscribe("catalog", published.append)
+    fin = finisher.SegmentFinisher(save, save / ".cctv", find_ffmpeg(), bus, SystemClock())
+    first_seen = type(first)(first.camera, first.run_id, first.file, first.start_s, first.end_s,
+                             Observed(ANCHOR + first.end_s, 100.0))
+    done = [fin.finish(first_seen), fin.finish(second)]  # seen at once; read late (mtime)
+    assert all(d is not None for d in done) and published == done
+    assert fin.finish(first_seen) is None and fin.finish(second) is None  # both gone from staging now
+    assert published == done
+    assert [Path(d.file).exists() for d in done if d is not None] == [True, True]
+
+
+def test_the_bus_delivers_to_a_subscriber_added_after_a_publish() -> None:
+    """The bus keeps its subscribers per event type once published (ninth pass); a later subscription counts."""
+    from cctv_daemon.core.events import CameraStateChanged, EventBus
+
+    bus = EventBus()
+    got: list[str] = []
+    seg = FinishedSegment("cam", "main", "/rec/cam/a.mp4", 1.0, 2.0, 3, "r")
+    state = CameraStateChanged("cam", "starting", "recording", "", 1.0)
+    bus.subscribe("first", lambda _s: got.append("first"))
+    bus.publish(seg)
+    bus.publish(state)  # no subscriber of that kind yet
+    bus.subscribe_all("all", lambda e: got.append(f"all:{type(e).__name__}"))
+    bus.on(CameraStateChanged, "states", lambda _e: got.append("states"))
+    bus.publish(seg)
+    bus.publish(state)
+    assert got == ["first", "first", "all:FinishedSegment", "all:CameraStateChanged", "states"]
