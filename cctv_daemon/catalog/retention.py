@@ -1,17 +1,15 @@
-"""Retention: keeps our footage within its limits — age (retentionDays), total size (clearWhenFilePathReachGB),
-per-camera caps (cameras[i].maxStorageGB) and free disk space (minFreeDiskGB) — reading sizes from the catalog
-(never walking the tree), oldest first across cameras. It runs on its own thread: the main loop and the hand-off
-worker only wake it (tick, finished segment, a camera that hit a full disk), so a prune of any size never delays
-them or readiness.
+"""Retention keeps our footage within its limits (retentionDays, clearWhenFilePathReachGB, cameras[i].maxStorageGB,
+minFreeDiskGB), reading sizes from the catalog (never walking the tree), oldest first across cameras, on its own
+thread: the main loop and the hand-off worker only wake it (tick, a finished segment that could matter:
+retention_gate.py, a camera that hit a full disk), so a prune of any size never delays them or readiness.
 
-What goes first, with S3 configured (docs/segment-lifecycle.md, Retention):
-- the age rule and the size caps delete only footage whose upload is verified; not-yet-uploaded footage may exceed
-  a cap (a warning and `status` say so). `retentionStrict` makes the age rule delete regardless;
-- the free-space floor and a full disk delete uploaded footage first, then not-uploaded footage, oldest first;
-- every deletion of not-uploaded footage is footage lost: an error log line, counted in `status` (count, bytes,
-  oldest), persisted in the row's reason so that the count survives restarts.
-Without S3 every rule deletes the oldest footage. A floor that deleting all our footage could not meet deletes
-nothing (an error); a full disk (ENOSPC) is pruned back to a head room of a few segments."""
+What goes first with S3 (docs/segment-lifecycle.md, Retention): the age rule and the size caps delete only
+footage whose upload is verified (not-uploaded footage may exceed a cap: a warning, `status`; `retentionStrict`
+makes the age rule delete regardless); the free-space floor and a full disk delete uploaded footage first, then
+the rest, oldest first, and every deletion of not-uploaded footage is footage lost (an error line, counted in
+`status`, kept in the row's reason across restarts). Without S3 every rule deletes the oldest footage. A floor that
+deleting all our footage could not meet deletes nothing (an error); a full disk (ENOSPC) is pruned back to a head
+room of a few segments."""
 
 from __future__ import annotations
 
