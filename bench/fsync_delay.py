@@ -16,6 +16,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 
 from cctv_daemon.segments import durable
 
@@ -30,20 +31,21 @@ def write(d: str, i: int) -> str:
     return p
 
 
-def fs(p: str) -> float:
+def timed_flush(p: str, flush: Callable[[int], None] = os.fsync) -> float:
+    """CPU of this thread to open `p`, flush it (fsync, or durable._syncfs) and close it."""
     t = time.thread_time()
     fd = os.open(p, os.O_RDONLY)
-    os.fsync(fd)
+    flush(fd)
     os.close(fd)
     return time.thread_time() - t
+
+
+def fs(p: str) -> float:
+    return timed_flush(p)
 
 
 def sfs(p: str) -> float:
-    t = time.thread_time()
-    fd = os.open(p, os.O_RDONLY)
-    durable._syncfs(fd)
-    os.close(fd)
-    return time.thread_time() - t
+    return timed_flush(p, durable._syncfs)
 
 
 def machine_busy() -> float:

@@ -236,8 +236,6 @@ class CatalogReads:
                 self.rows_of(select(u.c.state, func.count()).where(self.own(u.c.node_id)).group_by(u.c.state))}
 
 
-
-
 def _parameterless_sql(db: CatalogDb, stmt: Select[Any]) -> str:
     """The statement's SQL text for the sqlite3 connection, or "" when it needs parameters."""
     compiled = stmt.compile(dialect=db.engine.dialect)

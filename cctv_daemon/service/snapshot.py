@@ -73,38 +73,32 @@ class CameraSnapshot:
 
     @classmethod
     def of(cls, cam: Camera, record_until: float | None = None, record_label: str | None = None) -> CameraSnapshot:
-        k = cam.counters
-        return cls(state=cam.state.value, reason=cam.reason, since=k.state_since,
-                   last_segment_at=k.last_segment_at, segments=k.segments, starts=k.starts,
-                   reconnects=k.reconnects, stalls=k.stalls,
-                   last_error=redact(k.last_error) if k.last_error else None,
-                   ffmpeg_pid=cam.proc.pid if cam.proc is not None else None, enabled=cam.config.enabled,
-                   record_until=record_until, record_label=record_label)
+        return cls._made_of(_row_key(cam, record_until, record_label))
+
+    @classmethod
+    def _made_of(cls, key: tuple[Any, ...]) -> CameraSnapshot:
+        (state, reason, since, last_at, segments, starts, reconnects, stalls, error, pid, enabled, until_wall,
+         label) = key
+        return cls(state=state, reason=reason, since=since, last_segment_at=last_at, segments=segments,
+                   starts=starts, reconnects=reconnects, stalls=stalls, last_error=redact(error) if error else None,
+                   ffmpeg_pid=pid, enabled=enabled, record_until=until_wall, record_label=label)
 
     @classmethod
     def rows(cls, cameras: Mapping[str, Camera], record_until: Mapping[str, float], labels: Mapping[str, str],
              wall_offset: float, seen: dict[str, tuple[tuple[Any, ...], CameraSnapshot]]) -> dict[str, CameraSnapshot]:
         """Every camera's row as of() makes it, the previous row itself when nothing in it changed (`seen`: name ->
-        (what the row was made of, the row), updated here): no new row per camera per tick, and StatusWriter
-        reuses an unchanged row's JSON text. The row is made from the values compared, read once (the hand-off's
-        thread counts segments meanwhile): a row always shows what its key says."""
+        (what the row was made of, the row), updated here): no new row per camera per tick. The row is made from
+        the values compared, read once (the hand-off's thread counts segments meanwhile): a row always shows what
+        its key says."""
         out: dict[str, CameraSnapshot] = {}
         for name, cam in cameras.items():
-            k, proc = cam.counters, cam.proc
             until = record_until.get(name)
-            key = (cam.state.value, cam.reason, k.state_since, k.last_segment_at, k.segments, k.starts, k.reconnects,
-                   k.stalls, k.last_error, None if proc is None else proc.pid, cam.config.enabled,
-                   None if until is None else until + wall_offset, labels.get(name))
+            key = _row_key(cam, None if until is None else until + wall_offset, labels.get(name))
             prev = seen.get(name)
             if prev is not None and prev[0] == key:
                 out[name] = prev[1]
                 continue
-            (state, reason, since, last_at, segments, starts, reconnects, stalls, error, pid, enabled, until_wall,
-             label) = key
-            row = cls(state=state, reason=reason, since=since, last_segment_at=last_at, segments=segments,
-                      starts=starts, reconnects=reconnects, stalls=stalls,
-                      last_error=redact(error) if error else None, ffmpeg_pid=pid, enabled=enabled,
-                      record_until=until_wall, record_label=label)
+            row = cls._made_of(key)
             seen[name] = (key, row)
             out[name] = row
         for gone in [name for name in seen if name not in out]:
@@ -121,6 +115,13 @@ class CameraSnapshot:
         else:
             out["lease"] = thaw(self.lease)
         return out
+
+
+def _row_key(cam: Camera, record_until: float | None, record_label: str | None) -> tuple[Any, ...]:
+    """What a camera's row is made of, each value read once (CameraSnapshot._made_of's order)."""
+    k, proc = cam.counters, cam.proc
+    return (cam.state.value, cam.reason, k.state_since, k.last_segment_at, k.segments, k.starts, k.reconnects,
+            k.stalls, k.last_error, None if proc is None else proc.pid, cam.config.enabled, record_until, record_label)
 
 
 @dataclass(frozen=True)
