@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -120,3 +121,52 @@ def flush_data(path: Path | str) -> str:
         return "fsync"
     finally:
         os.close(fd)
+
+
+def flush_all(paths: Sequence[str], fsync: Callable[[str], None]) -> dict[str, OSError]:
+    """Make every path durable (a file's data and size, a folder's entries: `fsync` is how one path is flushed on
+    its own) and return those that could not be, with their errors. Segments that closed together are flushed
+    together: where syncfs is in use, one syncfs per file system covers every path on it (the finisher's batch,
+    segments/handoff.py). Elsewhere each path is fsynced, and so is each after a syncfs that reported a write-back
+    error, to tell which failed: Linux reports a failed page to the next fsync of its file (a fresh descriptor
+    sees an error no one has seen yet), and an error in another program's file keeps no segment back."""
+    failed: dict[str, OSError] = {}
+    by_device: dict[int, list[str]] = {}
+    for path in paths:
+        try:
+            by_device.setdefault(os.stat(path).st_dev, []).append(path)
+        except OSError as exc:
+            failed[path] = exc
+    for device, group in by_device.items():
+        if _synced_by_syncfs(device, group):
+            continue
+        for path in group:
+            try:
+                fsync(path)
+            except OSError as exc:
+                failed[path] = exc
+    return failed
+
+
+def _synced_by_syncfs(device: int, group: list[str]) -> bool:
+    """One syncfs on the file system holding `group`; False if each path is to be fsynced instead."""
+    if not policy.use_syncfs() or device in policy.fsync_devices:
+        return False
+    try:
+        fd = os.open(group[0], os.O_RDONLY)
+    except OSError:
+        return False  # its own fsync will say why
+    try:
+        began = time.monotonic()
+        _syncfs(fd)
+    except OSError as exc:
+        if exc.errno in _NO_SYNCFS:
+            policy.unavailable(exc)
+        else:
+            log.warning("syncfs_failed_fsync_each", error=str(exc), paths=len(group),
+                        detail="a write-back error on this file system; each file is fsynced to find its own")
+        return False
+    finally:
+        os.close(fd)
+    policy.took(time.monotonic() - began)
+    return True

@@ -7,6 +7,7 @@ import errno
 import math
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
@@ -21,6 +22,16 @@ from cctv_daemon.segments.timeline import FIRST_OF_RUN_MAX_S, CameraTimeline
 from cctv_daemon.segments.watcher import StagedSegment, _ListReader
 
 log = structlog.get_logger("cctv_daemon.segment")
+
+
+@dataclass(slots=True)
+class _Ready:
+    """A segment named and placed, not yet moved: its staging file, its event, and what only its log line says."""
+
+    src: str
+    seg: FinishedSegment
+    media_start: float
+    clamped: bool
 
 
 class SegmentFinisher:
@@ -44,6 +55,29 @@ class SegmentFinisher:
     # -- normal path: ffmpeg listed the segment as closed --------------------------------------------
     def finish(self, staged: StagedSegment, recovered: bool = False, media_duration: float | None = None,
                closed_at: float | None = None) -> FinishedSegment | None:
+        ready = self._prepare(staged, recovered, media_duration, closed_at, set())
+        done = self._complete([ready]) if ready is not None else []
+        return done[0] if done else None
+
+    def finish_batch(self, batch: list[StagedSegment]) -> list[FinishedSegment]:
+        """Segments that closed close together (the hand-off gathers them, segments/handoff.py), in order: each
+        is named, then their data is flushed together (one syncfs per file system), they are renamed, the renames
+        are made durable together (one more syncfs), and each is published. Same order per segment as finish()."""
+        taken: set[str] = set()
+        ready: list[_Ready] = []
+        for staged in batch:
+            try:
+                r = self._prepare(staged, False, None, None, taken)
+            except Exception:
+                log.exception("segment_handoff_failed", item=str(staged))
+                continue
+            if r is not None:
+                ready.append(r)
+        return self._complete(ready)
+
+    def _prepare(self, staged: StagedSegment, recovered: bool, media_duration: float | None,
+                 closed_at: float | None, taken: set[str]) -> _Ready | None:
+        """The segment's tail checked, its place in the camera's timeline and its final name: nothing moved yet."""
         # Plain str paths (os.path) from here to the bus: a Path per segment name would intern it (see
         # core/events.py FinishedSegment).
         src = staged.file
@@ -73,30 +107,62 @@ class SegmentFinisher:
         placed = timeline.place(staged.run_id, staged.start_s, end, media, meta.anchor)
         start, end = placed.start, placed.end
         dest = self._free_dest(
-            segment_names.final_file(self._save_dir, meta.camera, meta.feed_id, start, end)
+            segment_names.final_file(self._save_dir, meta.camera, meta.feed_id, start, end), taken
         )
-        durable.flush_data(src)  # durable before catalogued: the row must never name an empty or short file
-        _move(src, dest)
+        taken.add(dest)
         seg = FinishedSegment(meta.camera, meta.feed_id, dest, start, end, size, staged.run_id, recovered,
                               round(media, 3))
-        log.info(
-            "segment_finished",
-            camera=seg.camera,
-            path=dest,
-            start=segment_names.stamp(start),
-            end=segment_names.stamp(end),
-            start_at=round(start, 3),
-            end_at=round(end, 3),
-            duration=round(seg.duration, 3),
-            media_start=round(staged.start_s, 3),
-            media_duration=round(media, 3),
-            bytes=size,
-            recovered=recovered,
-            clamped=placed.clamped or None,
-            run_id=staged.run_id,
-        )
-        self.bus.publish(seg)
-        return seg
+        return _Ready(src, seg, staged.start_s, placed.clamped)
+
+    def _complete(self, ready: list[_Ready]) -> list[FinishedSegment]:
+        """Durable before catalogued (docs/segment-lifecycle.md, step 3): the data, then the final names, then
+        the rows. A segment whose data or rename cannot be made durable stays where it is, unpublished."""
+        if not ready:
+            return []
+        failed = durable.flush_all([r.src for r in ready], fsync_file)
+        folders: dict[str, None] = {}  # both folders of every rename, in order, once each
+        moved: list[_Ready] = []
+        for r in ready:
+            error = failed.get(r.src)
+            if error is None:
+                try:
+                    _rename(r.src, r.seg.file, folders)
+                except OSError as exc:
+                    error = exc
+            if error is None:
+                moved.append(r)
+            else:
+                log.error("segment_not_finished", camera=r.seg.camera, staging=r.src, error=str(error),
+                          action="it stays in staging; finished again when its run closes or at the next start")
+        unsettled = durable.flush_all(list(folders), staging.fsync_dir)
+        done: list[FinishedSegment] = []
+        for r in moved:
+            seg = r.seg
+            error = unsettled.get(os.path.dirname(seg.file)) or unsettled.get(os.path.dirname(r.src))
+            if error is not None:
+                log.error("segment_not_finished", camera=seg.camera, path=seg.file, error=str(error),
+                          action="its final name may not survive a power cut; catalogued at the next start")
+                continue
+            start, end = seg.start, seg.end
+            log.info(
+                "segment_finished",
+                camera=seg.camera,
+                path=seg.file,
+                start=segment_names.stamp(start),
+                end=segment_names.stamp(end),
+                start_at=round(start, 3),
+                end_at=round(end, 3),
+                duration=round(seg.duration, 3),
+                media_start=round(r.media_start, 3),
+                media_duration=seg.media_duration,
+                bytes=seg.size,
+                recovered=seg.recovered,
+                clamped=r.clamped or None,
+                run_id=seg.run_id,
+            )
+            self.bus.publish(seg)
+            done.append(seg)
+        return done
 
     def timeline(self, camera: str) -> CameraTimeline:
         tl = self._timelines.get(camera)
@@ -219,11 +285,12 @@ class SegmentFinisher:
         return meta
 
     @staticmethod
-    def _free_dest(dest: str) -> str:
+    def _free_dest(dest: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
+        """`dest`, or `dest~N` if that name is on disk or `taken` (by an earlier segment of the same batch)."""
         n = 1
         candidate = dest
         stem, suffix = os.path.splitext(dest)
-        while os.path.exists(candidate):
+        while candidate in taken or os.path.exists(candidate):
             candidate = f"{stem}~{n}{suffix}"
             n += 1
         return candidate
@@ -248,12 +315,20 @@ def fsync_file(path: Path | str) -> None:
 
 
 def _move(src: Path | str, dest: Path | str) -> None:
-    """Rename (atomic: staging is on savePath's filesystem) and make the rename durable. Across filesystems (a
-    legacy staging folder under another stateDir): copy to a hidden temporary name, fsync, rename, then unlink, so
-    that a crash never leaves a truncated file under a final name."""
+    """Rename and make the rename durable (both folders fsynced): one file, as a quarantine does."""
+    folders: dict[str, None] = {}
+    _rename(os.fspath(src), os.fspath(dest), folders)
+    for folder in folders:
+        staging.fsync_dir(folder)
+
+
+def _rename(src: str, dest: str, folders: dict[str, None]) -> None:
+    """Rename (atomic: staging is on savePath's filesystem) and note both folders, whose entries the caller makes
+    durable. Across filesystems (a legacy staging folder under another stateDir): copy to a hidden temporary name,
+    fsync, rename, then unlink, so that a crash never leaves a truncated file under a final name."""
     dest_dir = os.path.dirname(dest)
     try:
-        _replace(os.fspath(src), os.fspath(dest), dest_dir)
+        _replace(src, dest, dest_dir)
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
@@ -264,8 +339,8 @@ def _move(src: Path | str, dest: Path | str) -> None:
         os.replace(tmp, dest)
         staging.fsync_dir(dest_dir)
         os.unlink(src)
-    staging.fsync_dir(dest_dir)
-    staging.fsync_dir(os.path.dirname(src))
+    folders[dest_dir] = None
+    folders[os.path.dirname(src)] = None
 
 
 def _replace(src: str, dest: str, dest_dir: str) -> None:
