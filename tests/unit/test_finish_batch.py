@@ -168,7 +168,12 @@ class _Recording(SegmentFinisher):
         return self.seen[-1]
 
 
-def test_the_hand_off_gathers_segments_closing_together_and_keeps_a_run_end_after_them(tmp_path: Path) -> None:
+def test_the_hand_off_gathers_segments_closing_together_and_keeps_a_run_end_after_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Wider windows than the daemon's (0.25 s, 1 s): this test's segments are handed on microseconds apart, but a
+    # loaded test machine may pause its thread between two of them.
+    monkeypatch.setattr(handoff, "GATHER_IDLE_S", 2.0)
+    monkeypatch.setattr(handoff, "GATHER_MAX_S", 10.0)
     save = tmp_path / "rec"
     gate1, yard1, door1, gate2, yard2, door2 = _three_cameras(save, n=2)
     bus = EventBus()
