@@ -25,6 +25,7 @@ from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.core.clock import SystemClock
 from cctv_daemon.core.events import EventBus
 from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.segments import handoff as handoff_mod
 from cctv_daemon.segments import staging
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
@@ -49,6 +50,7 @@ def main() -> int:
     fin = SegmentFinisher(save, save / ".cctv", find_ffmpeg(), bus, SystemClock())
     catalog = Catalog.for_state_dir(save / ".cctv", save)
     bus.subscribe("catalog", catalog.add_segment)
+    handoff_mod.GATHER_IDLE_S = 0.0  # one segment at a time, each awaited before the next: no batch to gather
     handoff = SegmentHandoff(fin.root, fin)
     cam = fin.root / "cam"
     staging.lists_dir(cam).mkdir(parents=True)

@@ -25,6 +25,7 @@ from cctv_daemon.catalog.store import Catalog
 from cctv_daemon.core.clock import SystemClock
 from cctv_daemon.core.events import EventBus
 from cctv_daemon.recording.ffmpeg_locate import find_ffmpeg
+from cctv_daemon.segments import handoff as handoff_mod
 from cctv_daemon.segments import staging
 from cctv_daemon.segments.finisher import SegmentFinisher
 from cctv_daemon.segments.handoff import SegmentHandoff
@@ -47,7 +48,10 @@ def _slots_until_resize(tag: str) -> int | None:
     return None
 
 
-def test_hand_off_and_deletion_use_no_interned_string_slot_per_segment(tmp_path: Path) -> None:
+def test_hand_off_and_deletion_use_no_interned_string_slot_per_segment(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # One segment at a time, each awaited before the next is written: no batch to gather (segments/handoff.py).
+    monkeypatch.setattr(handoff_mod, "GATHER_IDLE_S", 0.0)
     save = tmp_path / "rec"
     seed = tmp_path / "seed.mp4"
     make_fmp4(seed)
