@@ -91,9 +91,13 @@ def test_a_batch_is_one_syncfs_for_the_data_the_renames_then_one_syncfs_for_them
     assert [p for k, p in steps if k == "rename"] == [s.file for s in done]
 
 
+@pytest.mark.parametrize("why", ["no syncfs", "live view on this disk"])
 def test_without_syncfs_each_file_then_each_folder_is_fsynced_once(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_policy: durable._Policy) -> None:
-    fresh_policy.available = False  # as on Windows, macOS or Linux < 5.8
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_policy: durable._Policy, why: str) -> None:
+    if why == "no syncfs":
+        fresh_policy.available = False  # as on Windows, macOS or Linux < 5.8
+    else:
+        durable.fsync_only_on(tmp_path)  # `api.liveDir` on the recording disk (recording/live.py)
     save = tmp_path / "rec"
     batch = _three_cameras(save)
     steps: list[tuple[str, str]] = []
