@@ -141,7 +141,8 @@ class SegmentFinisher:
             error = unsettled.get(os.path.dirname(seg.file)) or unsettled.get(os.path.dirname(r.src))
             if error is not None:
                 log.error("segment_not_finished", camera=seg.camera, path=seg.file, error=str(error),
-                          action="its final name may not survive a power cut; catalogued at the next start")
+                          action="in place but not catalogued: its name may not survive a power cut; "
+                                 "`cctv-daemon check` reports it as file-without-row, `check --repair` adds its row")
                 continue
             start, end = seg.start, seg.end
             log.info(

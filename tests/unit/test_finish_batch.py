@@ -143,6 +143,38 @@ def test_a_write_back_error_keeps_only_the_failed_segment_back(
     assert not Path(batch[0].file).exists() and not Path(batch[2].file).exists()
 
 
+@needs_syncfs
+def test_a_rename_that_cannot_be_made_durable_is_not_catalogued(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection: the syncfs after the renames reports EIO and the fsync of one camera's destination folder
+    fails; that camera's segment is in place but unpublished (no row may name a file whose name a power cut could
+    undo), the others are published."""
+    save = tmp_path / "rec"
+    batch = _three_cameras(save, n=1)
+    steps: list[tuple[str, str]] = []
+    fin, published = _finisher(save, steps)
+    real_syncfs, real_fsync = durable._syncfs, os.fsync
+    calls = {"syncfs": 0}
+
+    def syncfs(fd: int) -> None:
+        calls["syncfs"] += 1
+        if calls["syncfs"] == 2:  # the one after the renames
+            raise OSError(errno.EIO, "syncfs: Input/output error")
+        real_syncfs(fd)
+
+    def fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(os.fspath(save / "yard")):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(durable, "_syncfs", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)
+    done = fin.finish_batch(batch)
+    assert [s.camera for s in done] == ["gate", "door"] and published == done
+    assert not Path(batch[1].file).exists(), "yard's segment was not renamed"
+    assert len(list((save / "yard").rglob("*.mp4"))) == 1, "yard's segment is not in place"
+
+
 def test_a_name_taken_earlier_in_the_same_batch_gets_the_next_suffix(tmp_path: Path) -> None:
     dest = os.fspath(tmp_path / "cam_feed_a_b.mp4")
     assert SegmentFinisher._free_dest(dest) == dest
