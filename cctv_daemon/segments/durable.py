@@ -101,28 +101,6 @@ def fsync_only_on(path: Path | str) -> None:
     policy.fsync_devices.add(os.stat(path).st_dev)
 
 
-def flush_data(path: Path | str) -> str:
-    """Make the file's data and size durable; returns how ("syncfs" or "fsync"). OSError if the write-back failed
-    (the caller keeps the file where it is)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        if policy.use_syncfs() and (not policy.fsync_devices or os.fstat(fd).st_dev not in policy.fsync_devices):
-            began = time.monotonic()
-            try:
-                _syncfs(fd)
-            except OSError as exc:
-                if exc.errno not in _NO_SYNCFS:
-                    raise  # a write-back error (EIO, ENOSPC): as fsync would report it
-                policy.unavailable(exc)
-            else:
-                policy.took(time.monotonic() - began)
-                return "syncfs"
-        os.fsync(fd)
-        return "fsync"
-    finally:
-        os.close(fd)
-
-
 def flush_all(paths: Sequence[str], fsync: Callable[[str], None]) -> dict[str, OSError]:
     """Make every path durable (a file's data and size, a folder's entries: `fsync` is how one path is flushed on
     its own) and return those that could not be, with their errors. Segments that closed together are flushed

@@ -33,21 +33,51 @@ def _dirty_file(path: Path, size: int = 4_000_000) -> Path:
     return path
 
 
+def _fsync(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def flush(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """durable.flush_all on one file, as the finisher calls it; how it was flushed ("syncfs", "fsync" or both, in
+    order). OSError if it could not be made durable."""
+    used: list[str] = []
+    real_syncfs = durable._syncfs
+
+    def syncfs(fd: int) -> None:
+        used.append("syncfs")
+        real_syncfs(fd)
+
+    def fsync(one: str) -> None:
+        used.append("fsync")
+        _fsync(one)
+
+    with monkeypatch.context() as m:
+        m.setattr(durable, "_syncfs", syncfs)
+        failed = durable.flush_all([os.fspath(path)], fsync)
+    if failed:
+        raise failed[os.fspath(path)]
+    return "+".join(used)
+
+
 @needs_cachestat
 @needs_syncfs
-def test_syncfs_writes_the_segment_back_before_it_returns(tmp_path: Path) -> None:
+def test_syncfs_writes_the_segment_back_before_it_returns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seg = _dirty_file(tmp_path / "seg.mp4")
-    assert durable.flush_data(seg) == "syncfs"
+    assert flush(seg, monkeypatch) == "syncfs"
     counts = pagecache.page_counts(seg)
     assert counts is not None and counts.dirty == 0 and counts.writeback == 0, counts
 
 
 @needs_cachestat
-def test_without_syncfs_it_is_fsync_and_the_data_is_written_back(tmp_path: Path,
+def test_without_syncfs_it_is_fsync_and_the_data_is_written_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                  fresh_policy: durable._Policy) -> None:
     fresh_policy.available = False  # as on Windows, macOS or Linux < 5.8
     seg = _dirty_file(tmp_path / "seg.mp4")
-    assert durable.flush_data(seg) == "fsync"
+    assert flush(seg, monkeypatch) == "fsync"
     counts = pagecache.page_counts(seg)
     assert counts is not None and counts.dirty == 0 and counts.writeback == 0, counts
 
@@ -67,25 +97,37 @@ def test_a_system_refusing_syncfs_falls_back_to_fsync_for_good(tmp_path: Path, m
     real_fsync = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_ino), real_fsync(fd))[1])
     seg = _dirty_file(tmp_path / "seg.mp4")
-    assert durable.flush_data(seg) == "fsync"
+    assert flush(seg, monkeypatch) == "syncfs+fsync"
     assert synced == [seg.stat().st_ino], "the data was not fsynced after syncfs was refused"
-    assert durable.flush_data(seg) == "fsync"
+    assert flush(seg, monkeypatch) == "fsync"
     assert len(calls) == 1, "syncfs was tried again after the system refused it"
     assert not fresh_policy.available
 
 
 @needs_syncfs
-def test_a_write_back_error_is_raised_not_hidden(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fault injection: a failing disk cannot be made here; syncfs reporting EIO (Linux >= 5.8 does) must reach the
-    finisher as fsync's would, so that the segment stays in staging instead of being catalogued."""
+def test_a_write_back_error_reaches_the_finisher_through_the_files_own_fsync(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fault injection (a failing disk cannot be made here): a syncfs reporting EIO (Linux >= 5.8 does when any page
+    of the file system failed) is followed by an fsync of each file, which reports the file's own failure (Linux
+    reports a failed page to the next fsync of its file): the error reaches the finisher, and the segment stays in
+    staging instead of being catalogued. An error in another file of the file system holds no segment back."""
 
     def failed(fd: int) -> None:
         raise OSError(errno.EIO, "syncfs: Input/output error")
 
     monkeypatch.setattr(durable, "_syncfs", failed)
     seg = _dirty_file(tmp_path / "seg.mp4", 65536)
+    assert flush(seg, monkeypatch) == "syncfs+fsync", "a syncfs error was taken as this file's"
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if os.fstat(fd).st_ino == seg.stat().st_ino:
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
     with pytest.raises(OSError) as caught:
-        durable.flush_data(seg)
+        flush(seg, monkeypatch)
     assert caught.value.errno == errno.EIO
 
 
@@ -95,11 +137,11 @@ def test_a_slow_syncfs_switches_to_fsync_for_a_while(tmp_path: Path, monkeypatch
     """A syncfs slower than SLOW_SYNCFS_S waited for another program's data: fsync for FSYNC_AFTER_SLOW_S."""
     seg = _dirty_file(tmp_path / "seg.mp4", 65536)
     monkeypatch.setattr(durable, "SLOW_SYNCFS_S", 0.0)  # every syncfs counts as slow
-    assert durable.flush_data(seg) == "syncfs"
+    assert flush(seg, monkeypatch) == "syncfs"
     assert fresh_policy.fsync_until > 0
-    assert durable.flush_data(seg) == "fsync"
+    assert flush(seg, monkeypatch) == "fsync"
     fresh_policy.fsync_until = 0.0  # the while is over
-    assert durable.flush_data(seg) == "syncfs"
+    assert flush(seg, monkeypatch) == "syncfs"
 
 
 @pytest.mark.parametrize(("release", "reports"), [("5.7.19", False), ("5.8.0", True), ("6.18.44-fc-v857", True),
@@ -116,11 +158,11 @@ def test_a_file_system_holding_live_fragments_is_fsynced_per_file(tmp_path: Path
     from cctv_daemon.recording import live
 
     seg = _dirty_file(tmp_path / "seg.mp4", 65536)
-    assert durable.flush_data(seg) == "syncfs"
+    assert flush(seg, monkeypatch) == "syncfs"
     live.prepare(tmp_path / "live" / "cams" / "cam1")  # the live folder on the same file system
-    assert durable.flush_data(seg) == "fsync"
+    assert flush(seg, monkeypatch) == "fsync"
     other = Path("/dev/shm")
     if other.is_dir() and other.stat().st_dev != tmp_path.stat().st_dev:
         fresh_policy.fsync_devices.clear()
         durable.fsync_only_on(other)  # the default: live fragments on tmpfs change nothing for the segments
-        assert durable.flush_data(seg) == "syncfs"
+        assert flush(seg, monkeypatch) == "syncfs"
