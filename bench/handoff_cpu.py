@@ -98,9 +98,12 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     fin = daemon.finisher
     steps = _Steps()
     for name, step in (("truncate_incomplete_tail", "tail check"), ("check_tail", "tail check"),
-                       ("fsync_file", "fsync of the data"), ("_move", "rename + folder fsyncs")):
+                       ("fsync_file", "fsync of the data"), ("_move", "rename + folder fsyncs"),
+                       ("_rename", "rename")):
         if hasattr(fm, name):  # the tail check's name differs between versions
             setattr(fm, name, steps.wrap(step, getattr(fm, name)))
+    if hasattr(fm.durable, "flush_all"):  # tenth pass: the data, then the folders, each flushed by flush_all
+        fm.durable.flush_all = steps.wrap("flush_all (data, then folders)", fm.durable.flush_all)
     fm.log = _TimedLog(fm.log, steps)  # type: ignore[assignment]
     bus = fin.bus
     bus._subs = [(name, kind, steps.wrap(f"bus.{name}", fn)) for name, kind, fn in bus._subs]
