@@ -115,7 +115,7 @@ def test_without_syncfs_each_file_then_each_folder_is_fsynced_once(
 
 @needs_syncfs
 def test_a_write_back_error_keeps_only_the_failed_segment_back(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fault injection (a failing disk cannot be made here): syncfs reports EIO, as Linux >= 5.8 does when any
     page of the file system failed; each file is then fsynced to find its own, and only the one whose fsync fails
     stays in staging, unpublished, to be finished again when its run closes."""
@@ -187,7 +187,6 @@ class _Recording(SegmentFinisher):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         self.calls: queue.SimpleQueue[tuple[str, list[str]]] = queue.SimpleQueue()
-        self.seen: list[tuple[str, list[str]]] = []
 
     def finish_batch(self, batch: list[StagedSegment]) -> list[FinishedSegment]:
         done = super().finish_batch(batch)
@@ -200,8 +199,7 @@ class _Recording(SegmentFinisher):
         return done
 
     def next_call(self) -> tuple[str, list[str]]:
-        self.seen.append(self.calls.get(timeout=20))
-        return self.seen[-1]
+        return self.calls.get(timeout=20)
 
 
 def test_the_hand_off_gathers_segments_closing_together_and_keeps_a_run_end_after_them(
