@@ -25,12 +25,17 @@ def fresh_policy(monkeypatch: pytest.MonkeyPatch) -> durable._Policy:
 
 
 def _dirty_file(path: Path, size: int = 4_000_000) -> Path:
-    with path.open("wb") as f:
-        for _ in range(size // 65536):
-            f.write(os.urandom(65536))  # 64 kB writes, as ffmpeg's fragments arrive
-    counts = pagecache.page_counts(path)
-    assert counts is None or counts.dirty > 0, "precondition: the new file's pages are dirty"
-    return path
+    """A file whose pages are dirty when this returns. Written again if another process wrote them back first: the
+    parallel test workers' daemons call syncfs on the same file system (a 64 kB file was once found clean)."""
+    counts = None
+    for _ in range(10):
+        with path.open("wb") as f:
+            for _ in range(size // 65536):
+                f.write(os.urandom(65536))  # 64 kB writes, as ffmpeg's fragments arrive
+        counts = pagecache.page_counts(path)
+        if counts is None or counts.dirty > 0:
+            return path
+    raise AssertionError(f"precondition: the new file's pages are dirty ({counts})")
 
 
 def _fsync(path: str) -> None:

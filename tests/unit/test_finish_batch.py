@@ -7,6 +7,7 @@ from ffmpeg, the real finisher, syncfs and fsync; what the kernel still holds un
 from __future__ import annotations
 
 import errno
+import itertools
 import os
 import queue
 from collections.abc import Callable
@@ -48,7 +49,7 @@ def _trace(monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, str]]) -> Non
     def on_fd(kind: str, real: Callable[[int], None]) -> Callable[[int], None]:
         def call(fd: int) -> None:
             real(fd)
-            steps.append((kind, os.readlink(f"/proc/self/fd/{fd}")))
+            steps.append((kind, _path_of(fd)))
         return call
 
     def replace(src: Any, dest: Any) -> None:
@@ -58,6 +59,22 @@ def _trace(monkeypatch: pytest.MonkeyPatch, steps: list[tuple[str, str]]) -> Non
     monkeypatch.setattr(os, "fsync", on_fd("fsync", real_fsync))
     monkeypatch.setattr(durable, "_syncfs", on_fd("syncfs", real_syncfs))
     monkeypatch.setattr(os, "replace", replace)
+
+
+def _path_of(fd: int) -> str:
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+def _fails_where(real: Callable[[int], None], failing: Callable[[int], bool]) -> Callable[[int], None]:
+    """Fault injection: `real` (syncfs or fsync), except that it reports EIO, as a failing disk would, where
+    `failing(fd)`."""
+
+    def call(fd: int) -> None:
+        if failing(fd):
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    return call
 
 
 def _finisher(save: Path, steps: list[tuple[str, str]]) -> tuple[SegmentFinisher, list[FinishedSegment]]:
@@ -125,18 +142,8 @@ def test_a_write_back_error_keeps_only_the_failed_segment_back(
     steps: list[tuple[str, str]] = []
     fin, published = _finisher(save, steps)
 
-    def failed_syncfs(fd: int) -> None:
-        raise OSError(errno.EIO, "syncfs: Input/output error")
-
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        if os.fstat(fd).st_ino == bad:
-            raise OSError(errno.EIO, "Input/output error")
-        real_fsync(fd)
-
-    monkeypatch.setattr(durable, "_syncfs", failed_syncfs)
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(durable, "_syncfs", _fails_where(durable._syncfs, lambda _fd: True))
+    monkeypatch.setattr(os, "fsync", _fails_where(os.fsync, lambda fd: os.fstat(fd).st_ino == bad))
     done = fin.finish_batch(batch)
     assert [s.camera for s in done] == ["gate", "door"] and published == done
     assert Path(batch[1].file).exists(), "the segment whose data failed to reach the disk left staging"
@@ -153,22 +160,11 @@ def test_a_rename_that_cannot_be_made_durable_is_not_catalogued(tmp_path: Path,
     batch = _three_cameras(save, n=1)
     steps: list[tuple[str, str]] = []
     fin, published = _finisher(save, steps)
-    real_syncfs, real_fsync = durable._syncfs, os.fsync
-    calls = {"syncfs": 0}
-
-    def syncfs(fd: int) -> None:
-        calls["syncfs"] += 1
-        if calls["syncfs"] == 2:  # the one after the renames
-            raise OSError(errno.EIO, "syncfs: Input/output error")
-        real_syncfs(fd)
-
-    def fsync(fd: int) -> None:
-        if os.readlink(f"/proc/self/fd/{fd}").startswith(os.fspath(save / "yard")):
-            raise OSError(errno.EIO, "Input/output error")
-        real_fsync(fd)
-
-    monkeypatch.setattr(durable, "_syncfs", syncfs)
-    monkeypatch.setattr(os, "fsync", fsync)
+    syncfs_calls = itertools.count()
+    yard = os.fspath(save / "yard")
+    # the second syncfs is the one after the renames
+    monkeypatch.setattr(durable, "_syncfs", _fails_where(durable._syncfs, lambda _fd: next(syncfs_calls) == 1))
+    monkeypatch.setattr(os, "fsync", _fails_where(os.fsync, lambda fd: _path_of(fd).startswith(yard)))
     done = fin.finish_batch(batch)
     assert [s.camera for s in done] == ["gate", "door"] and published == done
     assert not Path(batch[1].file).exists(), "yard's segment was not renamed"
